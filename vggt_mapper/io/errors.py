@@ -1,0 +1,17 @@
+"""Exceptions of the input readers and exporters."""
+
+from __future__ import annotations
+
+__all__ = ['ExportError', 'InputError', 'IOErrorBase']
+
+
+class IOErrorBase(Exception):
+    """Base class of vggt_mapper.io errors."""
+
+
+class InputError(IOErrorBase):
+    """An input (folder, video, bag, topic) cannot be read at all; the message says why."""
+
+
+class ExportError(IOErrorBase):
+    """An output cannot be written (exists and overwrite not allowed, disk error, bad data)."""

@@ -1,0 +1,85 @@
+"""Numerical parity of full-size VGGT-1B (synthetic weights, CPU, fp32) with the reference."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import gc
+
+import numpy as np
+import pytest
+import torch
+
+from intermediates import Captured, run_with_intermediates
+from tolerance import assert_close_ref, REFERENCE_DIR
+from vggt_mapper.model import VGGT, VGGTConfig
+from vggt_mapper.model.synthetic import build_vggt
+
+# Builds the 1B model (about 5 GB, ~20 s to fill) and runs 3 frames of 140×168 + 5 queries.
+pytestmark = pytest.mark.slow
+
+OUTPUT_KEYS = ('pose_enc', 'depth', 'depth_conf', 'world_points', 'world_points_conf',
+               'track', 'vis', 'conf', 'images')
+
+
+@pytest.fixture(scope='module')
+def parity() -> dict[str, np.ndarray]:
+    with np.load(REFERENCE_DIR / 'full_parity.npz') as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope='module')
+def model() -> Iterator[VGGT]:
+    model = build_vggt(VGGTConfig.vggt_1b())
+    yield model
+    del model
+    gc.collect()
+
+
+@pytest.fixture(scope='module')
+def run(model: VGGT, parity: dict[str, np.ndarray]) -> Captured:
+    return run_with_intermediates(model, torch.from_numpy(parity['in.images']),
+                                  torch.from_numpy(parity['in.query_points']))
+
+
+@pytest.mark.parametrize('key', OUTPUT_KEYS)
+def test_outputs_match_reference(run: Captured, parity: dict[str, np.ndarray], key: str) -> None:
+    out = getattr(run.output, key)
+    assert out.dtype == torch.float32
+    assert_close_ref(out, parity[f'out.{key}'], key)
+    if f'ref64.{key}' in parity:
+        assert_close_ref(out, parity[f'ref64.{key}'], key)
+
+
+def test_pose_enc_list_matches_reference(run: Captured, parity: dict[str, np.ndarray]) -> None:
+    assert_close_ref(torch.stack(run.output.pose_enc_list), parity['out.pose_enc_list'],
+                     'pose_enc_list')
+
+
+def test_intermediates_match_reference(model: VGGT, run: Captured,
+                                       parity: dict[str, np.ndarray]) -> None:
+    start = model.aggregator.patch_start_idx
+    assert start == int(parity['int.patch_start_idx'])
+    assert_close_ref(run.dino_normed[:, start:], parity['int.dino_x_norm_patchtokens'],
+                     'int.patchtokens')
+    assert_close_ref(run.dino_normed[:, 0], parity['int.dino_x_norm_clstoken'], 'int.cls')
+    assert_close_ref(run.aggregated[0], parity['int.aggregated_tokens_00'], 'int.agg00')
+    assert_close_ref(run.aggregated[-1], parity['int.aggregated_tokens_23'], 'int.agg23')
+    mean_abs = torch.stack([t.abs().double().mean() for t in run.aggregated])
+    assert_close_ref(mean_abs, parity['int.aggregated_tokens_mean_abs_per_layer'],
+                     'int.mean_abs')
+    assert_close_ref(torch.stack(run.camera_deltas), parity['int.camera_pose_branch_deltas'],
+                     'int.deltas')
+    assert_close_ref(torch.stack(run.track_list), parity['int.track_list'], 'int.track_list')
+    assert list(run.track_fmaps.shape) == parity['int.track_fmaps_shape'].tolist()
+    assert_close_ref(run.track_fmaps[:, :, :8], parity['int.track_fmaps_ch0to7'],
+                     'int.track_fmaps')
+
+
+def test_positional_embedding_interpolation(model: VGGT, parity: dict[str, np.ndarray]) -> None:
+    dino = model.aggregator.patch_embed
+    with torch.inference_mode():
+        small = dino.interpolate_pos_encoding(10, 12, torch.float32)
+        realistic = dino.interpolate_pos_encoding(28, 37, torch.float32)
+    assert_close_ref(small, parity['int.dino_pos_embed_interp'], 'int.pos_embed')
+    assert_close_ref(realistic[..., :16], parity['int.dino_pos_embed_interp_392x518_ch0to15'],
+                     'int.pos_embed')

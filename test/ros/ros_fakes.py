@@ -1,0 +1,401 @@
+"""A small test double of the rclpy surface ``vggt_mapper.ros.node`` uses.
+
+``install(monkeypatch)`` puts fake ``rclpy``, ``tf2_ros``, ``rcl_interfaces`` and message modules
+into ``sys.modules``. Messages are keyword-constructed objects that reject unknown field names
+(with the real field lists), nodes record what is published, services and timers can be called
+by hand, and parameters follow rclpy's rules that the node relies on: declared once, typed,
+ranges and read-only enforced, set-parameters callbacks consulted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+import sys
+import types
+from typing import Any
+
+import pytest
+
+MESSAGES: dict[str, dict[str, tuple[str, ...]]] = {
+    'builtin_interfaces.msg': {'Time': ('sec', 'nanosec')},
+    'std_msgs.msg': {'Header': ('stamp', 'frame_id')},
+    'sensor_msgs.msg': {
+        'PointField': ('name', 'offset', 'datatype', 'count'),
+        'PointCloud2': ('header', 'height', 'width', 'fields', 'is_bigendian', 'point_step',
+                        'row_step', 'data', 'is_dense'),
+        'Image': ('header', 'height', 'width', 'encoding', 'is_bigendian', 'step', 'data'),
+        'CompressedImage': ('header', 'format', 'data'),
+        'CameraInfo': ('header', 'height', 'width', 'distortion_model', 'd', 'k', 'r', 'p',
+                       'binning_x', 'binning_y', 'roi'),
+    },
+    'geometry_msgs.msg': {
+        'Vector3': ('x', 'y', 'z'), 'Point': ('x', 'y', 'z'), 'Quaternion': ('x', 'y', 'z', 'w'),
+        'Transform': ('translation', 'rotation'),
+        'TransformStamped': ('header', 'child_frame_id', 'transform'),
+        'Pose': ('position', 'orientation'), 'PoseStamped': ('header', 'pose'),
+    },
+    'nav_msgs.msg': {'Path': ('header', 'poses')},
+    'tf2_msgs.msg': {'TFMessage': ('transforms',)},
+    'diagnostic_msgs.msg': {
+        'DiagnosticArray': ('header', 'status'),
+        'DiagnosticStatus': ('level', 'name', 'message', 'hardware_id', 'values'),
+        'KeyValue': ('key', 'value'),
+    },
+    'rcl_interfaces.msg': {
+        'ParameterDescriptor': ('name', 'type', 'description', 'additional_constraints',
+                                'read_only', 'dynamic_typing', 'floating_point_range',
+                                'integer_range'),
+        'IntegerRange': ('from_value', 'to_value', 'step'),
+        'FloatingPointRange': ('from_value', 'to_value', 'step'),
+        'SetParametersResult': ('successful', 'reason'),
+        'ParameterType': (),
+    },
+}
+CONSTANTS = {
+    'PointField': {'INT8': 1, 'UINT8': 2, 'INT16': 3, 'UINT16': 4, 'INT32': 5, 'UINT32': 6,
+                   'FLOAT32': 7, 'FLOAT64': 8},
+    'DiagnosticStatus': {'OK': b'\x00', 'WARN': b'\x01', 'ERROR': b'\x02', 'STALE': b'\x03'},
+    'ParameterType': {'PARAMETER_NOT_SET': 0, 'PARAMETER_BOOL': 1, 'PARAMETER_INTEGER': 2,
+                      'PARAMETER_DOUBLE': 3, 'PARAMETER_STRING': 4},
+}
+
+
+def message_class(name: str, slots: tuple[str, ...]) -> type:
+    """A message class with keyword construction over exactly ``slots`` (default None)."""
+    def __init__(self: Any, **kwargs: Any) -> None:
+        unknown = set(kwargs) - set(slots)
+        if unknown:
+            raise TypeError(f'{name} has no field(s) {sorted(unknown)}')
+        for slot in slots:
+            setattr(self, slot, kwargs.get(slot))
+
+    return type(name, (), {'__init__': __init__, '__slots__': slots, **CONSTANTS.get(name, {})})
+
+
+class Trigger:
+    """std_srvs/srv/Trigger."""
+
+    Request = message_class('Trigger_Request', ())
+    Response = message_class('Trigger_Response', ('success', 'message'))
+
+
+# ---------------------------------------------------------------------------------------------
+# rclpy
+
+
+class ExternalShutdownException(Exception):
+    """rclpy.executors.ExternalShutdownException."""
+
+
+class QoSProfile:
+    def __init__(self, **kwargs: Any) -> None:
+        self.__dict__.update(kwargs)
+
+
+class _Policy:
+    RELIABLE = 'reliable'
+    BEST_EFFORT = 'best_effort'
+    TRANSIENT_LOCAL = 'transient_local'
+    VOLATILE = 'volatile'
+    KEEP_LAST = 'keep_last'
+
+
+SENSOR_DATA = QoSProfile(depth=5, reliability=_Policy.BEST_EFFORT,
+                         durability=_Policy.VOLATILE)
+
+
+class Time:
+    def __init__(self, seconds: int = 0, nanoseconds: int = 0) -> None:
+        self.nanoseconds = seconds * 1_000_000_000 + nanoseconds
+
+
+class Duration(Time):
+    pass
+
+
+class Clock:
+    def now(self) -> Time:
+        return Time(nanoseconds=5_000_000_000)
+
+
+class MutuallyExclusiveCallbackGroup:
+    pass
+
+
+@dataclass
+class Logger:
+    records: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def _log(self, level: str, message: str, **kwargs: Any) -> None:
+        self.records.append((level, message, kwargs))
+
+    def info(self, message: str, **kwargs: Any) -> None:
+        self._log('info', message, **kwargs)
+
+    def warning(self, message: str, **kwargs: Any) -> None:
+        self._log('warning', message, **kwargs)
+
+    def error(self, message: str, **kwargs: Any) -> None:
+        self._log('error', message, **kwargs)
+
+    def messages(self, level: str) -> list[str]:
+        return [message for lvl, message, _ in self.records if lvl == level]
+
+
+@dataclass
+class Publisher:
+    msg_type: type
+    topic: str
+    qos: Any
+    messages: list[Any] = field(default_factory=list)
+
+    def publish(self, msg: Any) -> None:
+        assert isinstance(msg, self.msg_type), f'{self.topic}: {type(msg)} is not {self.msg_type}'
+        self.messages.append(msg)
+
+
+@dataclass
+class Endpoint:
+    msg_type: type
+    name: str
+    callback: Callable[..., Any]
+    qos: Any = None
+    callback_group: Any = None
+
+
+@dataclass
+class TimerRecord:
+    period_s: float
+    callback: Callable[[], None]
+    callback_group: Any = None
+
+
+class InvalidParameterValueException(Exception):
+    """rclpy.exceptions.InvalidParameterValueException."""
+
+
+class Node:
+    """The rclpy.node.Node methods the mapper node calls."""
+
+    #: Values a test wants the node to start with (like a params file), keyed by name.
+    overrides: dict[str, Any] = {}
+    instances: list[Node] = []
+
+    def __init__(self, node_name: str, *, namespace: str = '') -> None:
+        self._name = node_name
+        self._namespace = namespace
+        self.parameters: dict[str, Any] = {}
+        self.descriptors: dict[str, Any] = {}
+        self.publishers: dict[str, Publisher] = {}
+        self.subscriptions: dict[str, Endpoint] = {}
+        self.services: dict[str, Endpoint] = {}
+        self.timers: list[TimerRecord] = []
+        self.set_callbacks: list[Callable[[list[Any]], Any]] = []
+        self.logger = Logger()
+        self.destroyed = False
+        Node.instances.append(self)
+
+    def declare_parameter(self, name: str, value: Any, descriptor: Any) -> Any:
+        assert name not in self.parameters, f'parameter {name!r} declared twice'
+        assert descriptor.description, f'parameter {name!r} has no description'
+        value = self.overrides.get(name, value)
+        self._check(name, value, descriptor)
+        self.parameters[name] = value
+        self.descriptors[name] = descriptor
+        return types.SimpleNamespace(name=name, value=value)
+
+    @staticmethod
+    def _check(name: str, value: Any, descriptor: Any) -> None:
+        python_type = {1: bool, 2: int, 3: float, 4: str}[descriptor.type]
+        if type(value) is not python_type:
+            raise InvalidParameterValueException(f'{name}: {value!r} is not {python_type}')
+        for ranges in (descriptor.integer_range, descriptor.floating_point_range):
+            for bounds in ranges or ():
+                if not bounds.from_value <= value <= bounds.to_value:
+                    raise InvalidParameterValueException(f'{name}: {value!r} out of range')
+
+    def get_parameter(self, name: str) -> Any:
+        return types.SimpleNamespace(name=name, value=self.parameters[name])
+
+    def set_parameters(self, parameters: list[Any]) -> list[Any]:
+        """Like rclpy: read-only and range checks first, then the callbacks, then apply."""
+        results = []
+        for parameter in parameters:
+            descriptor = self.descriptors[parameter.name]
+            if descriptor.read_only:
+                results.append(message_class('R', ('successful', 'reason'))(
+                    successful=False, reason='read-only'))
+                continue
+            try:
+                self._check(parameter.name, parameter.value, descriptor)
+            except InvalidParameterValueException as err:
+                results.append(types.SimpleNamespace(successful=False, reason=str(err)))
+                continue
+            result = types.SimpleNamespace(successful=True, reason='')
+            for callback in self.set_callbacks:
+                result = callback([parameter])
+                if not result.successful:
+                    break
+            if result.successful:
+                self.parameters[parameter.name] = parameter.value
+            results.append(result)
+        return results
+
+    def add_on_set_parameters_callback(self, callback: Callable[[list[Any]], Any]) -> None:
+        self.set_callbacks.append(callback)
+
+    def create_publisher(self, msg_type: type, topic: str, qos: Any) -> Publisher:
+        self.publishers[topic] = Publisher(msg_type, topic, qos)
+        return self.publishers[topic]
+
+    def create_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
+                            qos: Any, *, callback_group: Any = None) -> Endpoint:
+        self.subscriptions[topic] = Endpoint(msg_type, topic, callback, qos, callback_group)
+        return self.subscriptions[topic]
+
+    def create_service(self, srv_type: type, name: str, callback: Callable[[Any, Any], Any], *,
+                       callback_group: Any = None) -> Endpoint:
+        self.services[name] = Endpoint(srv_type, name, callback, None, callback_group)
+        return self.services[name]
+
+    def call_service(self, name: str) -> Any:
+        endpoint = self.services[name]
+        return endpoint.callback(endpoint.msg_type.Request(), endpoint.msg_type.Response())
+
+    def create_timer(self, period_s: float, callback: Callable[[], None], *,
+                     callback_group: Any = None) -> TimerRecord:
+        self.timers.append(TimerRecord(period_s, callback, callback_group))
+        return self.timers[-1]
+
+    def get_logger(self) -> Logger:
+        return self.logger
+
+    def get_clock(self) -> Clock:
+        return Clock()
+
+    def get_name(self) -> str:
+        return self._name
+
+    def get_fully_qualified_name(self) -> str:
+        return f'{self._namespace}/{self._name}'
+
+    def resolve_topic_name(self, topic: str) -> str:
+        return f'{self._namespace}/{topic}'
+
+    def destroy_node(self) -> None:
+        self.destroyed = True
+
+
+class InitContext:
+    """``rclpy.init(args=...)`` used as a context manager."""
+
+    calls: list[Any] = []
+
+    def __init__(self, args: Any = None) -> None:
+        InitContext.calls.append(args)
+
+    def __enter__(self) -> InitContext:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+class MultiThreadedExecutor:
+    """Its spin() runs ``on_spin`` (set by a test) and then raises KeyboardInterrupt."""
+
+    on_spin: Callable[[list[Any]], None] = staticmethod(lambda nodes: None)
+
+    def __init__(self) -> None:
+        self.nodes: list[Any] = []
+
+    def add_node(self, node: Any) -> None:
+        self.nodes.append(node)
+
+    def spin(self) -> None:
+        MultiThreadedExecutor.on_spin(self.nodes)
+        raise KeyboardInterrupt
+
+
+# ---------------------------------------------------------------------------------------------
+# tf2_ros
+
+
+class TransformException(Exception):
+    """tf2_ros.TransformException."""
+
+
+class TransformBroadcaster:
+    instances: list[TransformBroadcaster] = []
+
+    def __init__(self, node: Any) -> None:
+        self.sent: list[Any] = []
+        TransformBroadcaster.instances.append(self)
+
+    def sendTransform(self, transform: Any) -> None:  # noqa: N802 - tf2_ros's name
+        self.sent.append(transform)
+
+
+class Buffer:
+    """lookup_transform answers from ``transforms[(target, source)]``, else raises."""
+
+    transforms: dict[tuple[str, str], Any] = {}
+
+    def lookup_transform(self, target: str, source: str, time: Time, timeout: Duration) -> Any:
+        try:
+            return Buffer.transforms[(target, source)]
+        except KeyError:
+            raise TransformException(f'"{source}" passed to lookupTransform argument '
+                                     f'source_frame does not exist') from None
+
+
+class TransformListener:
+    def __init__(self, buffer: Buffer, node: Any) -> None:
+        self.buffer = buffer
+
+
+def _module(name: str, **attributes: Any) -> types.ModuleType:
+    module = types.ModuleType(name)
+    module.__dict__.update(attributes)
+    return module
+
+
+def install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put the fakes into sys.modules (undone by monkeypatch) and reset their shared state."""
+    Node.overrides, Node.instances = {}, []
+    Buffer.transforms = {}
+    TransformBroadcaster.instances = []
+    InitContext.calls = []
+    MultiThreadedExecutor.on_spin = staticmethod(lambda nodes: None)
+    modules = {
+        name: _module(name, **{cls: message_class(cls, slots) for cls, slots in
+                               classes.items()})
+        for name, classes in MESSAGES.items()
+    }
+    for package in {name.split('.')[0] for name in MESSAGES} | {'std_srvs'}:
+        modules.setdefault(package, _module(package))
+    modules['std_srvs.srv'] = _module('std_srvs.srv', Trigger=Trigger)
+    modules.update({
+        'rclpy': _module('rclpy', init=InitContext),
+        'rclpy.node': _module('rclpy.node', Node=Node),
+        'rclpy.callback_groups': _module(
+            'rclpy.callback_groups',
+            MutuallyExclusiveCallbackGroup=MutuallyExclusiveCallbackGroup),
+        'rclpy.duration': _module('rclpy.duration', Duration=Duration),
+        'rclpy.time': _module('rclpy.time', Time=Time),
+        'rclpy.executors': _module('rclpy.executors',
+                                   ExternalShutdownException=ExternalShutdownException,
+                                   MultiThreadedExecutor=MultiThreadedExecutor),
+        'rclpy.qos': _module('rclpy.qos', QoSProfile=QoSProfile, DurabilityPolicy=_Policy,
+                             HistoryPolicy=_Policy, ReliabilityPolicy=_Policy,
+                             qos_profile_sensor_data=SENSOR_DATA),
+        'tf2_ros': _module('tf2_ros', TransformBroadcaster=TransformBroadcaster,
+                           TransformException=TransformException),
+        'tf2_ros.buffer': _module('tf2_ros.buffer', Buffer=Buffer),
+        'tf2_ros.transform_listener': _module('tf2_ros.transform_listener',
+                                              TransformListener=TransformListener),
+    })
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delitem(sys.modules, 'vggt_mapper.ros.node', raising=False)

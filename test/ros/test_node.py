@@ -1,0 +1,371 @@
+"""mapper_node wiring, run against the rclpy test double in ``ros_fakes`` (no ROS needed).
+
+The engine is real (``Mapper`` with the synthetic ground-truth predictor), so these tests follow
+a frame from the image callback through the bounded queue and the worker to the published map,
+path, pose and TF, and through the services and the shutdown save.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+import importlib
+import json
+from pathlib import Path
+import time
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import ros_fakes
+from scipy.spatial.transform import Rotation
+
+from vggt_mapper.ros import conversions as conv
+from vggt_mapper.ros.errors import ParameterError
+from vggt_mapper.synthetic import SyntheticPredictor, SyntheticSequence
+
+NUM_FRAMES = 16
+STAMP0_NS = 1_700_000_000_000_000_000
+STEP_NS = 100_000_000
+TIMEOUT_S = 30.0
+
+
+@pytest.fixture(scope='module')
+def frames() -> tuple[SyntheticSequence, list[np.ndarray]]:
+    sequence = SyntheticSequence.orbit(NUM_FRAMES, step_m=0.05, height=60, width=80)
+    return sequence, [sequence.frame(index) for index in range(NUM_FRAMES)]
+
+
+@pytest.fixture
+def node_module(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    ros_fakes.install(monkeypatch)
+    return importlib.import_module('vggt_mapper.ros.node')
+
+
+@pytest.fixture
+def make_node(node_module: ModuleType, tmp_path: Path,
+              frames: tuple[SyntheticSequence, list[np.ndarray]]) -> Iterator[Callable[..., Any]]:
+    nodes: list[Any] = []
+
+    def make(predictor: Any = None, **overrides: Any) -> Any:
+        ros_fakes.Node.overrides = {
+            'window_size': 4, 'overlap': 2, 'min_parallax_px': 2.0, 'voxel_size': 0.05,
+            'queue_length': 64, 'output_dir': str(tmp_path / 'out'),
+            'save_on_shutdown': False, **overrides}
+        node = node_module.MapperNode(
+            predictor=predictor or SyntheticPredictor(frames[0], model_width=84))
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.worker.stop(timeout=TIMEOUT_S)
+
+
+def wait_until(predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not predicate():
+        assert time.monotonic() < deadline, 'timed out waiting for the mapping worker'
+        time.sleep(0.01)
+
+
+def image_messages(images: list[np.ndarray], encoding: str = 'rgb8') -> list[Any]:
+    types = conv.rclpy_message_types()  # the fake message modules
+    return [conv.rgb_to_image(image, STAMP0_NS + index * STEP_NS, 'camera_optical', types,
+                              encoding) for index, image in enumerate(images)]
+
+
+def feed(node: Any, messages: list[Any]) -> None:
+    before = node.worker.stats.frames_processed
+    for msg in messages:
+        node.subscriptions['image'].callback(msg)
+    wait_until(lambda: node.worker.stats.frames_processed
+               >= before + len(messages) - node.worker.stats.frames_dropped)
+
+
+def test_parameters_are_declared_once_with_descriptions_ranges_and_map_to_engine(
+        make_node: Callable[..., Any]) -> None:
+    node = make_node(window_size=6, overlap=3, conf_percentile=70.0, max_gap=12,
+                     drop_policy='drop_newest', queue_length=7)
+    window = node.descriptors['window_size']
+    assert window.read_only and window.integer_range[0].from_value == 2
+    assert node.descriptors['voxel_size'].floating_point_range[0].from_value == 0.0
+    assert 'map_to_odom' in node.descriptors['publish_tf'].additional_constraints
+    config = node.worker._mapper.config
+    assert (config.window_size, config.overlap, config.keyframes.max_gap) == (6, 3, 12)
+    assert (config.map.conf_percentile, config.map.voxel_size) == (70.0, 0.05)
+    assert node.worker.stats.queue_capacity == 7
+    assert node.worker._policy.value == 'drop_newest'
+
+
+def test_invalid_start_parameters_are_refused(make_node: Callable[..., Any]) -> None:
+    with pytest.raises(ParameterError, match='overlap'):
+        make_node(window_size=4, overlap=4)
+    with pytest.raises(ros_fakes.InvalidParameterValueException):
+        make_node(window_size=1)  # outside the declared IntegerRange
+
+
+def test_runtime_parameter_changes_are_validated(make_node: Callable[..., Any],
+                                                 tmp_path: Path) -> None:
+    node = make_node()
+    new_dir = str(tmp_path / 'elsewhere')
+    [ok] = node.set_parameters([SimpleNamespace(name='output_dir', value=new_dir)])
+    assert ok.successful and node._params.output_dir == new_dir
+    [empty] = node.set_parameters([SimpleNamespace(name='output_dir', value='')])
+    assert not empty.successful and 'output_dir' in empty.reason
+    [read_only] = node.set_parameters([SimpleNamespace(name='window_size', value=5)])
+    assert not read_only.successful
+    assert node._params.output_dir == new_dir
+
+
+def test_frames_flow_to_map_path_pose_and_tf(make_node: Callable[..., Any],
+                                             frames: tuple[Any, list[np.ndarray]]) -> None:
+    node = make_node()
+    sub = node.subscriptions['image']
+    assert sub.msg_type.__name__ == 'Image' and sub.qos is ros_fakes.SENSOR_DATA
+    feed(node, image_messages(frames[1]))
+    stats = node.worker.stats
+    assert stats.windows_done >= 2 and stats.windows_failed == 0
+
+    map_pub = node.publishers['~/map']
+    assert map_pub.qos.durability == 'transient_local' and map_pub.qos.reliability == 'reliable'
+    assert node.publishers['~/path'].qos.durability == 'transient_local'
+    assert len(map_pub.messages) == stats.windows_done
+    trajectory = node.worker.trajectory()
+    latest = trajectory[-1]
+    assert latest.stamp_ns in [STAMP0_NS + i * STEP_NS for i in range(NUM_FRAMES)]
+
+    cloud = map_pub.messages[-1]
+    assert cloud.header.frame_id == 'map'
+    assert conv.stamp_to_ns(cloud.header.stamp) == latest.stamp_ns
+    points, colors = conv.cloud_to_points(cloud)
+    snapshot = node.worker.map_snapshot()
+    assert points.shape[0] == snapshot.num_points > 0
+    np.testing.assert_allclose(points, snapshot.points_world @ conv.MAP_FROM_WORLD[:3, :3].T,
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(colors, snapshot.colors_rgb)
+    window_cloud = node.publishers['~/window_cloud'].messages[-1]
+    assert window_cloud.width > 0 and window_cloud.header.frame_id == 'map'
+
+    path = node.publishers['~/path'].messages[-1]
+    assert [conv.stamp_to_ns(p.header.stamp) for p in path.poses] == [
+        pose.stamp_ns for pose in trajectory]
+    expected = conv.MAP_FROM_WORLD @ latest.world_from_cam
+    pose = node.publishers['~/pose'].messages[-1].pose
+    np.testing.assert_allclose([pose.position.x, pose.position.y, pose.position.z],
+                               expected[:3, 3], atol=1e-9)
+
+    [broadcaster] = ros_fakes.TransformBroadcaster.instances
+    tf = broadcaster.sent[-1]
+    assert (tf.header.frame_id, tf.child_frame_id) == ('map', 'camera_optical')
+    assert conv.stamp_to_ns(tf.header.stamp) == latest.stamp_ns
+    np.testing.assert_allclose(conv.transform_to_matrix(tf), expected, atol=1e-9)
+
+    # The slow timer republishes the same latched map.
+    [map_timer] = [t for t in node.timers if t.period_s == 5.0]
+    map_timer.callback()
+    assert map_pub.messages[-1] is cloud
+
+
+def test_malformed_image_is_skipped_with_a_throttled_counted_warning(
+        make_node: Callable[..., Any], frames: tuple[Any, list[np.ndarray]]) -> None:
+    node = make_node()
+    messages = image_messages(frames[1])
+    broken = image_messages(frames[1][:1])[0]
+    broken.step = 7  # smaller than a row
+    feed(node, messages[:8] + [broken, broken] + messages[8:])
+    warnings = [(m, kw) for lvl, m, kw in node.logger.records
+                if lvl == 'warning' and 'malformed' in m]
+    assert [m.split('(')[1].split(' ')[0] for m, _ in warnings] == ['1', '2']
+    assert all(kw['throttle_duration_sec'] > 0 for _, kw in warnings)
+    assert node.worker.stats.frames_processed == NUM_FRAMES  # mapping went on
+    assert node.worker.stats.windows_done >= 2
+    node.timers[0].callback()  # diagnostics
+    values = {kv.key: kv.value for kv in node.publishers['/diagnostics'].messages[-1]
+              .status[0].values}
+    assert values['frames_malformed'] == '2'
+
+
+def test_compressed_transport(make_node: Callable[..., Any],
+                              frames: tuple[Any, list[np.ndarray]]) -> None:
+    node = make_node(image_transport='compressed')
+    assert node.subscriptions['image'].msg_type.__name__ == 'CompressedImage'
+    types = conv.rclpy_message_types()
+    feed(node, [conv.rgb_to_compressed(image, STAMP0_NS + i * STEP_NS, 'camera_optical', types)
+                for i, image in enumerate(frames[1])])
+    assert node.worker.stats.windows_done >= 2
+
+
+def test_window_failure_is_counted_and_the_node_keeps_mapping(
+        make_node: Callable[..., Any], frames: tuple[Any, list[np.ndarray]]) -> None:
+    class FlakyPredictor:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.calls = inner, 0
+
+        def predict(self, frames_rgb: Any) -> Any:
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError('CUDA out of memory')
+            return self.inner.predict(frames_rgb)
+
+    node = make_node(predictor=FlakyPredictor(SyntheticPredictor(frames[0], model_width=84)))
+    feed(node, image_messages(frames[1]))
+    stats = node.worker.stats
+    assert stats.windows_failed == 1 and stats.running and stats.fatal_error == ''
+    assert any('CUDA out of memory' in m for m in node.logger.messages('warning'))
+    assert node.worker.map_snapshot().num_points > 0
+    node.timers[0].callback()
+    status = node.publishers['/diagnostics'].messages[-1].status[0]
+    assert status.level == b'\x01'  # WARN
+    values = {kv.key: kv.value for kv in status.values}
+    assert values['windows_failed'] == '1'
+
+
+def test_queue_drops_are_counted(make_node: Callable[..., Any],
+                                 frames: tuple[Any, list[np.ndarray]]) -> None:
+    gate = __import__('threading').Event()
+
+    class SlowPredictor:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def predict(self, frames_rgb: Any) -> Any:
+            gate.wait(TIMEOUT_S)
+            return self.inner.predict(frames_rgb)
+
+    node = make_node(predictor=SlowPredictor(SyntheticPredictor(frames[0], model_width=84)),
+                     queue_length=2)
+    for msg in image_messages(frames[1]):
+        node.subscriptions['image'].callback(msg)
+    gate.set()
+    wait_until(lambda: node.worker.stats.queue_depth == 0)
+    stats = node.worker.stats
+    assert stats.frames_dropped > 0
+    assert stats.frames_received == NUM_FRAMES
+    assert any('lagging' in m for m in node.logger.messages('warning'))
+    node.timers[0].callback()
+    values = {kv.key: kv.value for kv in node.publishers['/diagnostics'].messages[-1]
+              .status[0].values}
+    assert values['frames_dropped'] == str(stats.frames_dropped)
+    assert set(values) >= {'queue_depth', 'windows_done', 'last_inference_s',
+                           'rejected_alignments'}
+
+
+def test_save_map_and_reset_services(make_node: Callable[..., Any], tmp_path: Path,
+                                     frames: tuple[Any, list[np.ndarray]]) -> None:
+    node = make_node()
+    types = conv.rclpy_message_types()
+    info = types.header  # any header works for the fake CameraInfo
+    node.subscriptions['camera_info'].callback(
+        ros_fakes.sys.modules['sensor_msgs.msg'].CameraInfo(
+            header=info(stamp=types.time(sec=1, nanosec=2), frame_id='camera_optical'),
+            height=60, width=80, distortion_model='plumb_bob', d=[0.0] * 5,
+            k=[50.0, 0, 40, 0, 50.0, 30, 0, 0, 1], r=[1.0, 0, 0, 0, 1, 0, 0, 0, 1],
+            p=[50.0, 0, 40, 0, 0, 50.0, 30, 0, 0, 0, 1, 0]))
+    feed(node, image_messages(frames[1]))
+    response = node.call_service('~/save_map')
+    assert response.success, response.message
+    outdir = tmp_path / 'out'
+    names = sorted(Path(p).name for p in response.message.split())
+    assert names == ['camera_info.json', 'cameras.json', 'map.glb', 'map.ply', 'trajectory.tum']
+    assert all((outdir / name).is_file() for name in names)
+    assert json.loads((outdir / 'camera_info.json').read_text())['k'][0] == 50.0
+    tum_lines = (outdir / 'trajectory.tum').read_text().split('\n')
+    assert len([line for line in tum_lines if line and not line.startswith('#')]) == len(
+        node.worker.trajectory())
+
+    response = node.call_service('~/reset')
+    assert response.success
+    assert node.worker.map_snapshot().num_points == 0 and node.worker.trajectory() == []
+    assert node.publishers['~/map'].messages[-1].width == 0
+    assert node.publishers['~/path'].messages[-1].poses == []
+
+
+def test_save_map_failure_is_reported(make_node: Callable[..., Any], tmp_path: Path) -> None:
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a folder')
+    node = make_node(output_dir=str(blocker))
+    response = node.call_service('~/save_map')
+    assert not response.success and 'save failed' in response.message
+
+
+def test_map_to_odom_publishes_the_rep105_correction(
+        make_node: Callable[..., Any], frames: tuple[Any, list[np.ndarray]]) -> None:
+    types = conv.rclpy_message_types()
+    base_from_cam = np.eye(4)
+    base_from_cam[:3, :3] = Rotation.from_euler('xyz', [-90, 0, -90], degrees=True).as_matrix()
+    base_from_cam[:3, 3] = [0.2, 0.0, 0.5]
+    odom_from_base = np.eye(4)
+    odom_from_base[:3, :3] = Rotation.from_euler('z', 30, degrees=True).as_matrix()
+    odom_from_base[:3, 3] = [1.0, 2.0, 0.0]
+    ros_fakes.Buffer.transforms = {
+        ('base_link', 'camera_optical'): conv.matrix_to_transform(
+            base_from_cam, 0, 'base_link', 'camera_optical', types),
+        ('odom', 'base_link'): conv.matrix_to_transform(
+            odom_from_base, 0, 'odom', 'base_link', types),
+    }
+    node = make_node(publish_tf='map_to_odom')
+    feed(node, image_messages(frames[1]))
+    tf = ros_fakes.TransformBroadcaster.instances[0].sent[-1]
+    assert (tf.header.frame_id, tf.child_frame_id) == ('map', 'odom')
+    map_from_odom = conv.transform_to_matrix(tf)
+    map_from_cam = conv.MAP_FROM_WORLD @ node.worker.trajectory()[-1].world_from_cam
+    # Chaining the published correction with odometry and the mount gives the VGGT pose.
+    np.testing.assert_allclose(map_from_odom @ odom_from_base @ base_from_cam, map_from_cam,
+                               atol=1e-9)
+
+
+def test_map_to_odom_without_tf_warns_and_counts(make_node: Callable[..., Any],
+                                                 frames: tuple[Any, list[np.ndarray]]) -> None:
+    node = make_node(publish_tf='map_to_odom')
+    feed(node, image_messages(frames[1]))
+    assert ros_fakes.TransformBroadcaster.instances[0].sent == []
+    assert node._tf_failures == node.worker.stats.windows_done
+    assert any('does not exist' in m for m in node.logger.messages('warning'))
+
+
+def test_tf_none_publishes_no_tf(make_node: Callable[..., Any],
+                                 frames: tuple[Any, list[np.ndarray]]) -> None:
+    node = make_node(publish_tf='none')
+    feed(node, image_messages(frames[1]))
+    assert ros_fakes.TransformBroadcaster.instances == []
+    assert node.publishers['~/path'].messages  # the rest is still published
+
+
+def test_main_builds_the_predictor_from_parameters_and_saves_on_shutdown(
+        node_module: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        frames: tuple[Any, list[np.ndarray]]) -> None:
+    specs: list[Any] = []
+
+    def create_predictor(spec: Any) -> Any:
+        specs.append(spec)
+        return SyntheticPredictor(frames[0], model_width=84)
+
+    factory = importlib.import_module('vggt_mapper.predictor.factory')
+    monkeypatch.setattr(factory, 'create_predictor', create_predictor)
+    outdir = tmp_path / 'shutdown'
+    ros_fakes.Node.overrides = {'window_size': 4, 'overlap': 2, 'min_parallax_px': 2.0,
+                                'voxel_size': 0.05, 'queue_length': 64, 'device': 'cpu',
+                                'model': 'tiny', 'output_dir': str(outdir)}
+
+    def spin(nodes: list[Any]) -> None:
+        feed(nodes[0], image_messages(frames[1]))  # then Ctrl-C (KeyboardInterrupt)
+
+    ros_fakes.MultiThreadedExecutor.on_spin = staticmethod(spin)
+    assert node_module.main(['--ros-args']) == 0
+    assert ros_fakes.InitContext.calls == [['--ros-args']]
+    [spec] = specs
+    assert (spec.model, spec.device, spec.checkpoint, spec.remote_url) == ('tiny', 'cpu', None,
+                                                                           None)
+    [node] = ros_fakes.Node.instances
+    assert node.destroyed and not node.worker.stats.running
+    assert sorted(p.name for p in outdir.iterdir()) == [
+        'cameras.json', 'map.glb', 'map.ply', 'trajectory.tum']
+
+
+def test_main_reports_bad_parameters_in_one_line(node_module: ModuleType,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    ros_fakes.Node.overrides = {'remote_url': 'http://host:7860', 'checkpoint': 'x/y'}
+    assert node_module.main([]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('mapper_node: invalid predictor parameters') and err.count('\n') == 1

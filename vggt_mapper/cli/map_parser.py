@@ -1,0 +1,131 @@
+"""Argument parser of ``vggt-mapper map`` (no heavy imports: ``--help`` must stay fast)."""
+
+from __future__ import annotations
+
+import argparse
+
+from vggt_mapper.engine.config import KeyframeConfig, MapConfig, MapperConfig
+
+__all__ = ['MODEL_CHOICES', 'add_parser']
+
+MODEL_CHOICES = ('vggt-1b', 'tiny')
+
+_DESCRIPTION = """\
+Map a sequence offline: frames -> keyframes -> overlapping VGGT windows -> Sim(3) alignment ->
+one coloured point map. Writes OUTDIR/map.glb (points + camera frustums, opens upright in glTF
+viewers), map.ply, trajectory.tum (world_from_cam, TUM format) and cameras.json.
+
+INPUT is a folder of images (natural name order), a video file, or a rosbag2 directory; it
+defaults to the small sample shipped with the package. Ctrl-C stops reading and still writes
+what was mapped (exit status 130). If nothing could be mapped (for example a single frame, too
+few keyframes for a window), nothing is written and the exit status is 1.
+"""
+
+_EPILOG = """\
+examples:
+  vggt-mapper map -o out --model tiny                  # shipped sample, tiny random model
+  vggt-mapper map frames/ -o out --device cuda         # VGGT-1B from the Hugging Face hub
+  vggt-mapper map clip.mp4 -o out --fps 2 --max-frames 200
+  vggt-mapper map my_bag/ -o out --topic /camera/image_raw --bag-out
+  vggt-mapper map frames/ -o out --remote http://gpu-box:7860
+"""
+
+
+def _positive_int(text: str) -> int:
+    """Parse an integer >= 1 (argparse type)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """Parse a float > 0 (argparse type)."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'must be > 0, got {value}')
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """
+    Register the ``map`` subcommand.
+
+    Engine options default to None, meaning "the engine's default" (shown in the help), so
+    the defaults live in one place: ``vggt_mapper.engine.config``.
+
+    :param subparsers: the object returned by ``ArgumentParser.add_subparsers``.
+    """
+    mapper, keyframes, map_config = MapperConfig(), KeyframeConfig(), MapConfig()
+    parser = subparsers.add_parser(
+        'map', help='map an image folder, a video or a rosbag2 offline',
+        description=_DESCRIPTION, epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('input', nargs='?', metavar='INPUT',
+                        help='folder of images, video file or rosbag2 directory '
+                             '(default: the shipped sample vggt_mapper/data/sample)')
+    parser.add_argument('-o', '--outdir', required=True, metavar='OUTDIR',
+                        help='output folder (created if missing)')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace existing outputs in OUTDIR')
+    parser.add_argument('-v', '--verbose', action='count', default=0,
+                        help='more logging (-v info, -vv debug)')
+
+    engine = parser.add_argument_group('mapping')
+    engine.add_argument('--window-size', type=int, metavar='N',
+                        help=f'keyframes per VGGT window (default {mapper.window_size})')
+    engine.add_argument('--overlap', type=int, metavar='N',
+                        help=f'keyframes shared by consecutive windows (default {mapper.overlap})')
+    engine.add_argument('--keyframe-px', type=float, metavar='PX',
+                        help='median optical-flow parallax in pixels that makes a keyframe '
+                             f'(default {keyframes.min_parallax_px})')
+    engine.add_argument('--min-gap', type=int, metavar='N',
+                        help=f'at least N frames between keyframes (default {keyframes.min_gap})')
+    engine.add_argument('--max-gap', type=int, metavar='N',
+                        help=f'force a keyframe after N frames (default {keyframes.max_gap})')
+    engine.add_argument('--conf-percentile', type=float, metavar='P',
+                        help='drop pixels below this depth-confidence percentile, 0-100 '
+                             f'(default {map_config.conf_percentile})')
+    engine.add_argument('--voxel-size', type=float, metavar='S',
+                        help='merging voxel edge in map units, 0 disables '
+                             f'(default {map_config.voxel_size})')
+    engine.add_argument('--max-points', type=int, metavar='N',
+                        help=f'cap on map points (default {map_config.max_points})')
+    engine.add_argument('--scale', type=float, metavar='S',
+                        help="factor on the first window's arbitrary unit (default "
+                             f'{mapper.scale}; set it when the true scale is known)')
+
+    model = parser.add_argument_group('model')
+    model.add_argument('--model', choices=MODEL_CHOICES, default='vggt-1b',
+                       help='model variant (default vggt-1b; tiny: small random model for '
+                            'smoke tests)')
+    model.add_argument('--checkpoint', metavar='PATH_OR_REPO',
+                       help='weights: local .safetensors/.pt or Hugging Face repo id '
+                            '(default facebook/VGGT-1B for vggt-1b)')
+    model.add_argument('--token', metavar='TOKEN',
+                       help='Hugging Face token for gated weights (default: $HF_TOKEN)')
+    model.add_argument('--device', metavar='DEVICE',
+                       help='torch device: auto, cpu, cuda, cuda:N or mps (default auto: cuda if '
+                            'available)')
+    model.add_argument('--predictor', metavar='MODULE:ATTR',
+                       help='use a custom predictor factory instead of the model')
+    model.add_argument('--remote', metavar='URL',
+                       help='predict on a vggt-mapper server (vggt-mapper serve) at URL')
+
+    reading = parser.add_argument_group('input')
+    reading.add_argument('--max-frames', type=_positive_int, metavar='N',
+                         help='stop after N input frames')
+    reading.add_argument('--fps', type=_positive_float, metavar='F',
+                         help='video only: frames per second of video to use (default 1, '
+                              'as the official VGGT demo)')
+    reading.add_argument('--every', type=_positive_int, metavar='N',
+                         help='use every N-th frame (any input; for a video it replaces --fps)')
+    reading.add_argument('--topic', metavar='TOPIC',
+                         help='rosbag2 only: image topic (default: the only image topic)')
+
+    output = parser.add_argument_group('output')
+    output.add_argument('--bag-out', action='store_true',
+                        help='also record the map, poses and windows to OUTDIR/map_bag '
+                             '(rosbag2)')
+    output.add_argument('--no-cameras', action='store_true',
+                        help='leave the camera frustums out of map.glb')

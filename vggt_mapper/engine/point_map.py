@@ -1,0 +1,241 @@
+"""The global coloured point map: a capped voxel grid fed by keyframe-local point sets.
+
+Each voxel holds the sums of the positions and colours of the points that fell in it and
+their count, so its point is their centroid and a keyframe's contribution can be subtracted
+again exactly. Voxels are found by a 63-bit integer key of their grid cell, kept sorted, so
+adding points is a vectorised ``searchsorted`` plus one insert, never a Python loop.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+import logging
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vggt_mapper.engine.config import MapConfig
+from vggt_mapper.engine.types import MapSnapshot
+
+__all__ = ['PointMap']
+
+_LOG = logging.getLogger(__name__)
+
+_BITS = 21
+_OFFSET = 1 << (_BITS - 1)
+_MASK = (1 << _BITS) - 1
+
+
+@dataclass
+class _LocalCloud:
+    points_cam: NDArray[np.float32]
+    colors_rgb: NDArray[np.uint8]
+    world_from_cam: NDArray[np.float64]
+
+
+def _transform(points_cam: NDArray[np.float32], world_from_cam: NDArray[np.float64]
+               ) -> NDArray[np.float64]:
+    return points_cam.astype(np.float64) @ world_from_cam[:3, :3].T + world_from_cam[:3, 3]
+
+
+class PointMap:
+    """
+    Voxel-merged coloured map with a bounded store of keyframe-local point sets.
+
+    Policy: a keyframe's points are fused into the grid when it is added. The last
+    ``active_keyframes`` keyframes also keep their points in camera coordinates, so
+    ``update_pose`` can move them (subtract, re-add) without recomputing depth; older ones are
+    final. When the grid would exceed ``max_points`` voxels its voxel edge doubles (2×2×2
+    cells merge, exactly, since sums add up). With ``voxel_size == 0`` points are kept
+    unmerged until the cap, then the grid starts at a size derived from the map's extent.
+
+    :param config: the map settings.
+    """
+
+    def __init__(self, config: MapConfig) -> None:
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty the map."""
+        self.voxel_size = float(self.config.voxel_size)
+        self._keys = np.empty(0, np.int64)
+        self._sum_xyz = np.empty((0, 3), np.float64)
+        self._sum_rgb = np.empty((0, 3), np.float32)
+        self._count = np.empty(0, np.float32)
+        self._local: OrderedDict[int, _LocalCloud] = OrderedDict()
+        self._next_raw_key = 0
+
+    @property
+    def num_points(self) -> int:
+        """Number of points (voxels) in the merged map."""
+        return int(self._keys.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the grid and the local point sets."""
+        total = (self._keys.nbytes + self._sum_xyz.nbytes + self._sum_rgb.nbytes
+                 + self._count.nbytes)
+        for cloud in self._local.values():
+            total += cloud.points_cam.nbytes + cloud.colors_rgb.nbytes
+        return total
+
+    def _cell_keys(self, points_world: NDArray[np.float64]
+                   ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        cells = np.floor(points_world / self.voxel_size)
+        valid = np.all(np.abs(cells) < _OFFSET - 1, axis=1)
+        cells = cells[valid].astype(np.int64) + _OFFSET
+        keys = (cells[:, 0] << (2 * _BITS)) | (cells[:, 1] << _BITS) | cells[:, 2]
+        return keys, valid
+
+    def _accumulate(self, keys: NDArray[np.int64], xyz: NDArray[np.float64],
+                    rgb: NDArray[np.float32], count: NDArray[np.float32], sign: float) -> None:
+        if keys.size == 0:
+            return
+        unique, inverse = np.unique(keys, return_inverse=True)
+        num = unique.shape[0]
+        sum_xyz = np.stack([np.bincount(inverse, xyz[:, c], num) for c in range(3)], axis=1)
+        sum_rgb = np.stack([np.bincount(inverse, rgb[:, c], num) for c in range(3)], axis=1)
+        sum_count = np.bincount(inverse, count, num)
+        pos = np.searchsorted(self._keys, unique)
+        found = pos < self._keys.shape[0]
+        found[found] = self._keys[pos[found]] == unique[found]
+        at = pos[found]
+        self._sum_xyz[at] += sign * sum_xyz[found]
+        self._sum_rgb[at] += sign * sum_rgb[found].astype(np.float32)
+        self._count[at] += sign * sum_count[found].astype(np.float32)
+        if sign > 0 and not np.all(found):
+            new = ~found
+            self._keys = np.insert(self._keys, pos[new], unique[new])
+            self._sum_xyz = np.insert(self._sum_xyz, pos[new], sum_xyz[new], axis=0)
+            self._sum_rgb = np.insert(self._sum_rgb, pos[new],
+                                      sum_rgb[new].astype(np.float32), axis=0)
+            self._count = np.insert(self._count, pos[new], sum_count[new].astype(np.float32))
+        if sign < 0:
+            keep = self._count > 0.5
+            if not np.all(keep):
+                self._keys = self._keys[keep]
+                self._sum_xyz = self._sum_xyz[keep]
+                self._sum_rgb = self._sum_rgb[keep]
+                self._count = self._count[keep]
+
+    def _fuse(self, points_world: NDArray[np.float64], colors_rgb: NDArray[np.uint8],
+              sign: float) -> None:
+        rgb = colors_rgb.astype(np.float32)
+        if self.voxel_size <= 0:
+            if sign < 0:
+                self._remove_raw(points_world)
+                return
+            num = points_world.shape[0]
+            keys = np.arange(self._next_raw_key, self._next_raw_key + num, dtype=np.int64)
+            self._next_raw_key += num
+            self._keys = np.concatenate([self._keys, keys])
+            self._sum_xyz = np.concatenate([self._sum_xyz, points_world])
+            self._sum_rgb = np.concatenate([self._sum_rgb, rgb])
+            self._count = np.concatenate([self._count, np.ones(num, np.float32)])
+        else:
+            keys, valid = self._cell_keys(points_world)
+            if not np.all(valid):
+                _LOG.warning('dropped %d points too far from the origin for the voxel grid '
+                             '(voxel size %g)', int((~valid).sum()), self.voxel_size)
+            self._accumulate(keys, points_world[valid], rgb[valid],
+                             np.ones(keys.shape[0], np.float32), sign)
+        self._enforce_cap()
+
+    def _remove_raw(self, points_world: NDArray[np.float64]) -> None:
+        # Unmerged storage: drop the stored points equal to these (same pose, same values).
+        view = np.ascontiguousarray(self._sum_xyz).view([('', np.float64)] * 3).reshape(-1)
+        gone = np.ascontiguousarray(points_world).view([('', np.float64)] * 3).reshape(-1)
+        keep = ~np.isin(view, gone)
+        self._keys = self._keys[keep]
+        self._sum_xyz = self._sum_xyz[keep]
+        self._sum_rgb = self._sum_rgb[keep]
+        self._count = self._count[keep]
+
+    def _enforce_cap(self) -> None:
+        if self.num_points <= self.config.max_points:
+            return
+        if self.voxel_size <= 0:
+            # First time over the cap without a grid: pick the voxel that would give about
+            # half the cap if the points covered the bounding box's surface.
+            centroids = self._sum_xyz / self._count[:, None]
+            extent = np.ptp(centroids, axis=0)
+            area = 2 * (extent[0] * extent[1] + extent[1] * extent[2] + extent[0] * extent[2])
+            self.voxel_size = float(max(np.sqrt(max(area, 1e-12) / self.config.max_points),
+                                        1e-6))
+            self._rebin(centroids)
+        while self.num_points > self.config.max_points:
+            self.voxel_size *= 2.0
+            _LOG.info('map over %d points: voxel size doubled to %g', self.config.max_points,
+                      self.voxel_size)
+            self._rebin(self._sum_xyz / self._count[:, None])
+
+    def _rebin(self, centroids: NDArray[np.float64]) -> None:
+        keys, valid = self._cell_keys(centroids)
+        xyz, rgb, count = self._sum_xyz[valid], self._sum_rgb[valid], self._count[valid]
+        self._keys = np.empty(0, np.int64)
+        self._sum_xyz = np.empty((0, 3), np.float64)
+        self._sum_rgb = np.empty((0, 3), np.float32)
+        self._count = np.empty(0, np.float32)
+        unique, inverse = np.unique(keys, return_inverse=True)
+        num = unique.shape[0]
+        self._keys = unique
+        self._sum_xyz = np.stack([np.bincount(inverse, xyz[:, c], num) for c in range(3)], 1)
+        self._sum_rgb = np.stack([np.bincount(inverse, rgb[:, c], num) for c in range(3)],
+                                 1).astype(np.float32)
+        self._count = np.bincount(inverse, count, num).astype(np.float32)
+
+    def add_keyframe(self, index: int, points_cam: NDArray[np.floating],
+                     colors_rgb: NDArray[np.uint8], world_from_cam: NDArray[np.floating]
+                     ) -> NDArray[np.float32]:
+        """
+        Fuse one keyframe's points into the map.
+
+        :param index: keyframe index (key of the local store).
+        :param points_cam: (N, 3) points in the keyframe's camera frame, world units.
+        :param colors_rgb: (N, 3) uint8 colours.
+        :param world_from_cam: 4×4 pose of the keyframe in the world.
+        :return: (N, 3) float32 the points in the world frame.
+        """
+        local = np.ascontiguousarray(points_cam, dtype=np.float32)
+        colours = np.ascontiguousarray(colors_rgb, dtype=np.uint8)
+        pose = np.asarray(world_from_cam, dtype=np.float64).copy()
+        points_world = _transform(local, pose)
+        self._fuse(points_world, colours, 1.0)
+        if self.config.active_keyframes > 0:
+            self._local[index] = _LocalCloud(local, colours, pose)
+            self._local.move_to_end(index)
+            while len(self._local) > self.config.active_keyframes:
+                self._local.popitem(last=False)
+        return points_world.astype(np.float32)
+
+    def update_pose(self, index: int, world_from_cam: NDArray[np.floating]) -> bool:
+        """
+        Move an active keyframe's points to a corrected pose (subtract, re-add).
+
+        :param index: keyframe index.
+        :param world_from_cam: its new 4×4 pose.
+        :return: False if the keyframe is no longer active (its points are final).
+        """
+        cloud = self._local.get(index)
+        if cloud is None:
+            return False
+        voxel_before = self.voxel_size
+        self._fuse(_transform(cloud.points_cam, cloud.world_from_cam), cloud.colors_rgb, -1.0)
+        if self.voxel_size != voxel_before:
+            _LOG.warning('voxel grid coarsened during a pose update of keyframe %d', index)
+        cloud.world_from_cam = np.asarray(world_from_cam, dtype=np.float64).copy()
+        self._fuse(_transform(cloud.points_cam, cloud.world_from_cam), cloud.colors_rgb, 1.0)
+        return True
+
+    def active_keyframes(self) -> list[int]:
+        """Return the indices of keyframes whose local points are kept, oldest first."""
+        return list(self._local)
+
+    def snapshot(self) -> MapSnapshot:
+        """Return the merged map: one point per voxel (centroid and mean colour), a copy."""
+        count = np.maximum(self._count, 1e-6)[:, None]
+        points = (self._sum_xyz / count).astype(np.float32)
+        colours = np.clip(np.rint(self._sum_rgb / count), 0, 255).astype(np.uint8)
+        return MapSnapshot(points, colours)

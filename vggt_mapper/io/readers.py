@@ -1,0 +1,399 @@
+"""
+Input readers: a folder of images or a video file in, ``InputFrame`` records out.
+
+Readers are generators, so a long video is never held in memory. Frames that cannot be
+decoded are logged as warnings, counted in an optional ``ReadStats`` and skipped; an input that
+cannot be read at all raises ``InputError`` saying what was looked for.
+
+Timestamps (``stamp_ns``, integer nanoseconds):
+
+* image folder: files have no reliable capture time, so the i-th file in sorted order (corrupt
+  ones included, so a skipped file does not shift the rest) gets ``round(i * 1e9 / rate_hz)``
+  with an assumed ``rate_hz`` (default 30 Hz, a common camera rate);
+* video: the frame's presentation timestamp (PTS) relative to the stream's start time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from fractions import Fraction
+import logging
+from pathlib import Path
+import re
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vggt_mapper.io.errors import InputError
+from vggt_mapper.io.frames import InputFrame
+
+if TYPE_CHECKING:
+    import av.container
+
+__all__ = [
+    'DEFAULT_FOLDER_RATE_HZ',
+    'IMAGE_EXTENSIONS',
+    'VIDEO_EXTENSIONS',
+    'InputKind',
+    'ReadStats',
+    'detect_input_kind',
+    'iter_image_folder',
+    'iter_input',
+    'iter_video',
+    'list_images',
+    'natural_sort_key',
+]
+
+_LOG = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    '.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    '.mp4', '.mov', '.m4v', '.avi', '.mkv', '.webm', '.mpg', '.mpeg', '.wmv', '.flv', '.ts')
+DEFAULT_FOLDER_RATE_HZ = 30.0
+
+
+@dataclass
+class ReadStats:
+    """
+    Counters a reader fills while it runs (pass one in to watch progress or report skips).
+
+    :param frames_read: frames yielded.
+    :param frames_skipped: frames that could not be decoded and were skipped.
+    :param skipped: names of the skipped frames (file names, or ``frame_<n>`` in a video).
+    """
+
+    frames_read: int = 0
+    frames_skipped: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    def skip(self, name: str) -> None:
+        """
+        Count one skipped frame.
+
+        :param name: the frame's name.
+        """
+        self.frames_skipped += 1
+        self.skipped.append(name)
+
+
+def natural_sort_key(name: str) -> tuple[tuple[int, int | str], ...]:
+    """
+    Sort key that orders digit runs by value, so ``frame2`` comes before ``frame10``.
+
+    :param name: a file name.
+    :return: a key for ``sorted``.
+    """
+    parts = re.split(r'(\d+)', name)
+    # (0, number) sorts before (1, text) so the tuple never compares int with str.
+    return tuple((0, int(part)) if part.isdigit() else (1, part.lower())
+                 for part in parts if part)
+
+
+def list_images(folder: Path | str) -> list[Path]:
+    """
+    List the image files directly in ``folder``, in natural order of their names.
+
+    :param folder: a directory.
+    :return: paths whose extension is one of ``IMAGE_EXTENSIONS`` (any case), hidden files left
+        out.
+    :raises InputError: if ``folder`` is not a directory.
+    """
+    directory = Path(folder)
+    if not directory.is_dir():
+        raise InputError(f'{str(directory)!r} is not a folder')
+    images = [path for path in directory.iterdir()
+              if path.is_file() and not path.name.startswith('.')
+              and path.suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(images, key=lambda path: natural_sort_key(path.name))
+
+
+def _load_rgb(path: Path) -> NDArray[np.uint8]:
+    """Decode one image file to (H, W, 3) uint8 RGB (EXIF rotation applied, alpha on white)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened)
+        image.load()
+        if image.mode in ('RGBA', 'LA') or (image.mode == 'P' and 'transparency' in image.info):
+            # Like the official VGGT loader: transparent pixels become white.
+            rgba = image.convert('RGBA')
+            background = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(background, rgba)
+        rgb = np.asarray(image.convert('RGB'), dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f'decoded to an unusable array of shape {rgb.shape}')
+    return np.ascontiguousarray(rgb)
+
+
+def iter_image_folder(path: Path | str, max_frames: int | None = None, *,
+                      rate_hz: float = DEFAULT_FOLDER_RATE_HZ,
+                      stats: ReadStats | None = None) -> Iterator[InputFrame]:
+    """
+    Yield the images of a folder in natural name order (``frame2`` before ``frame10``).
+
+    Unreadable or corrupt files are logged as warnings, counted in ``stats`` and skipped.
+
+    :param path: the folder (not searched recursively).
+    :param max_frames: stop after yielding this many frames (None: all).
+    :param rate_hz: assumed frame rate for the index-based stamps (see the module docstring).
+    :param stats: optional counters filled while reading.
+    :return: an iterator of frames named by file name.
+    :raises InputError: if ``path`` is not a folder or holds no image files (at once), or none of
+        its images can be read (after trying them all).
+    """
+    if not rate_hz > 0:
+        raise InputError(f'rate_hz must be > 0, got {rate_hz}')
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f'max_frames must be >= 1, got {max_frames}')
+    folder = Path(path)
+    images = list_images(folder)
+    if not images:
+        raise InputError(f'No images in folder {str(folder)!r}: looked for files ending in '
+                         f'{", ".join(IMAGE_EXTENSIONS)} (any case)')
+    return _generate_folder(folder, images, max_frames, rate_hz,
+                            stats if stats is not None else ReadStats())
+
+
+def _generate_folder(folder: Path, images: list[Path], max_frames: int | None, rate_hz: float,
+                     counters: ReadStats) -> Iterator[InputFrame]:
+    """Yield the frames for ``iter_image_folder`` (arguments already checked)."""
+    from PIL import Image
+
+    yielded = 0
+    for index, image_path in enumerate(images):
+        try:
+            image_rgb = _load_rgb(image_path)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            _LOG.warning('Skipping unreadable image %s: %s', image_path, err)
+            counters.skip(image_path.name)
+            continue
+        stamp_ns = round(index * 1_000_000_000 / rate_hz)
+        counters.frames_read += 1
+        yielded += 1
+        yield InputFrame(image_rgb=image_rgb, stamp_ns=stamp_ns, name=image_path.name)
+        if max_frames is not None and yielded >= max_frames:
+            return
+    if yielded == 0:
+        raise InputError(f'None of the {len(images)} images in {str(folder)!r} could be read '
+                         f'(skipped: {", ".join(counters.skipped[:5])}'
+                         f'{", ..." if len(counters.skipped) > 5 else ""})')
+
+
+def _open_video(path: Path) -> av.container.InputContainer:
+    """Open a media file with PyAV, turning its errors into ``InputError``."""
+    import av
+
+    if not path.is_file():
+        raise InputError(f'Video file {str(path)!r} does not exist or is not a file')
+    try:
+        return av.open(str(path), mode='r')
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise InputError(f'{str(path)!r} is not a readable video: {err}') from err
+
+
+def iter_video(path: Path | str, fps: float | None = 1.0, every: int | None = None,
+               max_frames: int | None = None, *,
+               stats: ReadStats | None = None) -> Iterator[InputFrame]:
+    """
+    Decode a video file with PyAV and yield a sample of its frames.
+
+    Sampling: with ``every`` set, every ``every``-th decoded frame (the first included);
+    otherwise with ``fps`` set, about ``fps`` frames per second of video time (default 1, as
+    the official VGGT demo): a frame is kept when its time reaches the next multiple of
+    ``1 / fps`` after the first frame; with both None, every frame.
+
+    Stamps are the frame PTS relative to the stream start, in integer nanoseconds; names are
+    ``frame_<n>`` with ``n`` the decoded frame's 0-based number in the video.
+
+    :param path: the video file.
+    :param fps: frames per second to keep (ignored when ``every`` is given).
+    :param every: keep every N-th frame (N >= 1).
+    :param max_frames: stop after yielding this many frames (None: all).
+    :param stats: optional counters filled while reading (undecodable packets count as
+        skipped).
+    :return: an iterator of frames.
+    :raises InputError: if the file does not exist, is not a video or has no video stream (at
+        once), or has no decodable frame (when iterated), or a sampling argument is out of range.
+    """
+    if every is not None and every < 1:
+        raise InputError(f'every must be >= 1, got {every}')
+    if every is None and fps is not None and not fps > 0:
+        raise InputError(f'fps must be > 0, got {fps}')
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f'max_frames must be >= 1, got {max_frames}')
+    video_path = Path(path)
+    container = _open_video(video_path)
+    if not container.streams.video:
+        kinds = [stream.type for stream in container.streams]
+        container.close()
+        raise InputError(f'{str(video_path)!r} has no video stream (streams: {kinds})')
+    return _generate_video(container, video_path, fps, every, max_frames,
+                           stats if stats is not None else ReadStats())
+
+
+def _generate_video(container: av.container.InputContainer, video_path: Path,
+                    fps: float | None, every: int | None, max_frames: int | None,
+                    counters: ReadStats) -> Iterator[InputFrame]:
+    """Yield the frames for ``iter_video`` (container open, arguments checked)."""
+    import av
+
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = 'AUTO'
+        time_base = stream.time_base if stream.time_base is not None else Fraction(1, 90000)
+        start_pts = stream.start_time if stream.start_time is not None else 0
+        rate = stream.average_rate or stream.guessed_rate
+        period_s = None if every is not None or fps is None else Fraction(1) / Fraction(fps)
+        next_keep_s: Fraction | None = None
+        decoded = 0
+        yielded = 0
+        packets = container.demux(stream)
+        while max_frames is None or yielded < max_frames:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError as err:
+                raise InputError(f'Cannot read {str(video_path)!r} after {decoded} frames: '
+                                 f'{err}') from err
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as err:
+                _LOG.warning('Skipping an undecodable packet in %s: %s', video_path, err)
+                counters.skip(f'packet@{packet.pts}')
+                continue
+            for frame in frames:
+                number = decoded
+                decoded += 1
+                if frame.pts is not None:
+                    time_s = Fraction(frame.pts - start_pts) * Fraction(time_base)
+                elif rate:
+                    time_s = Fraction(number) / Fraction(rate)
+                else:
+                    time_s = Fraction(number, 30)
+                if every is not None:
+                    keep = number % every == 0
+                elif period_s is not None:
+                    if next_keep_s is None:
+                        next_keep_s = time_s
+                    keep = time_s >= next_keep_s
+                    if keep:
+                        # Next multiple of the period after this frame (no drift, no bursts).
+                        steps = (time_s - next_keep_s) // period_s + 1
+                        next_keep_s += steps * period_s
+                else:
+                    keep = True
+                if not keep:
+                    continue
+                image_rgb = np.ascontiguousarray(frame.to_ndarray(format='rgb24'),
+                                                 dtype=np.uint8)
+                counters.frames_read += 1
+                yielded += 1
+                yield InputFrame(image_rgb=image_rgb, stamp_ns=round(time_s * 1_000_000_000),
+                                 name=f'frame_{number:06d}')
+                if max_frames is not None and yielded >= max_frames:
+                    break
+        if decoded == 0:
+            raise InputError(f'{str(video_path)!r} contains no decodable video frame')
+
+
+class InputKind(Enum):
+    """What kind of input a path is."""
+
+    IMAGE_FOLDER = 'image folder'
+    VIDEO = 'video'
+    ROSBAG2 = 'rosbag2'
+
+
+def _is_rosbag2(path: Path) -> bool:
+    """Tell a rosbag2: a folder with ``metadata.yaml`` or storage files, or one such file."""
+    if path.is_file():
+        return path.suffix in ('.db3', '.mcap')
+    if (path / 'metadata.yaml').is_file():
+        return True
+    return any(child.suffix in ('.db3', '.mcap') for child in path.iterdir() if child.is_file())
+
+
+def detect_input_kind(path: Path | str) -> InputKind:
+    """
+    Tell an image folder, a video file and a rosbag2 apart.
+
+    A rosbag2 is a directory with ``metadata.yaml`` or ``.db3``/``.mcap`` files (or one such
+    file); any other directory is an image folder; any other file is treated as a video.
+
+    :param path: the input path.
+    :return: its kind.
+    :raises InputError: if ``path`` does not exist.
+    """
+    source = Path(path)
+    if not source.exists():
+        raise InputError(f'Input {str(source)!r} does not exist; give a folder of images, a '
+                         'video file or a rosbag2 directory')
+    if _is_rosbag2(source):
+        return InputKind.ROSBAG2
+    if source.is_dir():
+        return InputKind.IMAGE_FOLDER
+    return InputKind.VIDEO
+
+
+def iter_input(path: Path | str, *, max_frames: int | None = None, fps: float | None = 1.0,
+               every: int | None = None, topic: str | None = None,
+               stats: ReadStats | None = None) -> Iterator[InputFrame]:
+    """
+    Yield the frames of any supported input (see ``detect_input_kind``).
+
+    ``fps`` applies to videos only; ``every`` keeps every N-th frame of any input; ``topic``
+    picks the image topic of a rosbag2 (None: the reader's choice). Rosbag2 reading is
+    ``vggt_mapper.io.rosbag2.iter_bag_frames``, imported only when needed.
+
+    :param path: a folder of images, a video file or a rosbag2 directory.
+    :param max_frames: stop after this many frames.
+    :param fps: video sampling rate (frames per second of video time; None: all).
+    :param every: keep every N-th frame.
+    :param topic: rosbag2 image topic.
+    :param stats: optional counters (frames read and skipped by the folder/video readers).
+    :return: an iterator of frames.
+    :raises InputError: if the input cannot be read.
+    """
+    source = Path(path)
+    kind = detect_input_kind(source)
+    if every is not None and every < 1:
+        raise InputError(f'every must be >= 1, got {every}')
+    if max_frames is not None and max_frames < 1:
+        raise InputError(f'max_frames must be >= 1, got {max_frames}')
+    if kind is InputKind.VIDEO:
+        return iter_video(source, fps=fps, every=every, max_frames=max_frames, stats=stats)
+    if kind is InputKind.IMAGE_FOLDER:
+        frames = iter_image_folder(source, stats=stats)
+    else:
+        from vggt_mapper.io.rosbag2 import iter_bag_frames
+
+        bag_dir = source.parent if source.is_file() else source
+        frames = _counted(iter_bag_frames(bag_dir, topic), stats)
+    return _sampled(frames, every=every, max_frames=max_frames)
+
+
+def _counted(frames: Iterator[InputFrame], stats: ReadStats | None) -> Iterator[InputFrame]:
+    """Count frames of a reader that keeps no ``ReadStats`` itself."""
+    for frame in frames:
+        if stats is not None:
+            stats.frames_read += 1
+        yield frame
+
+
+def _sampled(frames: Iterator[InputFrame], *, every: int | None,
+             max_frames: int | None) -> Iterator[InputFrame]:
+    """Keep every N-th frame and stop after ``max_frames``."""
+    step = every or 1
+    yielded = 0
+    for number, frame in enumerate(frames):
+        if number % step:
+            continue
+        yielded += 1
+        yield frame
+        if max_frames is not None and yielded >= max_frames:
+            return

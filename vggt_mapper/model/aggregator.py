@@ -1,0 +1,126 @@
+"""VGGT aggregator: per-frame DINO patch tokens refined by alternating frame/global attention."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vggt_mapper.model.config import AggregatorConfig
+from vggt_mapper.model.dino import DinoVisionTransformer
+from vggt_mapper.model.layers.block import Block
+from vggt_mapper.model.layers.rope import patch_positions, RotaryPositionEmbedding2D
+
+__all__ = ['Aggregator']
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _per_frame_tokens(token: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
+    """Expand a [1, 2, n, C] token: slot 0 for each sequence's first frame, slot 1 for the rest."""
+    first = token[:, 0:1].expand(batch, 1, *token.shape[2:])
+    others = token[:, 1:].expand(batch, frames - 1, *token.shape[2:])
+    return torch.cat([first, others], dim=1).reshape(batch * frames, *token.shape[2:])
+
+
+class Aggregator(nn.Module):
+    """
+    Alternating-attention transformer over the frames of a sequence.
+
+    :param config: architecture numbers.
+    """
+
+    def __init__(self, config: AggregatorConfig) -> None:
+        super().__init__()
+        if config.depth % config.aa_block_size:
+            raise ValueError(f'aggregator depth {config.depth} is not a multiple of '
+                             f'aa_block_size {config.aa_block_size}')
+        if sorted(config.aa_order) != ['frame', 'global']:
+            raise ValueError(f'aa_order must hold frame and global once each, got '
+                             f'{config.aa_order}')
+        if config.rope_freq <= 0:
+            raise ValueError(f'rope_freq must be > 0 (got {config.rope_freq}): VGGT needs RoPE')
+        self.config = config
+        self.patch_size = config.patch_size
+        self.patch_start_idx = 1 + config.num_register_tokens
+        dim = config.embed_dim
+        # Parameters first (state-dict order): camera token, then register tokens.
+        self.camera_token = nn.Parameter(torch.zeros(1, 2, 1, dim))
+        self.register_token = nn.Parameter(torch.zeros(1, 2, config.num_register_tokens, dim))
+        self.patch_embed = DinoVisionTransformer(config.patch_embed)
+        self.rope = RotaryPositionEmbedding2D(frequency=config.rope_freq)
+
+        def make_block() -> Block:
+            return Block(dim, config.num_heads, mlp_ratio=config.mlp_ratio,
+                         qkv_bias=config.qkv_bias, proj_bias=config.proj_bias,
+                         ffn_bias=config.ffn_bias, init_values=config.init_values,
+                         norm_eps=config.norm_eps, qk_norm=config.qk_norm, rope=self.rope)
+
+        self.frame_blocks = nn.ModuleList([make_block() for _ in range(config.depth)])
+        self.global_blocks = nn.ModuleList([make_block() for _ in range(config.depth)])
+        self._resnet_mean: torch.Tensor
+        self._resnet_std: torch.Tensor
+        self.register_buffer('_resnet_mean', torch.empty(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer('_resnet_std', torch.empty(1, 1, 3, 1, 1), persistent=False)
+        self.reset_buffers()
+
+    def reset_buffers(self, device: torch.device | str | None = None) -> None:
+        """
+        (Re)create the non-persistent ImageNet mean/std buffers (they are not in the state dict).
+
+        Needed after ``to_empty()`` or ``load_state_dict(assign=True)`` of a model built on the
+        meta device.
+
+        :param device: device of the buffers (default: that of ``camera_token``, or the CPU if
+            it is on the meta device).
+        """
+        if device is None:
+            device = self.camera_token.device
+            if device.type == 'meta':
+                device = 'cpu'
+        self._resnet_mean = torch.tensor(_IMAGENET_MEAN, device=device).view(1, 1, 3, 1, 1)
+        self._resnet_std = torch.tensor(_IMAGENET_STD, device=device).view(1, 1, 3, 1, 1)
+
+    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+        """
+        Aggregate a batch of frame sequences.
+
+        :param images: RGB in [0, 1], [B, S, 3, H, W], H and W multiples of the patch size.
+        :return: ``(tokens_list, patch_start_idx)``: per depth i, [B, S, P, 2·dim] = channel
+            concat of frame block i's and global block i's outputs, P = patch_start_idx + h·w.
+        :raises ValueError: for a wrong shape or a size that is not a multiple of the patch.
+        """
+        if images.dim() != 5 or images.shape[2] != 3:
+            raise ValueError(f'images must be [B, S, 3, H, W], got {list(images.shape)}')
+        batch, frames, _, height, width = images.shape
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f'image size {height}x{width} (HxW) is not a multiple of the '
+                             f'patch size {self.patch_size}; resize or crop it first')
+        images = (images - self._resnet_mean) / self._resnet_std
+        patches = self.patch_embed(images.reshape(batch * frames, 3, height, width))
+        tokens = torch.cat([_per_frame_tokens(self.camera_token, batch, frames),
+                            _per_frame_tokens(self.register_token, batch, frames),
+                            patches], dim=1)
+        num_tokens, dim = tokens.shape[1:]
+        pos = patch_positions(batch * frames, height // self.patch_size,
+                              width // self.patch_size, self.patch_start_idx, images.device)
+        pos_global = pos.reshape(batch, frames * num_tokens, 2)
+        output: list[torch.Tensor] = []
+        step = self.config.aa_block_size
+        for start in range(0, self.config.depth, step):
+            inter: dict[str, list[torch.Tensor]] = {}
+            for kind in self.config.aa_order:
+                outs = []
+                if kind == 'frame':
+                    tokens = tokens.reshape(batch * frames, num_tokens, dim)
+                    blocks, p = self.frame_blocks, pos
+                else:
+                    tokens = tokens.reshape(batch, frames * num_tokens, dim)
+                    blocks, p = self.global_blocks, pos_global
+                for i in range(start, start + step):
+                    tokens = blocks[i](tokens, pos=p)
+                    outs.append(tokens.reshape(batch, frames, num_tokens, dim))
+                inter[kind] = outs
+            for frame_out, global_out in zip(inter['frame'], inter['global'], strict=True):
+                output.append(torch.cat([frame_out, global_out], dim=-1))
+        return output, self.patch_start_idx

@@ -1,0 +1,153 @@
+"""VGGT: aggregator plus camera, depth, point and track heads, with a typed output."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vggt_mapper.model.aggregator import Aggregator
+from vggt_mapper.model.config import VGGTConfig
+from vggt_mapper.model.heads.camera_head import CameraHead
+from vggt_mapper.model.heads.dpt_head import DPTHead
+
+try:  # TODO(H1): plain import once H2's track head has landed.
+    from vggt_mapper.model.heads.track_head import TrackHead
+except ImportError:  # pragma: no cover - transitional
+    TrackHead = None  # type: ignore[assignment,misc]
+
+__all__ = ['HEAD_NAMES', 'MAPPING_HEADS', 'VGGT', 'VGGTOutput']
+
+HEAD_NAMES = frozenset({'camera', 'depth', 'point', 'track'})
+# What the mapper needs: poses and depth (points are unprojected from depth).
+MAPPING_HEADS = frozenset({'camera', 'depth'})
+
+
+@dataclass(frozen=True)
+class VGGTOutput:
+    """
+    Predictions of one forward pass; a field is None when its head did not run.
+
+    Shapes use B sequences of S frames of H×W pixels and N query points. Pose encodings are
+    ``absT_quaR_FoV``: camera-from-world translation (3) | quaternion x, y, z, w (4) |
+    fov_h, fov_w in radians (2), in the first frame's camera coordinates, up to scale.
+
+    :param pose_enc: final pose encoding [B, S, 9].
+    :param pose_enc_list: pose encoding after each refinement iteration, each [B, S, 9].
+    :param depth: depth along the camera z axis [B, S, H, W, 1] (same unknown scale).
+    :param depth_conf: depth confidence [B, S, H, W] (> 1).
+    :param world_points: point-head points in the first camera's frame [B, S, H, W, 3].
+    :param world_points_conf: point confidence [B, S, H, W] (> 1).
+    :param track: final tracks, pixel (x, y) [B, S, N, 2]; ``track[:, 0]`` are the queries.
+    :param vis: visibility probability [B, S, N].
+    :param conf: track confidence probability [B, S, N].
+    :param images: the (batched) input images [B, S, 3, H, W], RGB in [0, 1].
+    """
+
+    pose_enc: torch.Tensor | None = None
+    pose_enc_list: list[torch.Tensor] | None = None
+    depth: torch.Tensor | None = None
+    depth_conf: torch.Tensor | None = None
+    world_points: torch.Tensor | None = None
+    world_points_conf: torch.Tensor | None = None
+    track: torch.Tensor | None = None
+    vis: torch.Tensor | None = None
+    conf: torch.Tensor | None = None
+    images: torch.Tensor | None = None
+
+
+class VGGT(nn.Module):
+    """
+    Visual Geometry Grounded Transformer (Wang et al., CVPR 2025), checkpoint-compatible.
+
+    Children, in state-dict order: ``aggregator``, ``camera_head``, ``point_head``,
+    ``depth_head``, ``track_head`` (a disabled head is None and has no keys).
+
+    :param config: architecture (default VGGT-1B).
+    """
+
+    def __init__(self, config: VGGTConfig | None = None) -> None:
+        super().__init__()
+        config = config or VGGTConfig()
+        self.config = config
+        self.aggregator = Aggregator(config.aggregator)
+        self.camera_head = CameraHead(config.camera) if config.enable_camera else None
+        self.point_head = DPTHead(config.point) if config.enable_point else None
+        self.depth_head = DPTHead(config.depth) if config.enable_depth else None
+        if config.enable_track and TrackHead is None:
+            raise ImportError('the track head (vggt_mapper.model.heads.track_head) is missing')
+        self.track_head = TrackHead(config.track) if config.enable_track else None
+
+    @property
+    def enabled_heads(self) -> frozenset[str]:
+        """Return the names of the heads this model has."""
+        present = {'camera': self.camera_head, 'depth': self.depth_head,
+                   'point': self.point_head, 'track': self.track_head}
+        return frozenset(name for name, head in present.items() if head is not None)
+
+    def _select_heads(self, heads: Collection[str] | None, has_queries: bool) -> frozenset[str]:
+        if heads is None:
+            selected = set(self.enabled_heads)
+            if not has_queries:
+                selected.discard('track')
+            return frozenset(selected)
+        selected = set(heads)
+        unknown = selected - HEAD_NAMES
+        if unknown:
+            raise ValueError(f'unknown heads {sorted(unknown)}; choose from {sorted(HEAD_NAMES)}')
+        missing = selected - self.enabled_heads
+        if missing:
+            raise ValueError(f'heads {sorted(missing)} are disabled in this model '
+                             f'(enabled: {sorted(self.enabled_heads)})')
+        if 'track' in selected and not has_queries:
+            raise ValueError("the 'track' head needs query_points")
+        return frozenset(selected)
+
+    def forward(self, images: torch.Tensor, query_points: torch.Tensor | None = None, *,
+                heads: Collection[str] | None = None) -> VGGTOutput:
+        """
+        Predict cameras, depth, points and tracks for one or more frame sequences.
+
+        Camera, depth and point heads run in float32 with autocast disabled, whatever autocast
+        the caller set (the reference does the same); the aggregator and track head follow it.
+
+        :param images: RGB in [0, 1], [S, 3, H, W] or [B, S, 3, H, W]; H and W multiples of 14.
+        :param query_points: pixel (x, y) in frame 0, [N, 2] or [B, N, 2], or None.
+        :param heads: subset of ``{'camera', 'depth', 'point', 'track'}`` to run; None runs
+            every enabled head (track only when query points are given).
+        :return: the predictions; fields of heads that did not run are None.
+        :raises ValueError: for bad shapes or a head that is unknown, disabled or lacks queries.
+        """
+        if images.dim() == 4:
+            images = images.unsqueeze(0)
+        if images.dim() != 5:
+            raise ValueError(f'images must be [S, 3, H, W] or [B, S, 3, H, W], '
+                             f'got {list(images.shape)}')
+        if query_points is not None and query_points.dim() == 2:
+            query_points = query_points.unsqueeze(0)
+        selected = self._select_heads(heads, query_points is not None)
+
+        tokens, patch_start_idx = self.aggregator(images)
+        fields: dict[str, object] = {'images': images}
+        with torch.autocast(device_type=images.device.type, enabled=False):
+            if 'camera' in selected:
+                assert self.camera_head is not None
+                pose_enc_list = self.camera_head(tokens)
+                fields['pose_enc'] = pose_enc_list[-1]
+                fields['pose_enc_list'] = pose_enc_list
+            if 'depth' in selected:
+                assert self.depth_head is not None
+                fields['depth'], fields['depth_conf'] = self.depth_head(
+                    tokens, images, patch_start_idx)
+            if 'point' in selected:
+                assert self.point_head is not None
+                fields['world_points'], fields['world_points_conf'] = self.point_head(
+                    tokens, images, patch_start_idx)
+        if 'track' in selected:
+            assert self.track_head is not None and query_points is not None
+            track_list, fields['vis'], fields['conf'] = self.track_head(
+                tokens, images, patch_start_idx, query_points)
+            fields['track'] = track_list[-1]
+        return VGGTOutput(**fields)  # type: ignore[arg-type]

@@ -1,0 +1,392 @@
+"""The ROS 2 door: ``mapper_node`` maps a camera topic into a PointCloud2 map, a path and TF.
+
+Graph (names relative to the node, ``~`` = node name):
+
+* subscribes ``image`` (sensor_msgs/Image, or CompressedImage with ``image_transport:
+  compressed``; sensor-data QoS) and, optionally, ``camera_info``;
+* publishes ``~/map`` (PointCloud2 in ``map_frame``, reliable + transient-local, after each
+  window and every ``map_publish_period_s``), ``~/window_cloud`` (the points a window added),
+  ``~/path`` (nav_msgs/Path, transient-local), ``~/pose`` (PoseStamped of the latest keyframe),
+  ``/diagnostics`` and TF (``publish_tf``: ``map_to_camera``, ``map_to_odom`` per REP 105, or
+  ``none``);
+* services ``~/save_map`` and ``~/reset`` (std_srvs/Trigger).
+
+Frames follow REP 103/105 as described in ``vggt_mapper.ros.conversions``; every output is
+stamped with the image stamp of the latest keyframe. The image callback only decodes and
+enqueues into ``MappingWorker``'s bounded queue; VGGT runs in the worker thread and the save
+service hands its file I/O to the worker too.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+import json
+from pathlib import Path
+import sys
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Path as PathMsg
+import numpy as np
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    qos_profile_sensor_data,
+    QoSProfile,
+    ReliabilityPolicy,
+)
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_srvs.srv import Trigger
+from tf2_ros import TransformBroadcaster, TransformException
+from tf2_ros.buffer import Buffer
+from tf2_ros.transform_listener import TransformListener
+
+from vggt_mapper.engine.errors import EngineError
+from vggt_mapper.engine.mapper import Mapper
+from vggt_mapper.engine.types import KeyframePose, MapSnapshot, WindowResult
+from vggt_mapper.engine.worker import MappingWorker, WorkerError
+from vggt_mapper.io.atomic import atomic_write_bytes
+from vggt_mapper.io.errors import ExportError
+from vggt_mapper.io.export import save_map
+from vggt_mapper.io.frames import InputFrame
+from vggt_mapper.ros import conversions as conv
+from vggt_mapper.ros.errors import ConversionError, ParameterError, RosDoorError
+from vggt_mapper.ros.params import NodeParams, PARAMETERS, ParamSpec
+
+__all__ = ['MapperNode', 'main']
+
+#: How long a service waits for the worker (it may be inside a VGGT window first).
+SERVICE_TIMEOUT_S = 600.0
+WARN_THROTTLE_S = 5.0
+_PARAMETER_TYPES = {'bool': ParameterType.PARAMETER_BOOL,
+                    'int': ParameterType.PARAMETER_INTEGER,
+                    'float': ParameterType.PARAMETER_DOUBLE,
+                    'str': ParameterType.PARAMETER_STRING}
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(name=spec.name, type=_PARAMETER_TYPES[spec.type_name],
+                                     description=spec.description, read_only=spec.read_only)
+    if spec.type_name == 'int' and spec.min_value is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value),
+                                                 to_value=int(spec.max_value or 2**62),
+                                                 step=1)]
+    elif spec.type_name == 'float' and spec.min_value is not None:
+        descriptor.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.min_value), to_value=float(spec.max_value or 1e300),
+            step=0.0)]
+    if spec.choices:
+        descriptor.additional_constraints = 'one of: ' + ', '.join(spec.choices)
+    return descriptor
+
+
+class MapperNode(Node):
+    """Subscribe a camera, map it with VGGT in a worker thread, publish map, path and TF."""
+
+    def __init__(self, predictor: Any = None, **node_kwargs: Any) -> None:
+        """
+        Declare and read the parameters, build the engine, create the ROS interfaces.
+
+        :param predictor: a ``Predictor`` to use instead of building one from the parameters
+            (tests, embedding).
+        :param node_kwargs: passed to ``rclpy.node.Node`` (``namespace``, ``context``, ...).
+        :raises ParameterError: if the parameters are invalid.
+        """
+        super().__init__('vggt_mapper', **node_kwargs)
+        for spec in PARAMETERS:
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        self._params = NodeParams.from_values(
+            {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS})
+        params = self._params
+        self._types = conv.rclpy_message_types()
+        if predictor is None:
+            from vggt_mapper.predictor.factory import create_predictor
+            predictor = create_predictor(params.to_predictor_spec())
+        self._worker = MappingWorker(Mapper(params.to_mapper_config(), predictor),
+                                     params.queue_length, params.drop_policy)
+        self._malformed = 0
+        self._tf_failures = 0
+        self._camera_info: conv.CameraInfoRecord | None = None
+        self._last_map_msg: Any = None
+        self._last_counts = (0, 0, 0)
+
+        latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._map_pub = self.create_publisher(PointCloud2, '~/map', latched)
+        self._window_pub = self.create_publisher(PointCloud2, '~/window_cloud', 10)
+        self._path_pub = self.create_publisher(PathMsg, '~/path', latched)
+        self._pose_pub = self.create_publisher(PoseStamped, '~/pose', 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._tf_broadcaster = TransformBroadcaster(self) if params.publish_tf != 'none' else None
+        self._tf_buffer: Buffer | None = None
+        if params.publish_tf == 'map_to_odom':
+            self._tf_buffer = Buffer()
+            self._tf_listener = TransformListener(self._tf_buffer, self)
+
+        # Frames, services and timers in separate groups: a save waiting for the worker must
+        # not block image callbacks (MultiThreadedExecutor).
+        image_type = CompressedImage if params.image_transport == 'compressed' else Image
+        self._decode = (conv.compressed_to_rgb if image_type is CompressedImage
+                        else conv.image_to_rgb)
+        self.create_subscription(image_type, 'image', self._on_image, qos_profile_sensor_data,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        if params.use_camera_info:
+            self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
+                                     qos_profile_sensor_data)
+        services = MutuallyExclusiveCallbackGroup()
+        self.create_service(Trigger, '~/save_map', self._on_save_map, callback_group=services)
+        self.create_service(Trigger, '~/reset', self._on_reset, callback_group=services)
+        timers = MutuallyExclusiveCallbackGroup()
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=timers)
+        if params.map_publish_period_s > 0:
+            self.create_timer(params.map_publish_period_s, self._republish_map,
+                              callback_group=timers)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._worker.add_listener(self._on_window)
+        self._worker.add_failure_listener(self._on_window_failed)
+        self._worker.start()
+        self.get_logger().info(
+            f'mapping {image_type.__name__} on {self.resolve_topic_name("image")} '
+            f'(window {params.window_size}, overlap {params.overlap}, predictor '
+            f'{type(predictor).__name__}, TF {params.publish_tf})')
+
+    @property
+    def worker(self) -> MappingWorker:
+        """The mapping worker (its stats, trajectory and map snapshot are thread-safe)."""
+        return self._worker
+
+    # -- callbacks (executor threads): convert, enqueue, answer; no inference, no file I/O --
+
+    def _on_image(self, msg: Any) -> None:
+        try:
+            image_rgb = self._decode(msg)
+        except ConversionError as err:
+            self._malformed += 1
+            self.get_logger().warning(f'skipping malformed image ({self._malformed} so far): '
+                                      f'{err}', throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+        if not self._worker.submit(InputFrame(image_rgb, stamp_ns, f'frame_{stamp_ns}')):
+            self.get_logger().warning(
+                f'mapper lagging: {self._worker.stats.frames_dropped} frames dropped '
+                f'({self._params.drop_policy})', throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _on_camera_info(self, msg: Any) -> None:
+        try:
+            self._camera_info = conv.camera_info_from_msg(msg)
+        except ConversionError as err:
+            self.get_logger().warning(f'ignoring CameraInfo: {err}',
+                                      throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
+        try:
+            new = self._params.with_changes({p.name: p.value for p in parameters})
+        except ParameterError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        self._params = new
+        return SetParametersResult(successful=True, reason='')
+
+    def _on_save_map(self, request: Any, response: Any) -> Any:
+        outdir = self._params.output_path
+        try:
+            paths = self._worker.save(partial(self._write_outputs, outdir)).result(
+                timeout=SERVICE_TIMEOUT_S)
+        except (ExportError, OSError, WorkerError, TimeoutError) as err:
+            response.success, response.message = False, f'save failed: {err}'
+            self.get_logger().error(response.message)
+            return response
+        response.success, response.message = True, ' '.join(str(p) for p in paths)
+        self.get_logger().info(f'map saved: {response.message}')
+        return response
+
+    def _on_reset(self, request: Any, response: Any) -> Any:
+        try:
+            self._worker.reset().result(timeout=SERVICE_TIMEOUT_S)
+        except (WorkerError, EngineError, TimeoutError) as err:
+            response.success, response.message = False, f'reset failed: {err}'
+            return response
+        empty = self._worker.map_snapshot()
+        self._last_map_msg = conv.points_to_cloud(empty.points_world, empty.colors_rgb,
+                                                  self.get_clock().now().nanoseconds,
+                                                  self._params.map_frame, self._types)
+        self._map_pub.publish(self._last_map_msg)
+        self._path_pub.publish(conv.poses_to_path(np.zeros((0, 4, 4)), [],
+                                                  self.get_clock().now().nanoseconds,
+                                                  self._params.map_frame, self._types))
+        response.success, response.message = True, 'map and trajectory cleared'
+        return response
+
+    def _republish_map(self) -> None:
+        if self._last_map_msg is not None:
+            self._map_pub.publish(self._last_map_msg)
+
+    def _publish_diagnostics(self) -> None:
+        stats = self._worker.stats
+        engine = stats.mapper
+        rejected = engine.windows_rejected if engine else 0
+        counts = (stats.frames_dropped, stats.windows_failed, rejected)
+        if stats.fatal_error:
+            level, message = DiagnosticStatus.ERROR, f'worker stopped: {stats.fatal_error}'
+        elif counts != self._last_counts:
+            level, message = DiagnosticStatus.WARN, 'frames dropped or windows failed/rejected'
+        else:
+            level, message = DiagnosticStatus.OK, 'mapping'
+        self._last_counts = counts
+        values = {
+            'queue_depth': stats.queue_depth, 'queue_capacity': stats.queue_capacity,
+            'frames_received': stats.frames_received, 'frames_dropped': stats.frames_dropped,
+            'frames_malformed': self._malformed, 'windows_done': stats.windows_done,
+            'windows_failed': stats.windows_failed, 'rejected_alignments': rejected,
+            'last_inference_s': f'{stats.last_predict_s:.3f}',
+            'last_window_s': f'{stats.last_step_s:.3f}',
+            'keyframes': engine.keyframes if engine else 0,
+            'map_points': engine.map_points if engine else 0,
+            'tf_failures': self._tf_failures, 'last_error': stats.last_error,
+        }
+        status = DiagnosticStatus(
+            level=level, name=f'{self.get_name()}: mapping', message=message,
+            hardware_id=self.get_fully_qualified_name(),
+            values=[KeyValue(key=key, value=str(value)) for key, value in values.items()])
+        self._diag_pub.publish(DiagnosticArray(
+            header=conv.make_header(self.get_clock().now().nanoseconds, '', self._types),
+            status=[status]))
+
+    # -- worker thread ----------------------------------------------------------------------
+
+    def _write_outputs(self, outdir: Path, trajectory: list[KeyframePose],
+                       snapshot: MapSnapshot) -> list[Path]:
+        saved = save_map(outdir, trajectory, snapshot, overwrite=True)
+        paths = list(saved.paths)
+        if self._camera_info is not None:
+            text = json.dumps(self._camera_info.to_json_dict(), indent=2) + '\n'
+            paths.append(atomic_write_bytes(outdir / 'camera_info.json', text.encode(),
+                                            overwrite=True))
+        return paths
+
+    def _on_window_failed(self, frame: InputFrame, error: BaseException) -> None:
+        self.get_logger().warning(f'window failed at {frame.name}, map kept: '
+                                  f'{type(error).__name__}: {error}',
+                                  throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _on_window(self, result: WindowResult) -> None:
+        params, types = self._params, self._types
+        trajectory = self._worker.trajectory()
+        if not result.accepted:
+            self.get_logger().warning(f'window {result.window_index} rejected, map kept: '
+                                      f'{result.reason}')
+            return
+        if not trajectory:
+            return
+        latest = max(trajectory, key=lambda pose: pose.index)
+        stamp_ns = latest.stamp_ns
+        snapshot = self._worker.map_snapshot()
+        self._last_map_msg = conv.points_to_cloud(
+            conv.map_from_world_points(snapshot.points_world), snapshot.colors_rgb, stamp_ns,
+            params.map_frame, types)
+        self._map_pub.publish(self._last_map_msg)
+        self._window_pub.publish(conv.points_to_cloud(
+            conv.map_from_world_points(result.points_world), result.colors_rgb, stamp_ns,
+            params.map_frame, types))
+        map_from_cams = conv.map_from_world_pose(
+            np.stack([pose.world_from_cam for pose in trajectory]))
+        self._path_pub.publish(conv.poses_to_path(
+            map_from_cams, [pose.stamp_ns for pose in trajectory], stamp_ns, params.map_frame,
+            types))
+        map_from_cam = conv.map_from_world_pose(latest.world_from_cam)
+        self._pose_pub.publish(conv.matrix_to_pose(map_from_cam, stamp_ns, params.map_frame,
+                                                   types))
+        self._publish_tf(map_from_cam, stamp_ns)
+
+    def _publish_tf(self, map_from_cam: np.ndarray, stamp_ns: int) -> None:
+        params = self._params
+        if self._tf_broadcaster is None:
+            return
+        if self._tf_buffer is None:
+            parent_from_child, child = map_from_cam, params.camera_frame
+        else:
+            # REP 105: map -> odom = map_from_cam · cam_from_base · base_from_odom.
+            timeout = Duration(nanoseconds=int(params.tf_timeout_s * 1e9))
+            try:
+                base_from_cam = conv.transform_to_matrix(self._tf_buffer.lookup_transform(
+                    params.base_frame, params.camera_frame, Time(), timeout))
+                odom_from_base = conv.transform_to_matrix(self._tf_buffer.lookup_transform(
+                    params.odom_frame, params.base_frame, Time(nanoseconds=stamp_ns), timeout))
+            except (TransformException, ConversionError) as err:
+                self._tf_failures += 1
+                self.get_logger().warning(f'no map -> {params.odom_frame} correction: {err}',
+                                          throttle_duration_sec=WARN_THROTTLE_S)
+                return
+            parent_from_child = (map_from_cam @ np.linalg.inv(base_from_cam)
+                                 @ np.linalg.inv(odom_from_base))
+            child = params.odom_frame
+        self._tf_broadcaster.sendTransform(conv.matrix_to_transform(
+            parent_from_child, stamp_ns, params.map_frame, child, self._types))
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the worker (queued frames are dropped) and save when ``save_on_shutdown``."""
+        self._worker.stop(drain=False, timeout=SERVICE_TIMEOUT_S)
+        if not self._params.save_on_shutdown:
+            return
+        outdir = self._params.output_path
+        try:
+            paths = self._worker.save(partial(self._write_outputs, outdir)).result()
+        except (ExportError, OSError) as err:
+            self.get_logger().error(f'saving the map at shutdown failed: {err}')
+            return
+        self.get_logger().info('map saved at shutdown: ' + ' '.join(str(p) for p in paths))
+
+
+def _startup_errors() -> tuple[type[Exception], ...]:
+    """Errors that stop the node at start with a one-line message (no traceback)."""
+    from vggt_mapper.model.errors import ModelError
+    from vggt_mapper.predictor.errors import PredictorError
+
+    return RosDoorError, EngineError, PredictorError, ModelError
+
+
+def main(args: list[str] | None = None) -> int:
+    """
+    Run ``mapper_node`` until Ctrl-C or ROS shutdown; save the map on the way out.
+
+    :param args: ROS command-line arguments (None: ``sys.argv``).
+    :return: process exit status (1 when the node cannot start).
+    """
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = MapperNode()
+            except _startup_errors() as err:
+                print(f'mapper_node: {err}', file=sys.stderr)
+                return 1
+            executor = MultiThreadedExecutor()
+            executor.add_node(node)
+            try:
+                executor.spin()
+            finally:
+                node.close()
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

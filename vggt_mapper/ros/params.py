@@ -1,0 +1,300 @@
+"""The mapper node's parameters as typed, validated data (no rclpy here).
+
+``PARAMETERS`` lists every parameter once — name, default, description, range or choices, and
+whether it can change at runtime. The node declares them from this table (as ROS 2
+``ParameterDescriptor`` with ``IntegerRange``/``FloatingPointRange``), reads them into
+``NodeParams`` and validates runtime changes by building a new ``NodeParams``;
+``config/mapper.yaml`` sets the same names. ``NodeParams`` maps onto the engine's
+``MapperConfig`` and the predictor factory's ``PredictorSpec``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from vggt_mapper.engine.config import KeyframeConfig, MapConfig, MapperConfig
+from vggt_mapper.engine.errors import ConfigError
+from vggt_mapper.ros.errors import ParameterError
+
+__all__ = [
+    'DROP_POLICIES',
+    'IMAGE_TRANSPORTS',
+    'PARAMETERS',
+    'TF_MODES',
+    'NodeParams',
+    'ParamSpec',
+]
+
+#: ``publish_tf`` values: map → camera, the correcting map → odom (REP 105), or no TF.
+TF_MODES = ('map_to_camera', 'map_to_odom', 'none')
+#: ``image_transport`` values: the ``image`` topic carries sensor_msgs/Image (raw) or
+#: sensor_msgs/CompressedImage (compressed; remap ``image`` to a ``.../compressed`` topic).
+IMAGE_TRANSPORTS = ('raw', 'compressed')
+#: ``drop_policy`` values (``vggt_mapper.engine.worker.DropPolicy``).
+DROP_POLICIES = ('drop_oldest', 'drop_newest')
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """
+    One node parameter: what the node declares and how it is checked.
+
+    :param name: parameter name (also the ``NodeParams`` field).
+    :param default: default value; its Python type is the parameter type.
+    :param description: one sentence for ``ros2 param describe``.
+    :param min_value: inclusive lower bound of an int/float parameter, or None.
+    :param max_value: inclusive upper bound of an int/float parameter, or None.
+    :param choices: allowed values of a string parameter, empty for any.
+    :param read_only: fixed after start-up (it shapes the engine or the ROS graph).
+    """
+
+    name: str
+    default: bool | int | float | str
+    description: str
+    min_value: int | float | None = None
+    max_value: int | float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = True
+
+    @property
+    def type_name(self) -> str:
+        """``bool``, ``int``, ``float`` or ``str``."""
+        return type(self.default).__name__
+
+    def check(self, value: Any) -> bool | int | float | str:
+        """
+        Check one value's type, range and choices.
+
+        :param value: the candidate value (an int is accepted for a float parameter).
+        :return: the value converted to the parameter's type.
+        :raises ParameterError: naming the parameter, the value and what is allowed.
+        """
+        kind = type(self.default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        checked: Any = value
+        if type(checked) is not kind:
+            raise ParameterError(f'parameter {self.name!r} must be a {kind.__name__}, got '
+                                 f'{value!r} ({type(value).__name__})')
+        if self.min_value is not None and float(checked) < self.min_value:
+            raise ParameterError(f'parameter {self.name!r} must be >= {self.min_value}, got '
+                                 f'{value!r}')
+        if self.max_value is not None and float(checked) > self.max_value:
+            raise ParameterError(f'parameter {self.name!r} must be <= {self.max_value}, got '
+                                 f'{value!r}')
+        if self.choices and value not in self.choices:
+            raise ParameterError(f'parameter {self.name!r} must be one of '
+                                 f'{", ".join(self.choices)}; got {value!r}')
+        return checked
+
+
+_DEFAULT_KEYFRAMES = KeyframeConfig()
+_DEFAULT_MAP = MapConfig()
+_DEFAULT_MAPPER = MapperConfig()
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # Inputs
+    ParamSpec('image_transport', 'raw', 'Type of the "image" topic: raw is '
+              'sensor_msgs/Image, compressed is sensor_msgs/CompressedImage (remap image to '
+              'the .../compressed topic).',
+              choices=IMAGE_TRANSPORTS),
+    ParamSpec('use_camera_info', True, 'Record the latest sensor_msgs/CameraInfo from '
+              '"camera_info" into the exports (camera_info.json).'),
+    # Frames (REP 103 / REP 105)
+    ParamSpec('map_frame', 'map', 'Fixed frame of the map, path and poses (REP 105).'),
+    ParamSpec('odom_frame', 'odom', 'Odometry frame, used when publish_tf is map_to_odom.'),
+    ParamSpec('base_frame', 'base_link', 'Robot base frame, used when publish_tf is '
+              'map_to_odom.'),
+    ParamSpec('camera_frame', 'camera_optical', 'The camera optical frame (REP 103: z '
+              'forward, x right, y down) the poses describe; match the image header frame.'),
+    ParamSpec('publish_tf', 'map_to_camera', 'map_to_camera: publish map -> camera_frame; '
+              'map_to_odom: publish the map -> odom correction from tf2 base_frame -> '
+              'camera_frame and odom -> base_frame; none: no TF.', choices=TF_MODES,
+              read_only=False),
+    ParamSpec('tf_timeout_s', 0.05, 'How long a tf2 lookup may wait (map_to_odom mode).',
+              min_value=0.0, max_value=5.0, read_only=False),
+    # Engine
+    ParamSpec('window_size', _DEFAULT_MAPPER.window_size, 'Keyframes per VGGT window.',
+              min_value=2, max_value=64),
+    ParamSpec('overlap', _DEFAULT_MAPPER.overlap, 'Keyframes shared by consecutive windows '
+              '(the Sim(3) alignment uses them); must be below window_size.',
+              min_value=1, max_value=63),
+    ParamSpec('scale', _DEFAULT_MAPPER.scale, "Factor applied to the first window's "
+              'arbitrary unit (set it to make the map metric).', min_value=1e-6,
+              max_value=1e6),
+    ParamSpec('min_parallax_px', _DEFAULT_KEYFRAMES.min_parallax_px, 'Median corner '
+              'displacement (pixels at track resolution) that makes a new keyframe.',
+              min_value=0.0, max_value=1000.0),
+    ParamSpec('min_gap', _DEFAULT_KEYFRAMES.min_gap, 'At least this many frames between '
+              'keyframes.', min_value=1, max_value=10000),
+    ParamSpec('max_gap', _DEFAULT_KEYFRAMES.max_gap, 'A keyframe is forced after this many '
+              'frames (>= min_gap).', min_value=1, max_value=100000),
+    ParamSpec('conf_percentile', _DEFAULT_MAP.conf_percentile, 'Drop pixels below this '
+              'percentile of depth confidence in each keyframe.', min_value=0.0,
+              max_value=100.0),
+    ParamSpec('voxel_size', _DEFAULT_MAP.voxel_size, 'Voxel edge merging the map, in map '
+              'units (0 disables merging).', min_value=0.0, max_value=100.0),
+    ParamSpec('max_points', _DEFAULT_MAP.max_points, 'Cap on map points (the voxel grid '
+              'coarsens to stay below it).', min_value=1, max_value=100_000_000),
+    ParamSpec('pixel_stride', _DEFAULT_MAP.pixel_stride, 'Keep every n-th pixel in each '
+              'direction before filtering.', min_value=1, max_value=64),
+    # Predictor
+    ParamSpec('model', 'vggt-1b', 'Local model: vggt-1b, or tiny (without a checkpoint: '
+              'synthetic weights, meaningless geometry, smoke tests only).'),
+    ParamSpec('checkpoint', '', 'Hugging Face repo id or local .safetensors/.pt file of the '
+              'weights; empty: facebook/VGGT-1B for vggt-1b (cached under HF_HOME).'),
+    ParamSpec('device', 'auto', 'Torch device: auto, cpu, cuda, cuda:N or mps.'),
+    ParamSpec('remote_url', '', 'http(s) URL of a "vggt-mapper serve" server to send windows '
+              'to instead of running the model here (leave checkpoint empty).'),
+    ParamSpec('predictor', '', 'Custom predictor as module:attr (an instance, or a callable '
+              'making one); empty: the local model or remote_url.'),
+    # Queue and outputs
+    ParamSpec('queue_length', 4, 'Frames waiting for the mapper at most; more are dropped '
+              'and counted.', min_value=1, max_value=1000),
+    ParamSpec('drop_policy', 'drop_oldest', 'drop_oldest keeps the newest frames; '
+              'drop_newest refuses new frames while the queue is full.',
+              choices=DROP_POLICIES),
+    ParamSpec('map_publish_period_s', 5.0, 'Republish the whole map this often (it is also '
+              'published after each window; 0 disables the timer).', min_value=0.0,
+              max_value=3600.0),
+    ParamSpec('output_dir', 'vggt_mapper_output', 'Where ~/save_map and the shutdown save '
+              'write map.glb, map.ply, trajectory.tum, cameras.json (~ is expanded).',
+              read_only=False),
+    ParamSpec('save_on_shutdown', True, 'Save the map into output_dir when the node stops.',
+              read_only=False),
+)
+
+_SPECS = {spec.name: spec for spec in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """
+    Validated values of every parameter in ``PARAMETERS`` (see their descriptions).
+
+    Construction validates each value and the cross-field rules of the engine config
+    (overlap < window_size, max_gap >= min_gap) and of the predictor spec (checkpoint, remote_url
+    and predictor exclude each other); it raises ``ParameterError``.
+    """
+
+    image_transport: str = 'raw'
+    use_camera_info: bool = True
+    map_frame: str = 'map'
+    odom_frame: str = 'odom'
+    base_frame: str = 'base_link'
+    camera_frame: str = 'camera_optical'
+    publish_tf: str = 'map_to_camera'
+    tf_timeout_s: float = 0.05
+    window_size: int = _DEFAULT_MAPPER.window_size
+    overlap: int = _DEFAULT_MAPPER.overlap
+    scale: float = _DEFAULT_MAPPER.scale
+    min_parallax_px: float = _DEFAULT_KEYFRAMES.min_parallax_px
+    min_gap: int = _DEFAULT_KEYFRAMES.min_gap
+    max_gap: int = _DEFAULT_KEYFRAMES.max_gap
+    conf_percentile: float = _DEFAULT_MAP.conf_percentile
+    voxel_size: float = _DEFAULT_MAP.voxel_size
+    max_points: int = _DEFAULT_MAP.max_points
+    pixel_stride: int = _DEFAULT_MAP.pixel_stride
+    model: str = 'vggt-1b'
+    checkpoint: str = ''
+    device: str = 'auto'
+    remote_url: str = ''
+    predictor: str = ''
+    queue_length: int = 4
+    drop_policy: str = 'drop_oldest'
+    map_publish_period_s: float = 5.0
+    output_dir: str = 'vggt_mapper_output'
+    save_on_shutdown: bool = True
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            object.__setattr__(self, field.name,
+                               _SPECS[field.name].check(getattr(self, field.name)))
+        for name in ('map_frame', 'camera_frame'):
+            if not getattr(self, name):
+                raise ParameterError(f'parameter {name!r} must not be empty')
+        if self.publish_tf == 'map_to_odom' and not (self.odom_frame and self.base_frame):
+            raise ParameterError('publish_tf map_to_odom needs odom_frame and base_frame')
+        if not self.output_dir:
+            raise ParameterError("parameter 'output_dir' must not be empty")
+        self.to_mapper_config()  # cross-field engine rules (overlap < window_size, ...)
+        self.to_predictor_spec()  # model, device, checkpoint/remote_url/predictor exclusions
+
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any]) -> NodeParams:
+        """
+        Build from a name → value mapping (missing names keep their defaults).
+
+        :param values: parameter values, e.g. read from the node or a YAML file.
+        :return: the validated parameters.
+        :raises ParameterError: for an unknown name or an invalid value.
+        """
+        unknown = sorted(set(values) - set(_SPECS))
+        if unknown:
+            raise ParameterError(f'unknown parameter(s) {", ".join(unknown)}; known: '
+                                 f'{", ".join(sorted(_SPECS))}')
+        return cls(**dict(values))
+
+    def with_changes(self, changes: Mapping[str, Any]) -> NodeParams:
+        """
+        A copy with some values changed, validated as a whole (for set-parameters callbacks).
+
+        :param changes: name → new value.
+        :return: the new parameters.
+        :raises ParameterError: for an unknown or read-only name or an invalid value.
+        """
+        for name in changes:
+            spec = _SPECS.get(name)
+            if spec is None:
+                raise ParameterError(f'unknown parameter {name!r}')
+            if spec.read_only:
+                raise ParameterError(f'parameter {name!r} is read-only at runtime; set it in '
+                                     f'the params file and restart the node')
+        return replace(self, **dict(changes))
+
+    def to_mapper_config(self) -> MapperConfig:
+        """
+        The engine configuration these parameters describe.
+
+        :return: the MapperConfig (engine defaults for what the node does not expose).
+        :raises ParameterError: if the engine refuses a combination (its message kept).
+        """
+        try:
+            return MapperConfig(
+                window_size=self.window_size, overlap=self.overlap, scale=self.scale,
+                keyframes=replace(_DEFAULT_KEYFRAMES, min_parallax_px=self.min_parallax_px,
+                                  min_gap=self.min_gap, max_gap=self.max_gap),
+                map=replace(_DEFAULT_MAP, conf_percentile=self.conf_percentile,
+                            voxel_size=self.voxel_size, max_points=self.max_points,
+                            pixel_stride=self.pixel_stride))
+        except ConfigError as err:
+            raise ParameterError(f'invalid mapper parameters: {err}') from err
+
+    def to_predictor_spec(self, token: str | None = None) -> Any:
+        """
+        The predictor factory's spec (``vggt_mapper.predictor.factory.PredictorSpec``).
+
+        Empty strings mean "unset" (None) in the spec.
+
+        :param token: Hugging Face token for gated weights (None lets huggingface_hub use
+            ``HF_TOKEN`` or its login).
+        :return: the PredictorSpec.
+        :raises ParameterError: if the spec refuses the combination (its message kept).
+        """
+        from vggt_mapper.predictor.errors import PredictorSpecError
+        from vggt_mapper.predictor.factory import PredictorSpec
+
+        try:
+            return PredictorSpec(model=self.model, checkpoint=self.checkpoint or None,
+                                 device=self.device, predictor=self.predictor or None,
+                                 remote_url=self.remote_url or None, token=token)
+        except PredictorSpecError as err:
+            raise ParameterError(f'invalid predictor parameters: {err}') from err
+
+    @property
+    def output_path(self) -> Path:
+        """``output_dir`` with ``~`` expanded."""
+        return Path(self.output_dir).expanduser()

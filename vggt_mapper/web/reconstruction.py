@@ -1,0 +1,266 @@
+"""Run the mapping engine over an upload and keep what the viewer controls need.
+
+Long uploads go through ``Mapper`` window by window (``MapperConfig.window_size`` keyframes at a
+time), so memory and GPU use do not grow with the sequence length. A recording wrapper around
+the predictor keeps, for each keyframe, a downsampled copy of its dense prediction in its own
+camera frame (from the first window that contained it). At the end the engine's final keyframe
+poses carry these clouds into the world frame.
+
+The engine's ``WindowResult`` carries the keyframe poses but not each window's scale, so the
+door chains the scale of the window units from window to window with the median depth ratio of
+the keyframes two windows share (the first window is at ``MapperConfig.scale``). Once the engine
+exposes each window's Sim(3), that should replace ``_ScaleChain``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+import math
+import time
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from vggt_mapper.engine.config import MapperConfig
+from vggt_mapper.engine.types import KeyframePose, MapperStats, MapSnapshot, WindowResult
+from vggt_mapper.geometry.unproject import depth_to_points_cam
+from vggt_mapper.io.frames import InputFrame
+from vggt_mapper.predictor.base import Predictor, WindowPrediction
+from vggt_mapper.web.errors import WebError
+from vggt_mapper.web.scene import KeyframeCloud, Scene
+
+__all__ = [
+    'MapperLike',
+    'MapperFactory',
+    'ProgressFn',
+    'ReconstructionError',
+    'estimate_windows',
+    'reconstruct',
+]
+
+ProgressFn = Callable[[int, int], None]
+"""Called as ``progress(windows_done, windows_expected)`` after each window."""
+
+
+class ReconstructionError(WebError):
+    """The engine produced no usable map (every window refused, or no keyframe)."""
+
+
+class MapperLike(Protocol):
+    """What the door uses of ``vggt_mapper.engine.mapper.Mapper``."""
+
+    def add_frame(self, image_rgb: NDArray[np.uint8], stamp_ns: int,
+                  name: str | None = None) -> list[WindowResult]: ...
+
+    def flush(self) -> list[WindowResult]: ...
+
+    def trajectory(self) -> list[KeyframePose]: ...
+
+    def map_snapshot(self) -> MapSnapshot: ...
+
+    @property
+    def stats(self) -> MapperStats: ...
+
+
+MapperFactory = Callable[[MapperConfig, Predictor], MapperLike]
+
+
+def estimate_windows(num_frames: int, config: MapperConfig) -> int:
+    """
+    The number of windows ``num_frames`` keyframes make (for the progress bar).
+
+    :param num_frames: keyframes expected.
+    :param config: window size and overlap.
+    :return: windows expected (at least 1).
+    """
+    if num_frames <= config.window_size:
+        return 1
+    step = config.window_size - config.overlap
+    return 1 + math.ceil((num_frames - config.window_size) / step)
+
+
+@dataclass
+class _LocalCloud:
+    """A keyframe's dense prediction in its camera frame, in its window's units."""
+
+    window: int
+    points_cam: NDArray[np.float32]
+    conf_depth: NDArray[np.float32]
+    colors_rgb: NDArray[np.uint8]
+    points_map_cam: NDArray[np.float32] | None
+    conf_map: NDArray[np.float32] | None
+
+
+class _RecordingPredictor:
+    """Passes windows to the real predictor and remembers each prediction until it is used."""
+
+    def __init__(self, inner: Predictor, on_window: Callable[[], None]) -> None:
+        self.inner = inner
+        self.on_window = on_window
+        self.pending: list[WindowPrediction] = []
+        self.predict_s = 0.0
+
+    def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
+        start = time.perf_counter()
+        prediction = self.inner.predict(frames_rgb)
+        self.predict_s += time.perf_counter() - start
+        self.pending.append(prediction)
+        self.on_window()
+        return prediction
+
+
+def _local_clouds(prediction: WindowPrediction, window: int,
+                  stride: int) -> list[_LocalCloud]:
+    clouds = []
+    for slot in range(prediction.num_frames):
+        depth = prediction.depth[slot]
+        points_cam = depth_to_points_cam(depth, prediction.intrinsics[slot])
+        points_map_cam = conf_map = None
+        if prediction.points_window is not None:
+            cam = prediction.cam_from_window[slot]
+            points_map_cam = (prediction.points_window[slot].astype(np.float64) @ cam[:, :3].T
+                              + cam[:, 3])
+            conf_map = (prediction.points_conf[slot] if prediction.points_conf is not None
+                        else np.ones_like(depth))
+        cut = (slice(None, None, stride), slice(None, None, stride))
+        clouds.append(_LocalCloud(
+            window=window,
+            points_cam=np.ascontiguousarray(points_cam[cut], dtype=np.float32),
+            conf_depth=np.ascontiguousarray(prediction.depth_conf[slot][cut], dtype=np.float32),
+            colors_rgb=np.ascontiguousarray(prediction.images_rgb[slot][cut]),
+            points_map_cam=None if points_map_cam is None else np.ascontiguousarray(
+                points_map_cam[cut], dtype=np.float32),
+            conf_map=None if conf_map is None else np.ascontiguousarray(
+                conf_map[cut], dtype=np.float32)))
+    return clouds
+
+
+class _ScaleChain:
+    """World units per window unit, chained through keyframes shared by consecutive windows."""
+
+    def __init__(self, first_scale: float) -> None:
+        self.first_scale = first_scale
+        self.scales: dict[int, float] = {}
+
+    def add(self, window: int, shared: list[tuple[_LocalCloud, NDArray[np.float32]]]) -> None:
+        """
+        Record window ``window``'s scale.
+
+        :param window: the window number.
+        :param shared: for each keyframe already seen in an earlier window, its stored cloud
+            and its depth (z) in this window at the same stride.
+        """
+        ratios = []
+        for cloud, depth_here in shared:
+            depth_before = cloud.points_cam[..., 2]
+            valid = (depth_before > 1e-8) & (depth_here > 1e-8)
+            if valid.sum() >= 16 and cloud.window in self.scales:
+                ratio = float(np.median(depth_before[valid] / depth_here[valid]))
+                ratios.append(ratio * self.scales[cloud.window])
+        if ratios:
+            self.scales[window] = float(np.median(ratios))
+        elif self.scales:
+            self.scales[window] = self.scales[max(self.scales)]
+        else:
+            self.scales[window] = self.first_scale
+
+
+def _choose_stride(model_hw: tuple[int, int], num_frames: int, pixel_budget: int) -> int:
+    pixels = model_hw[0] * model_hw[1] * max(num_frames, 1)
+    return max(1, math.ceil(math.sqrt(pixels / pixel_budget)))
+
+
+def reconstruct(frames: Iterable[InputFrame], num_frames: int, predictor: Predictor,
+                config: MapperConfig, mapper_factory: MapperFactory,
+                progress: ProgressFn | None = None, pixel_budget: int = 4_000_000) -> Scene:
+    """
+    Map an upload with the engine and build the viewer's scene.
+
+    :param frames: the frames, in order.
+    :param num_frames: how many there are (for progress and the cache budget).
+    :param predictor: the model.
+    :param config: the engine settings.
+    :param mapper_factory: builds the engine (``Mapper``).
+    :param progress: called after each window with ``(done, expected)``.
+    :param pixel_budget: at most this many cached pixels over all keyframes (longer uploads
+        are cached at a coarser pixel stride).
+    :return: the scene, with a log line of counts and timings.
+    :raises ReconstructionError: when no keyframe could be mapped.
+    """
+    start = time.perf_counter()
+    expected = estimate_windows(num_frames, config)
+    done = [0]
+
+    def on_window() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], max(expected, done[0]))
+
+    recorder = _RecordingPredictor(predictor, on_window)
+    mapper = mapper_factory(config, recorder)
+    clouds: dict[int, _LocalCloud] = {}
+    chain = _ScaleChain(config.scale)
+    stride = 0
+    results: list[WindowResult] = []
+
+    def absorb(new_results: list[WindowResult]) -> None:
+        nonlocal stride
+        for result in new_results:
+            results.append(result)
+            if not recorder.pending:
+                continue
+            prediction = recorder.pending.pop(0)
+            if stride == 0:
+                stride = _choose_stride(prediction.model_hw, num_frames, pixel_budget)
+            local = _local_clouds(prediction, result.window_index, stride)
+            shared = [(clouds[k], cloud.points_cam[..., 2])
+                      for k, cloud in zip(result.keyframe_indices, local, strict=False)
+                      if k in clouds]
+            chain.add(result.window_index, shared)
+            if not result.accepted:
+                continue
+            for k, cloud in zip(result.keyframe_indices, local, strict=False):
+                clouds.setdefault(k, cloud)
+
+    for frame in frames:
+        absorb(mapper.add_frame(frame.image_rgb, frame.stamp_ns, frame.name))
+    absorb(mapper.flush())
+
+    keyframes = []
+    for pose in mapper.trajectory():
+        cloud = clouds.get(pose.index)
+        if cloud is None:
+            continue
+        scale = chain.scales.get(cloud.window, config.scale)
+        rotation = pose.world_from_cam[:3, :3]
+        centre = pose.world_from_cam[:3, 3]
+
+        def to_world(points_cam: NDArray[np.float32], scale: float = scale,
+                     rotation: NDArray[np.float64] = rotation,
+                     centre: NDArray[np.float64] = centre) -> NDArray[np.float32]:
+            return ((scale * points_cam.astype(np.float64)) @ rotation.T + centre).astype(
+                np.float32)
+
+        keyframes.append(KeyframeCloud(
+            pose=pose,
+            points_depth_world=to_world(cloud.points_cam),
+            conf_depth=cloud.conf_depth,
+            colors_rgb=cloud.colors_rgb,
+            points_map_world=None if cloud.points_map_cam is None else to_world(
+                cloud.points_map_cam),
+            conf_map=cloud.conf_map))
+    if not keyframes:
+        raise ReconstructionError(
+            f'no keyframe could be mapped from {num_frames} frames ({len(results)} windows, '
+            f'{sum(not r.accepted for r in results)} refused); try more overlapping images')
+    total_s = time.perf_counter() - start
+    stats = mapper.stats
+    refused = sum(not r.accepted for r in results)
+    align_s = sum(r.align_s for r in results)
+    log = (f'Reconstruction Success ({num_frames} frames, {len(keyframes)} keyframes, '
+           f'{len(results)} windows{f", {refused} refused" if refused else ""}, '
+           f'{stats.map_points} map points). Model {recorder.predict_s:.2f} s, alignment '
+           f'{align_s:.2f} s, total {total_s:.2f} s.')
+    return Scene(keyframes=tuple(keyframes), log=log)

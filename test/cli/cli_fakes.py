@@ -21,9 +21,14 @@ NUM_FRAMES = 16
 STEP_M = 0.05
 
 
-def orbit() -> SyntheticSequence:
-    """Make the test sequence (deterministic: same poses, same images every time)."""
-    return SyntheticSequence.orbit(NUM_FRAMES, step_m=STEP_M)
+def orbit(match_thumbnails: bool = False) -> SyntheticSequence:
+    """
+    Make the test sequence (deterministic: same poses, same images every time).
+
+    :param match_thumbnails: recognise frames after lossy storage (video) too.
+    :return: the sequence.
+    """
+    return SyntheticSequence.orbit(NUM_FRAMES, step_m=STEP_M, match_thumbnails=match_thumbnails)
 
 
 def write_frames(folder: Path, count: int = NUM_FRAMES) -> list[Path]:
@@ -45,9 +50,40 @@ def write_frames(folder: Path, count: int = NUM_FRAMES) -> list[Path]:
     return paths
 
 
+def write_video(path: Path) -> Path:
+    """
+    Write the sequence as a 10 fps video (lossy: use ``lossy_synthetic_predictor``).
+
+    :param path: the video file to create.
+    :return: ``path``.
+    """
+    import av
+
+    sequence = orbit()
+    with av.open(str(path), 'w') as container:
+        stream = container.add_stream('mpeg4', rate=10)
+        stream.width, stream.height, stream.pix_fmt = sequence.width, sequence.height, 'yuv420p'
+        stream.options = {'qscale': '2'}
+        for index in range(NUM_FRAMES):
+            frame = av.VideoFrame.from_ndarray(sequence.frame(index), format='rgb24')
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def synthetic_predictor() -> SyntheticPredictor:
     """Make a predictor that knows every frame of ``orbit()``."""
     sequence = orbit()
+    for index in range(NUM_FRAMES):
+        sequence.frame(index)
+    return SyntheticPredictor(sequence, model_width=224)
+
+
+def lossy_synthetic_predictor() -> SyntheticPredictor:
+    """Make a predictor that also recognises the frames of ``write_video``."""
+    sequence = orbit(match_thumbnails=True)
     for index in range(NUM_FRAMES):
         sequence.frame(index)
     return SyntheticPredictor(sequence, model_width=224)

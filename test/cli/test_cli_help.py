@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -33,6 +34,18 @@ def test_help_does_not_import_torch() -> None:
     assert heavy == [], f'--help imported {heavy}'
     assert 'vggt-mapper map' in completed.stdout
     assert '--window-size' in completed.stdout and '--bag-out' in completed.stdout
+
+
+def test_serve_is_registered_when_the_web_door_is_installed(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from vggt_mapper.cli.entry_points import main
+
+    has_serve = importlib.util.find_spec('vggt_mapper.cli.serve') is not None
+    with pytest.raises(SystemExit):
+        main(['--help'])
+    out = capsys.readouterr().out
+    assert ('serve' in out) == has_serve
+    assert 'map' in out
 
 
 def test_console_script_help() -> None:

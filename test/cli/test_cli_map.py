@@ -204,6 +204,37 @@ def test_max_frames_and_every(frames_dir: Path, tmp_path: Path,
     assert all(int(name.removeprefix('frame_').removesuffix('.png')) <= 10 for name in names)
 
 
+def test_map_video_every_frame_with_pts_stamps(tmp_path: Path) -> None:
+    import cli_fakes
+
+    video = cli_fakes.write_video(tmp_path / 'orbit.mp4')
+    outdir = tmp_path / 'out'
+
+    status = main(['map', str(video), '-o', str(outdir), '--every', '1',
+                   '--predictor', 'cli_fakes:lossy_synthetic_predictor', '--window-size', '4',
+                   '--overlap', '2'])
+
+    assert status == 0
+    cameras = read_cameras_json(outdir / 'cameras.json')
+    assert len(cameras) >= 4
+    # Video frames are named by number and stamped by PTS (10 fps: 100 ms per frame).
+    for camera in cameras:
+        number = int(camera.name.removeprefix('frame_'))
+        assert camera.stamp_ns == number * 100_000_000
+
+
+def test_missing_checkpoint_is_a_one_line_weights_error(frames_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    status = main(['map', str(frames_dir), '-o', str(tmp_path / 'out'), '--model', 'tiny',
+                   '--checkpoint', str(tmp_path / 'missing.safetensors'), '--device', 'cpu'])
+
+    err = capsys.readouterr().err
+    assert status == 1
+    assert 'missing.safetensors' in err and 'Traceback' not in err
+    assert not (tmp_path / 'out').exists()
+
+
 def test_bag_out_writes_a_rosbag2(frames_dir: Path, tmp_path: Path) -> None:
     if importlib.util.find_spec('vggt_mapper.io.rosbag2') is None:
         pytest.skip("vggt_mapper.io.rosbag2 (the ROS door helper's writer) is not there yet")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 import gc
 
+from intermediates import Captured, run_with_intermediates
 import numpy as np
 import pytest
+from tolerance import assert_close_ref, REFERENCE_DIR
 import torch
 
-from intermediates import Captured, run_with_intermediates
-from tolerance import assert_close_ref, REFERENCE_DIR
 from vggt_mapper.model import VGGT, VGGTConfig
 from vggt_mapper.model.synthetic import build_vggt
 

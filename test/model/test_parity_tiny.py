@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from intermediates import Captured, run_with_intermediates
 import numpy as np
 import pytest
 from safetensors.torch import load_file
+from tolerance import assert_close_ref, REFERENCE_DIR
 import torch
 
-from intermediates import Captured, run_with_intermediates
-from tolerance import assert_close_ref, REFERENCE_DIR
 from vggt_mapper.model import VGGT, VGGTConfig
 
 CASES = ('s3', 'b2', 's1')

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from tolerance import REFERENCE_DIR
 import torch
 
-from tolerance import REFERENCE_DIR
 from vggt_mapper.model import VGGT, VGGTConfig
 
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
+from tolerance import REFERENCE_DIR
 import torch
 
-from tolerance import REFERENCE_DIR
 from vggt_mapper.model import VGGT, VGGTConfig
 from vggt_mapper.model.synthetic import (
     build_vggt,

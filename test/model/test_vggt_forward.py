@@ -21,10 +21,10 @@ def model() -> VGGT:
 @pytest.fixture(scope='module')
 def images() -> torch.Tensor:
     generator = torch.Generator().manual_seed(0)
-    return torch.rand(2, 3, 140, 140, generator=generator)  # S=2 frames, tracking-capable size
+    return torch.rand(2, 3, 56, 98, generator=generator)  # S=2 frames of 4×7 patches
 
 
-QUERIES = torch.tensor([[10.0, 20.0], [70.5, 33.25]])
+QUERIES = torch.tensor([[10.0, 20.0], [70.5, 33.25]])  # pixel (x, y) in frame 0
 
 
 def test_mapping_heads_skip_points_and_tracks(model: VGGT, images: torch.Tensor) -> None:
@@ -34,7 +34,7 @@ def test_mapping_heads_skip_points_and_tracks(model: VGGT, images: torch.Tensor)
     assert mapping.world_points is None and mapping.track is None and mapping.vis is None
     assert torch.equal(mapping.pose_enc, full.pose_enc)
     assert torch.equal(mapping.depth, full.depth)
-    assert mapping.depth.shape == (1, 2, 140, 140, 1)
+    assert mapping.depth.shape == (1, 2, 56, 98, 1)
     assert mapping.pose_enc.shape == (1, 2, 9)
 
 
@@ -81,10 +81,10 @@ def test_batched_input_equals_unbatched(model: VGGT, images: torch.Tensor) -> No
     assert batched.depth.shape[:2] == (2, 2)
     torch.testing.assert_close(batched.depth[:1], single.depth, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(batched.pose_enc[:1], single.pose_enc, rtol=1e-5, atol=1e-5)
-    assert batched.images.shape == (2, 2, 3, 140, 140)
+    assert batched.images.shape == (2, 2, 3, 56, 98)
 
 
-@pytest.mark.parametrize('shape', [(2, 3, 140, 141), (2, 3, 139, 140), (3, 140, 140)])
+@pytest.mark.parametrize('shape', [(2, 3, 56, 99), (2, 3, 55, 98), (3, 56, 98)])
 def test_bad_image_shapes_are_refused(model: VGGT, shape: tuple[int, ...]) -> None:
     with pytest.raises(ValueError, match='multiple of the patch size|images must be'):
         model(torch.rand(*shape))

@@ -88,6 +88,16 @@ def test_square_variant_matches_reference(vectors, key) -> None:
                                    atol=1e-4)
 
 
+@pytest.mark.parametrize('mode', ['crop', 'pad'])
+def test_gray_arrays_match_the_reference(vectors, mode) -> None:
+    with Image.open(IMAGE_DIR / 'gray_333x251.png') as image:
+        assert image.mode == 'L'
+        gray = np.asarray(image)
+    expected = reference_hwc(vectors, f'single.{mode}.gray_333x251.png')
+    for frame in (gray, gray[..., None]):
+        np.testing.assert_array_equal(preprocess_frames([frame], mode=mode).images_rgb, expected)
+
+
 def test_resized_sizes_match_the_documented_examples() -> None:
     assert resized_hw((480, 640), 'crop') == (392, 518)
     assert resized_hw((720, 1280), 'crop') == (294, 518)

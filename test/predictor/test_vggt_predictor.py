@@ -139,6 +139,8 @@ def test_bad_settings_and_frames_are_refused() -> None:
         VGGTPredictor(FakeVGGT(pose_encoding(1)), device='cpu', preprocess_mode='stretch')
     with pytest.raises(PredictorSpecError, match='device'):
         VGGTPredictor(FakeVGGT(pose_encoding(1)), device='gpu')
+    with pytest.raises(PredictorSpecError, match='multiple of 14'):
+        VGGTPredictor(FakeVGGT(pose_encoding(1)), device='cpu', target_size=500)
     predictor = VGGTPredictor(FakeVGGT(pose_encoding(1)), device='cpu')
     with pytest.raises(FrameFormatError, match='at least one frame'):
         predictor.predict([])

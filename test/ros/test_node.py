@@ -76,11 +76,14 @@ def image_messages(images: list[np.ndarray], encoding: str = 'rgb8') -> list[Any
 
 
 def feed(node: Any, messages: list[Any]) -> None:
-    before = node.worker.stats.frames_processed
     for msg in messages:
         node.subscriptions['image'].callback(msg)
-    wait_until(lambda: node.worker.stats.frames_processed
-               >= before + len(messages) - node.worker.stats.frames_dropped)
+
+    def settled() -> bool:  # every enqueued frame mapped or dropped
+        stats = node.worker.stats
+        return stats.frames_processed + stats.frames_dropped == stats.frames_received
+
+    wait_until(settled)
 
 
 def test_parameters_are_declared_once_with_descriptions_ranges_and_map_to_engine(

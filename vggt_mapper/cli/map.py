@@ -10,7 +10,6 @@ runs.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from importlib import resources
 import logging
@@ -107,15 +106,6 @@ def _open_bag_writer(bag_dir: Path) -> AbstractContextManager[Any]:
     return writer
 
 
-def _progress_frames(frames: Iterator[InputFrame], read_stats: ReadStats,
-                     progress: Any) -> Iterator[InputFrame]:
-    """Pass frames through, keeping the skip counter of the bar current."""
-    for frame in frames:
-        yield frame
-        if read_stats.frames_skipped:
-            progress.set_postfix_str(f'unreadable={read_stats.frames_skipped}', refresh=False)
-
-
 def run(args: argparse.Namespace) -> int:
     """
     Run ``vggt-mapper map``.
@@ -163,10 +153,15 @@ def run(args: argparse.Namespace) -> int:
     with bag_context as bag_writer, tqdm(desc='mapping', unit='frame', file=sys.stderr,
                                          dynamic_ncols=True, disable=None) as progress:
 
+        def show(stats: MapperStats) -> None:
+            progress.set_postfix(keyframes=stats.keyframes, windows=stats.windows_done,
+                                 points=stats.map_points,
+                                 skipped=read_stats.frames_skipped + stats.frames_skipped,
+                                 refresh=False)
+
         def on_frame(frame: InputFrame, stats: MapperStats) -> None:
             progress.update(1)
-            progress.set_postfix(keyframes=stats.keyframes, windows=stats.windows_done,
-                                 points=stats.map_points, refresh=False)
+            show(stats)
 
         def on_window(result: WindowResult) -> None:
             if bag_writer is not None:
@@ -177,9 +172,9 @@ def run(args: argparse.Namespace) -> int:
                            'keyframes, then saving (Ctrl-C again to skip them)',
                            file=sys.stderr)
 
-        outcome = map_sequence(_progress_frames(frames, read_stats, progress), mapper,
-                               on_frame=on_frame, on_window=on_window,
+        outcome = map_sequence(frames, mapper, on_frame=on_frame, on_window=on_window,
                                on_interrupt=on_interrupt)
+        show(outcome.stats)
 
     stats = outcome.stats
     if not outcome.trajectory:

@@ -10,12 +10,16 @@ from vggt_mapper.model.config import (
     TrackHeadConfig,
     VGGTConfig,
 )
+from vggt_mapper.model.device import select_device_and_dtype
 from vggt_mapper.model.errors import ModelError, WeightsError
+from vggt_mapper.model.loading import checkpoint_filter_fn, DEFAULT_SOURCE, load_vggt
+from vggt_mapper.model.synthetic import build_vggt, fill_synthetic_, synthetic_tensor
 from vggt_mapper.model.vggt import HEAD_NAMES, MAPPING_HEADS, VGGT, VGGTOutput
 
 __all__ = [
     'AggregatorConfig',
     'CameraHeadConfig',
+    'DEFAULT_SOURCE',
     'DPTHeadConfig',
     'DinoConfig',
     'HEAD_NAMES',
@@ -26,4 +30,10 @@ __all__ = [
     'VGGTConfig',
     'VGGTOutput',
     'WeightsError',
+    'build_vggt',
+    'checkpoint_filter_fn',
+    'fill_synthetic_',
+    'load_vggt',
+    'select_device_and_dtype',
+    'synthetic_tensor',
 ]

@@ -75,8 +75,8 @@ def _resolve_local(path: Path) -> Path:
     return path
 
 
-def _resolve_hub(repo_id: str, token: str | None, revision: str | None,
-                 timeout_s: float) -> Path:
+def _resolve_hub(repo_id: str, token: str | None, revision: str | None, timeout_s: float,
+                 endpoint: str | None, cache_dir: str | os.PathLike[str] | None) -> Path:
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -92,16 +92,16 @@ def _resolve_hub(repo_id: str, token: str | None, revision: str | None,
     for name in CHECKPOINT_FILENAMES:
         try:
             return Path(hf_hub_download(repo_id, name, revision=revision, token=token,
-                                        local_files_only=True))
+                                        cache_dir=cache_dir, local_files_only=True))
         except (LocalEntryNotFoundError, EntryNotFoundError, OfflineModeIsEnabled):
             continue
     # One HEAD request per candidate, without the hub client's retry loop (which takes ~25 s
     # to give up when offline), so a missing or unreachable source fails within seconds.
     started = time.monotonic()
     for name in CHECKPOINT_FILENAMES:
-        url = hf_hub_url(repo_id, name, revision=revision)
+        url = hf_hub_url(repo_id, name, revision=revision, endpoint=endpoint)
         try:
-            get_hf_file_metadata(url, token=token, timeout=timeout_s)
+            get_hf_file_metadata(url, token=token, timeout=timeout_s, endpoint=endpoint)
         except GatedRepoError as err:
             raise WeightsError(
                 f'{repo_id!r} is gated: request access on https://huggingface.co/{repo_id} and '
@@ -125,6 +125,7 @@ def _resolve_hub(repo_id: str, token: str | None, revision: str | None,
         _LOG.info('downloading %s from %s (about 5 GB for VGGT-1B)', name, repo_id)
         try:
             return Path(hf_hub_download(repo_id, name, revision=revision, token=token,
+                                        cache_dir=cache_dir, endpoint=endpoint,
                                         etag_timeout=timeout_s))
         except (HfHubHTTPError, *_network_errors()) as err:
             raise WeightsError(f'downloading {name} from {repo_id!r} failed '
@@ -134,7 +135,8 @@ def _resolve_hub(repo_id: str, token: str | None, revision: str | None,
 
 def resolve_checkpoint(source: str | os.PathLike[str] = DEFAULT_SOURCE, *,
                        token: str | None = None, revision: str | None = None,
-                       timeout_s: float = 10.0) -> Path:
+                       timeout_s: float = 10.0, endpoint: str | None = None,
+                       cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """
     Turn a weights source into a local checkpoint file, downloading it if needed.
 
@@ -143,12 +145,14 @@ def resolve_checkpoint(source: str | os.PathLike[str] = DEFAULT_SOURCE, *,
     :param token: Hugging Face token (gated repos such as ``facebook/VGGT-1B-Commercial``).
     :param revision: hub branch, tag or commit.
     :param timeout_s: timeout of each hub metadata request.
+    :param endpoint: hub endpoint (default ``HF_ENDPOINT`` or https://huggingface.co).
+    :param cache_dir: hub cache directory (default ``HF_HUB_CACHE``).
     :return: path of the checkpoint file.
     :raises WeightsError: when the source is missing, unreachable, gated or has no checkpoint.
     """
     if _is_local(source):
         return _resolve_local(Path(source).expanduser())
-    return _resolve_hub(str(source), token, revision, timeout_s)
+    return _resolve_hub(str(source), token, revision, timeout_s, endpoint, cache_dir)
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -243,7 +247,9 @@ def _check_keys(expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Te
 def load_vggt(source: str | os.PathLike[str] = DEFAULT_SOURCE, *,
               config: VGGTConfig | None = None, token: str | None = None,
               revision: str | None = None, device: str | torch.device = 'cpu',
-              dtype: torch.dtype = torch.float32, timeout_s: float = 10.0) -> VGGT:
+              dtype: torch.dtype = torch.float32, timeout_s: float = 10.0,
+              endpoint: str | None = None,
+              cache_dir: str | os.PathLike[str] | None = None) -> VGGT:
     """
     Build VGGT and load real weights strictly; the result is in eval mode.
 
@@ -259,11 +265,14 @@ def load_vggt(source: str | os.PathLike[str] = DEFAULT_SOURCE, *,
     :param device: device of the model.
     :param dtype: floating-point dtype of the weights.
     :param timeout_s: timeout of each hub metadata request.
+    :param endpoint: hub endpoint (default ``HF_ENDPOINT`` or https://huggingface.co).
+    :param cache_dir: hub cache directory (default ``HF_HUB_CACHE``).
     :return: the loaded model.
     :raises WeightsError: when the weights cannot be found, read or matched (keys listed).
     """
     config = config or VGGTConfig()
-    path = resolve_checkpoint(source, token=token, revision=revision, timeout_s=timeout_s)
+    path = resolve_checkpoint(source, token=token, revision=revision, timeout_s=timeout_s,
+                              endpoint=endpoint, cache_dir=cache_dir)
     state = checkpoint_filter_fn(read_state_dict(path))
     with torch.device('meta'):
         model = VGGT(config)

@@ -57,9 +57,11 @@ class ImageMapping:
         """
         uv = np.asarray(uv_model, dtype=np.float64)
         inverse = self.original_from_model
-        return uv @ inverse[:2, :2].T + inverse[:2, 2]
+        result: NDArray[np.float64] = uv @ inverse[:2, :2].T + inverse[:2, 2]
+        return result
 
-    def intrinsics_to_original(self, intrinsics_model: NDArray[np.floating]) -> NDArray[np.float64]:
+    def intrinsics_to_original(
+            self, intrinsics_model: NDArray[np.floating]) -> NDArray[np.float64]:
         """
         Express a pinhole intrinsics matrix given in model pixels in original-image pixels.
 

@@ -167,8 +167,9 @@ def load_object(reference: str) -> Any:
 
 def load_predictor(reference: str) -> Predictor:
     """
-    Load a predictor from ``module:attr``: an instance is used as is, a class or factory is called
-    with no arguments.
+    Load a predictor from ``module:attr``.
+
+    An instance is used as is; a class or factory is called with no arguments.
 
     :param reference: ``'package.module:name'``.
     :return: an object with a ``predict(frames_rgb) -> WindowPrediction`` method.

@@ -135,14 +135,16 @@ def _array_to_image(frame: NDArray[np.uint8], index: int) -> Image.Image:
     if array.dtype != np.uint8:
         raise FrameFormatError(f'frame {index} must be uint8 RGB, got dtype {array.dtype}; '
                                f'convert with np.clip(x, 0, 255).astype(np.uint8)')
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
     if array.ndim == 2:
-        return Image.fromarray(array, 'L')
+        return Image.fromarray(np.ascontiguousarray(array), 'L')
     if array.ndim == 3 and array.shape[2] == 3:
         return Image.fromarray(np.ascontiguousarray(array), 'RGB')
     if array.ndim == 3 and array.shape[2] == 4:
         return Image.fromarray(np.ascontiguousarray(array), 'RGBA')
     raise FrameFormatError(f'frame {index} must be (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) gray, '
-                           f'got shape {array.shape}')
+                           f'got shape {np.shape(frame)}')
 
 
 def _affine(scale_x: float, scale_y: float, offset_x: float,
@@ -223,7 +225,7 @@ def preprocess_frames(frames_rgb: Sequence[NDArray[np.uint8]], mode: str = 'crop
     Preprocess in-memory frames exactly like VGGT's ``load_and_preprocess_images``.
 
     :param frames_rgb: S ≥ 1 uint8 images: (H, W, 3) RGB, (H, W, 4) RGBA (composited over white)
-        or (H, W) gray; sizes may differ.
+        or (H, W) / (H, W, 1) gray; sizes may differ.
     :param mode: ``'crop'`` (default, width 518, height ≤ 518) or ``'pad'`` (518×518, white).
     :param target_size: model size, a multiple of 14 (VGGT: 518).
     :return: the model images and their mappings to the original frames.

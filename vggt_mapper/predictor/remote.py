@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vggt_mapper.predictor.base import ImageMapping, WindowPrediction
+from vggt_mapper.predictor.errors import PredictorError
 
 __all__ = [
     'PREDICTION_FORMAT',
@@ -35,7 +36,7 @@ PREDICTION_FORMAT = 'vggt_mapper.window_prediction/1'
 PREDICT_WINDOW_API = '/predict_window'
 
 
-class RemotePredictorError(RuntimeError):
+class RemotePredictorError(PredictorError, RuntimeError):
     """The remote server cannot be reached, timed out, refused the window or sent bad data."""
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 import logging
 import math
+import threading
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,7 +32,12 @@ from vggt_mapper.geometry import pose_encoding_to_extrinsics_intrinsics
 from vggt_mapper.predictor.base import WindowPrediction
 from vggt_mapper.predictor.device import autocast_context, select_device_and_dtype
 from vggt_mapper.predictor.errors import PredictorError, PredictorSpecError
-from vggt_mapper.predictor.preprocess import preprocess_frames, PREPROCESS_MODES, TARGET_SIZE
+from vggt_mapper.predictor.preprocess import (
+    PATCH_SIZE,
+    preprocess_frames,
+    PREPROCESS_MODES,
+    TARGET_SIZE,
+)
 
 __all__ = ['MIN_FOV_RAD', 'VGGTPredictor']
 
@@ -70,6 +76,9 @@ class VGGTPredictor:
         if preprocess_mode not in PREPROCESS_MODES:
             raise PredictorSpecError(f'preprocess_mode must be one of {PREPROCESS_MODES}, '
                                      f'got {preprocess_mode!r}')
+        if target_size <= 0 or target_size % PATCH_SIZE != 0:
+            raise PredictorSpecError(f'target_size must be a positive multiple of {PATCH_SIZE} '
+                                     f'(VGGT: {TARGET_SIZE}), got {target_size}')
         self.device, self.autocast_dtype = select_device_and_dtype(device)
         self.preprocess_mode = preprocess_mode
         self.compute_points = compute_points
@@ -83,6 +92,9 @@ class VGGTPredictor:
                                      + (' or set compute_points=False' if compute_points else ''))
         self.model = model.to(self.device).eval()
         self._warned_small_fov = False
+        # One forward at a time: callers on several threads (ROS worker, web queue) would
+        # otherwise stack activations on one device.
+        self._lock = threading.Lock()
         _LOGGER.info('VGGTPredictor on %s (autocast %s), preprocess %s, heads %s', self.device,
                      self.autocast_dtype, preprocess_mode, sorted(self.heads))
 
@@ -108,7 +120,8 @@ class VGGTPredictor:
         window = preprocess_frames(frames_rgb, mode=self.preprocess_mode,
                                    target_size=self.target_size)
         images = torch.from_numpy(window.images_chw_float32()).to(self.device)
-        with torch.inference_mode(), autocast_context(self.device, self.autocast_dtype):
+        with self._lock, torch.inference_mode(), autocast_context(self.device,
+                                                                 self.autocast_dtype):
             output = self.model(images, heads=self.heads)
         pose_enc = _to_numpy(output.pose_enc, 'pose_enc')[0].astype(np.float64)
         if not np.all(np.isfinite(pose_enc)):

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vggt_mapper.predictor import PredictorSpecError
-from vggt_mapper.predictor import vggt_predictor
+from vggt_mapper.predictor import PredictorSpecError, vggt_predictor
 from vggt_mapper.predictor.device import autocast_context, select_device_and_dtype
 
 

@@ -1,0 +1,132 @@
+"""``vggt-mapper serve``: the web app and API (official VGGT demo compatible).
+
+The parser imports nothing heavy (``--help`` stays fast); ``run`` imports gradio, torch and the
+model only when the server starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ['add_parser', 'run']
+
+_DESCRIPTION = """\
+Serve the web app: upload a video or images, reconstruct, explore the coloured point map and
+cameras in a 3D viewer, download the GLB. The API is the official VGGT demo's (a gradio_client
+script written for it works by changing the URL), plus /reconstruct (files in, GLB + cameras
+out, one call) and /predict_window (what `--remote URL` of other vggt-mapper commands uses).
+Binds 127.0.0.1 unless --host says otherwise.
+"""
+
+_EPILOG = """\
+examples:
+  vggt-mapper serve                                   # VGGT-1B, http://127.0.0.1:7860
+  vggt-mapper serve --model tiny                      # tiny random model (smoke test)
+  vggt-mapper serve --host 0.0.0.0 --device cuda --sky-model skyseg.onnx
+"""
+
+
+def _positive_int(text: str) -> int:
+    """Parse an integer >= 1 (argparse type)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """Parse a number > 0 (argparse type)."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f'must be > 0, got {value}')
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """
+    Register ``serve`` on the ``vggt-mapper`` parser.
+
+    :param subparsers: the parent parser's subcommands.
+    """
+    parser = subparsers.add_parser(
+        'serve', help='serve the web app and API (official VGGT demo compatible)',
+        description=_DESCRIPTION, epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--host', default='127.0.0.1',
+                        help='interface to bind (default 127.0.0.1; 0.0.0.0 exposes it)')
+    parser.add_argument('--port', type=int, default=7860, help='TCP port (default 7860)')
+    model = parser.add_argument_group('model')
+    model.add_argument('--model', choices=('vggt-1b', 'tiny'), default='vggt-1b',
+                       help="VGGT variant (default vggt-1b; 'tiny' has random weights)")
+    model.add_argument('--checkpoint', default=None,
+                       help='Hugging Face repo id or local .safetensors/.pt (default '
+                            'facebook/VGGT-1B for vggt-1b)')
+    model.add_argument('--device', default='auto', help='auto, cpu, cuda, cuda:N or mps')
+    model.add_argument('--predictor', default=None, metavar='MODULE:ATTR',
+                       help='a custom predictor instead of VGGT')
+    model.add_argument('--remote', default=None, metavar='URL',
+                       help='forward windows to another vggt-mapper server')
+    model.add_argument('--points', action='store_true',
+                       help='also run the point-map head (enables "Pointmap Branch")')
+    limits = parser.add_argument_group('limits')
+    limits.add_argument('--max-upload-mb', type=_positive_float, default=500.0,
+                        help='largest upload, all files together, in MiB (default 500)')
+    limits.add_argument('--max-files', type=_positive_int, default=500,
+                        help='most images in one upload (default 500)')
+    limits.add_argument('--max-frames', type=_positive_int, default=1000,
+                        help='most frames sampled from one video (default 1000)')
+    limits.add_argument('--queue-size', type=_positive_int, default=20,
+                        help='most requests waiting for the model (default 20)')
+    limits.add_argument('--workdir', type=Path, default=None,
+                        help='folder for upload working folders (default: a temp folder)')
+    limits.add_argument('--workdir-max-age-s', type=_positive_float, default=3600.0,
+                        help='delete upload working folders older than this (default 3600)')
+    mapping = parser.add_argument_group('mapping')
+    mapping.add_argument('--video-fps', type=_positive_float, default=1.0,
+                         help='default frames per second sampled from videos (default 1)')
+    mapping.add_argument('--window-size', type=_positive_int, default=8,
+                         help='keyframes per model call (default 8; larger on a big GPU)')
+    mapping.add_argument('--overlap', type=_positive_int, default=3,
+                         help='keyframes shared by consecutive windows (default 3)')
+    mapping.add_argument('--sky-model', type=Path, default=None, metavar='PATH',
+                         help='sky-segmentation ONNX model for "Filter Sky" (never downloaded)')
+
+
+def run(args: argparse.Namespace) -> int:
+    """
+    Build the predictor, then serve until interrupted.
+
+    :param args: the parsed arguments.
+    :return: exit status 0.
+    :raises vggt_mapper.predictor.errors.PredictorError: when the predictor cannot be built.
+    :raises vggt_mapper.web.errors.SkyModelError: when --sky-model does not exist.
+    """
+    from dataclasses import replace
+
+    from vggt_mapper.predictor.factory import create_predictor, PredictorSpec
+    from vggt_mapper.web.app import build_app, launch_app
+    from vggt_mapper.web.errors import SkyModelError
+    from vggt_mapper.web.settings import default_mapper_config, WebSettings
+
+    spec = PredictorSpec(model=args.model, checkpoint=args.checkpoint, device=args.device,
+                         predictor=args.predictor, remote_url=args.remote,
+                         compute_points=args.points)
+    mapper = replace(default_mapper_config(), window_size=args.window_size,
+                     overlap=args.overlap)
+    settings = WebSettings(
+        host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+        max_files=args.max_files, max_frames=args.max_frames, video_fps=args.video_fps,
+        queue_size=args.queue_size, workdir_root=args.workdir,
+        workdir_max_age_s=args.workdir_max_age_s, sky_model_path=args.sky_model,
+        mapper=mapper)
+    if args.sky_model is not None and not args.sky_model.is_file():
+        raise SkyModelError(f'--sky-model {str(args.sky_model)!r} does not exist; give an '
+                            'existing skyseg.onnx or leave the option out (Filter Sky is then '
+                            'unavailable)')
+    # Built before serving, so a bad checkpoint or device fails here and not on first upload.
+    predictor = create_predictor(spec)
+    app = build_app(predictor, settings)
+    print(f'vggt-mapper serve: http://{args.host}:{args.port}/ (Ctrl-C to stop)', flush=True)
+    launch_app(app, settings, block=True)
+    return 0

@@ -1,4 +1,5 @@
-"""Mapping accuracy, back-end cost and memory of the engine on the synthetic room.
+"""
+Mapping accuracy, back-end cost and memory of the engine on the synthetic room.
 
 Figures (printed as tables and written as JSON with metadata, like kornia's benchmarks):
 

@@ -73,6 +73,49 @@ def write_video(path: Path) -> Path:
     return path
 
 
+def write_bag(bag_dir: Path, topic: str = '/camera/image_raw',
+              start_ns: int = 1_700_000_000_000_000_000, period_ns: int = 50_000_000) -> Path:
+    """
+    Record the sequence as ``sensor_msgs/msg/Image`` (rgb8) in a new rosbag2 (sqlite3).
+
+    A second topic with one tiny image makes ``--topic`` necessary.
+
+    :param bag_dir: the bag directory to create (must not exist).
+    :param topic: the camera topic.
+    :param start_ns: header stamp of the first frame.
+    :param period_ns: stamp increment per frame.
+    :return: ``bag_dir``.
+    """
+    from rosbags.rosbag2 import Writer
+    from rosbags.typesys import get_typestore, Stores
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    image_type = store.types['sensor_msgs/msg/Image']
+    header_type = store.types['std_msgs/msg/Header']
+    time_type = store.types['builtin_interfaces/msg/Time']
+
+    def message(image: NDArray[np.uint8], stamp_ns: int) -> object:
+        sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+        header = header_type(stamp=time_type(sec=sec, nanosec=nanosec), frame_id='camera')
+        height, width = image.shape[:2]
+        return image_type(header=header, height=height, width=width, encoding='rgb8',
+                          is_bigendian=0, step=width * 3, data=image.reshape(-1).copy())
+
+    sequence = orbit()
+    with Writer(bag_dir, version=8) as writer:
+        camera = writer.add_connection(topic, image_type.__msgtype__, typestore=store)
+        other = writer.add_connection('/other/image', image_type.__msgtype__, typestore=store)
+        for index in range(NUM_FRAMES):
+            stamp_ns = start_ns + index * period_ns
+            data = store.serialize_cdr(message(sequence.frame(index), stamp_ns),
+                                       image_type.__msgtype__)
+            writer.write(camera, stamp_ns, data)
+        tiny = np.zeros((20, 20, 3), np.uint8)
+        writer.write(other, start_ns, store.serialize_cdr(message(tiny, start_ns),
+                                                          image_type.__msgtype__))
+    return bag_dir
+
+
 def synthetic_predictor() -> SyntheticPredictor:
     """Make a predictor that knows every frame of ``orbit()``."""
     sequence = orbit()

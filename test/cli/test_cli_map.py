@@ -235,9 +235,35 @@ def test_missing_checkpoint_is_a_one_line_weights_error(frames_dir: Path, tmp_pa
     assert not (tmp_path / 'out').exists()
 
 
-def test_bag_out_writes_a_rosbag2(frames_dir: Path, tmp_path: Path) -> None:
+def _skip_without_rosbag2_module() -> None:
     if importlib.util.find_spec('vggt_mapper.io.rosbag2') is None:
-        pytest.skip("vggt_mapper.io.rosbag2 (the ROS door helper's writer) is not there yet")
+        pytest.skip("vggt_mapper.io.rosbag2 (the ROS door helper's module) is not there yet")
+
+
+def test_map_rosbag2_input_with_topic(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    _skip_without_rosbag2_module()
+    import cli_fakes
+
+    bag = cli_fakes.write_bag(tmp_path / 'bag')
+    outdir = tmp_path / 'out'
+
+    # Two image topics: the reader asks which one, in one line.
+    assert main(['map', str(bag), '-o', str(outdir), *FAKE]) == 1
+    assert '--topic' in capsys.readouterr().err
+    status = main(['map', str(bag), '-o', str(outdir), '--topic', '/camera/image_raw', *FAKE])
+
+    assert status == 0
+    trajectory = read_tum(outdir / 'trajectory.tum')
+    assert len(trajectory) >= 4
+    # Stamps are the messages' header stamps, to the nanosecond.
+    start, period = 1_700_000_000_000_000_000, 50_000_000
+    assert all((pose.stamp_ns - start) % period == 0 for pose in trajectory)
+    assert trajectory[0].stamp_ns == start
+
+
+def test_bag_out_writes_a_rosbag2(frames_dir: Path, tmp_path: Path) -> None:
+    _skip_without_rosbag2_module()
     outdir = tmp_path / 'out'
 
     status = main(['map', str(frames_dir), '-o', str(outdir), '--bag-out', *FAKE])
@@ -259,6 +285,31 @@ def _sample_or_skip() -> Path:
         return map_command.sample_path()
     except Exception as err:  # InputError while the engine helper has not rendered it
         pytest.skip(f'shipped sample missing: {err}')
+
+
+def test_sample_with_ground_truth_predictor_matches_ground_truth(tmp_path: Path) -> None:
+    """Door to trajectory file: evo's APE against the sample's ground truth stays small."""
+    from evo.core import metrics, sync
+    from evo.tools import file_interface
+
+    sample = _sample_or_skip()
+    if importlib.util.find_spec('vggt_mapper.synthetic.sample') is None:
+        pytest.skip('vggt_mapper.synthetic.sample (ground-truth stand-in) is not there yet')
+    outdir = tmp_path / 'out'
+
+    status = main(['map', '-o', str(outdir), '--max-frames', '24',
+                   '--predictor', 'vggt_mapper.synthetic.sample:sample_predictor'])
+
+    assert status == 0
+    reference = file_interface.read_tum_trajectory_file(str(sample / 'groundtruth_tum.txt'))
+    estimate = file_interface.read_tum_trajectory_file(str(outdir / 'trajectory.tum'))
+    reference, estimate = sync.associate_trajectories(reference, estimate, max_diff=1e-6)
+    assert estimate.num_poses == len(read_tum(outdir / 'trajectory.tum')) >= 8
+    estimate.align(reference, correct_scale=True)
+    ape = metrics.APE(metrics.PoseRelation.translation_part)
+    ape.process_data((reference, estimate))
+    path_length_m = reference.path_length
+    assert ape.get_statistic(metrics.StatisticsType.rmse) < 0.02 * path_length_m
 
 
 def test_subprocess_map_sample_with_tiny_model(tmp_path: Path) -> None:

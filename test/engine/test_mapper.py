@@ -221,3 +221,47 @@ def test_flush_maps_a_partial_first_window_and_reset_forgets(
     stats = mapper.stats
     assert (stats.frames_seen, stats.keyframes, stats.windows_done, stats.map_points) == (
         0, 0, 0, 0)
+
+
+class FailingPredictor:
+    """Raises on chosen calls (a crashed remote model), else answers like ``inner``."""
+
+    def __init__(self, inner: SyntheticPredictor, bad_calls: set[int]) -> None:
+        self.inner = inner
+        self.bad_calls = bad_calls
+        self.calls = 0
+
+    def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
+        self.calls += 1
+        if self.calls - 1 in self.bad_calls:
+            raise RuntimeError('model crashed')
+        return self.inner.predict(frames_rgb)
+
+
+def test_predictor_failure_propagates_and_the_next_window_recovers(
+        sequence: SyntheticSequence) -> None:
+    inner = SyntheticPredictor(sequence, NOISE_LEVELS['default'], model_width=MODEL_WIDTH)
+    mapper = Mapper(_config(), FailingPredictor(inner, bad_calls={1}))
+    with pytest.raises(RuntimeError, match='model crashed'):
+        feed(mapper, sequence, stop=len(sequence), flush=False)
+    assert mapper.stats.windows_done == 1 and mapper.stats.pending_keyframes == 0
+    anchors = [pose.index for pose in mapper.trajectory()][-3:]
+    stopped = mapper.stats.frames_seen
+    results = feed(mapper, sequence, start=stopped)
+    assert results[0].accepted and list(results[0].keyframe_indices[:3]) == anchors
+
+
+def test_non_rigid_predicted_rotations_are_refused(sequence: SyntheticSequence) -> None:
+    class Shearing(CorruptingPredictor):
+        def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
+            prediction = self.inner.predict(frames_rgb)
+            cams = prediction.cam_from_window.copy()
+            cams[:, 0, 1] += 0.5
+            return dataclasses.replace(prediction, cam_from_window=cams)
+
+    inner = SyntheticPredictor(sequence, NOISE_LEVELS['default'], model_width=MODEL_WIDTH)
+    mapper = Mapper(_config(), Shearing(inner, set()))
+    results = feed(mapper, sequence, stop=50)
+    assert results and not any(result.accepted for result in results)
+    assert 'not rotations' in results[0].reason
+    assert mapper.map_snapshot().num_points == 0 and mapper.trajectory() == []

@@ -1,4 +1,5 @@
-"""MappingWorker: bounded lossy queue, listeners, commands, failures, stop semantics.
+"""
+MappingWorker: bounded lossy queue, listeners, commands, failures, stop semantics.
 
 A small fake mapper stands in for the engine so the tests can hold the worker inside an
 "inference" (an Event) and control exactly when windows complete and what fails.

@@ -190,3 +190,14 @@ def test_iter_input_every_applies_to_folders(tmp_path: Path) -> None:
         _save_image(tmp_path / f'img_{number}.png', value=number)
     names = [frame.name for frame in iter_input(tmp_path, every=3, max_frames=2)]
     assert names == ['img_0.png', 'img_3.png']
+
+
+def test_importing_io_does_not_import_rosbags_or_torch() -> None:
+    import subprocess
+    import sys
+
+    probe = ('import sys, vggt_mapper.io; '
+             'print(sorted(m for m in ("rosbags", "torch") if m in sys.modules))')
+    completed = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,
+                               timeout=120, check=True)
+    assert completed.stdout.strip() == '[]'

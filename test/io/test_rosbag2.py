@@ -1,4 +1,5 @@
-"""rosbag2 round trip: synthetic frames → input bag → engine → output bag → read back.
+"""
+rosbag2 round trip: synthetic frames → input bag → engine → output bag → read back.
 
 Bags are written and read with the ``rosbags`` library in ``tmp_path`` (sqlite3 and mcap), the
 engine is the real ``Mapper`` with the synthetic ground-truth predictor.
@@ -16,7 +17,7 @@ from rosbags.interfaces import QosDurability
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 
-from vggt_mapper.engine.config import MapConfig, MapperConfig
+from vggt_mapper.engine.config import KeyframeConfig, MapConfig, MapperConfig
 from vggt_mapper.engine.mapper import Mapper
 from vggt_mapper.engine.types import WindowResult
 from vggt_mapper.io.errors import ExportError, InputError
@@ -114,9 +115,10 @@ def test_malformed_messages_are_skipped_and_counted(tmp_path: Path,
 
 def map_bag(frames: Any, predictor: SyntheticPredictor, out: Path, storage: str
             ) -> tuple[Mapper, list[tuple[WindowResult, Any, list[Any]]]]:
-    """What the CLI does for ``map BAG --bag-out``: engine per frame, one bag write per window."""
-    mapper = Mapper(MapperConfig(window_size=4, overlap=2, map=MapConfig(voxel_size=0.05)),
-                    predictor)
+    """Do what the CLI does for ``map BAG --bag-out``: engine per frame, a bag write per window."""
+    config = MapperConfig(window_size=4, overlap=2, map=MapConfig(voxel_size=0.05),
+                          keyframes=KeyframeConfig(min_parallax_px=2.0))
+    mapper = Mapper(config, predictor)
     written = []
     with OutputBagWriter(out, storage=storage) as bag:
         for frame in frames:
@@ -145,7 +147,7 @@ def test_bag_round_trip_through_the_engine(tmp_path: Path, storage: str,
             '/vggt_mapper/window_cloud': 'sensor_msgs/msg/PointCloud2',
             '/vggt_mapper/path': 'nav_msgs/msg/Path',
             '/vggt_mapper/pose': 'geometry_msgs/msg/PoseStamped'}
-        latched = topics['/vggt_mapper/map'].ext.offered_qos_profiles
+        latched = topics['/vggt_mapper/map'].ext.offered_qos_profiles  # type: ignore[union-attr]
         assert latched[0].durability == QosDurability.TRANSIENT_LOCAL
         messages: dict[str, list[tuple[int, Any]]] = {topic: [] for topic in topics}
         for connection, timestamp, raw in reader.messages():

@@ -1,4 +1,5 @@
-"""A small test double of the rclpy surface ``vggt_mapper.ros.node`` uses.
+"""
+A small test double of the rclpy surface ``vggt_mapper.ros.node`` uses.
 
 ``install(monkeypatch)`` puts fake ``rclpy``, ``tf2_ros``, ``rcl_interfaces`` and message modules
 into ``sys.modules``. Messages are keyword-constructed objects that reject unknown field names
@@ -52,7 +53,7 @@ MESSAGES: dict[str, dict[str, tuple[str, ...]]] = {
         'ParameterType': (),
     },
 }
-CONSTANTS = {
+CONSTANTS: dict[str, dict[str, Any]] = {
     'PointField': {'INT8': 1, 'UINT8': 2, 'INT16': 3, 'UINT16': 4, 'INT32': 5, 'UINT32': 6,
                    'FLOAT32': 7, 'FLOAT64': 8},
     'DiagnosticStatus': {'OK': b'\x00', 'WARN': b'\x01', 'ERROR': b'\x02', 'STALE': b'\x03'},
@@ -62,7 +63,7 @@ CONSTANTS = {
 
 
 def message_class(name: str, slots: tuple[str, ...]) -> type:
-    """A message class with keyword construction over exactly ``slots`` (default None)."""
+    """Make a message class with keyword construction over exactly ``slots`` (default None)."""
     def __init__(self: Any, **kwargs: Any) -> None:
         unknown = set(kwargs) - set(slots)
         if unknown:
@@ -261,7 +262,8 @@ class Node:
 
     def call_service(self, name: str) -> Any:
         endpoint = self.services[name]
-        return endpoint.callback(endpoint.msg_type.Request(), endpoint.msg_type.Response())
+        service: Any = endpoint.msg_type
+        return endpoint.callback(service.Request(), service.Response())
 
     def create_timer(self, period_s: float, callback: Callable[[], None], *,
                      callback_group: Any = None) -> TimerRecord:
@@ -287,19 +289,19 @@ class Node:
         self.destroyed = True
 
 
-class InitContext:
-    """``rclpy.init(args=...)`` used as a context manager."""
+class RclpyState:
+    """``rclpy.init``/``rclpy.try_shutdown`` calls; init returns None, as on Jazzy."""
 
-    calls: list[Any] = []
+    init_calls: list[Any] = []
+    shutdown_calls = 0
 
-    def __init__(self, args: Any = None) -> None:
-        InitContext.calls.append(args)
 
-    def __enter__(self) -> InitContext:
-        return self
+def init(args: Any = None) -> None:
+    RclpyState.init_calls.append(args)
 
-    def __exit__(self, *exc_info: object) -> None:
-        return None
+
+def try_shutdown() -> None:
+    RclpyState.shutdown_calls += 1
 
 
 class MultiThreadedExecutor:
@@ -366,7 +368,7 @@ def install(monkeypatch: pytest.MonkeyPatch) -> None:
     Node.overrides, Node.instances = {}, []
     Buffer.transforms = {}
     TransformBroadcaster.instances = []
-    InitContext.calls = []
+    RclpyState.init_calls, RclpyState.shutdown_calls = [], 0
     MultiThreadedExecutor.on_spin = staticmethod(lambda nodes: None)
     modules = {
         name: _module(name, **{cls: message_class(cls, slots) for cls, slots in
@@ -377,7 +379,7 @@ def install(monkeypatch: pytest.MonkeyPatch) -> None:
         modules.setdefault(package, _module(package))
     modules['std_srvs.srv'] = _module('std_srvs.srv', Trigger=Trigger)
     modules.update({
-        'rclpy': _module('rclpy', init=InitContext),
+        'rclpy': _module('rclpy', init=init, try_shutdown=try_shutdown),
         'rclpy.node': _module('rclpy.node', Node=Node),
         'rclpy.callback_groups': _module(
             'rclpy.callback_groups',

@@ -1,4 +1,5 @@
-"""Round trips and malformed cases of vggt_mapper.ros.conversions, on rosbags message classes.
+"""
+Round trips and malformed cases of vggt_mapper.ros.conversions, on rosbags message classes.
 
 rosbags messages are serialised to CDR and back, so the bytes are what a bag or a ROS graph
 carries; a second, minimal "rclpy-like" layout (array.array data, keyword construction) checks
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import array
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,9 +43,9 @@ from vggt_mapper.ros.errors import ConversionError
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 
 
-def cdr_round_trip(msg: object) -> object:
+def cdr_round_trip(msg: Any) -> Any:
     """Serialise a rosbags message to CDR bytes and back, as a bag write/read does."""
-    msgtype = msg.__msgtype__  # type: ignore[attr-defined]
+    msgtype = msg.__msgtype__
     return TYPESTORE.deserialize_cdr(TYPESTORE.serialize_cdr(msg, msgtype), msgtype)
 
 
@@ -65,7 +67,7 @@ def types(request: pytest.FixtureRequest) -> MessageTypes:
     return rosbags_message_types() if request.param == 'rosbags' else plain_types()
 
 
-def maybe_cdr(msg: object, types: MessageTypes) -> object:
+def maybe_cdr(msg: Any, types: MessageTypes) -> Any:
     return cdr_round_trip(msg) if hasattr(msg, '__msgtype__') else msg
 
 

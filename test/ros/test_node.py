@@ -1,4 +1,5 @@
-"""mapper_node wiring, run against the rclpy test double in ``ros_fakes`` (no ROS needed).
+"""
+mapper_node wiring, run against the rclpy test double in ``ros_fakes`` (no ROS needed).
 
 The engine is real (``Mapper`` with the synthetic ground-truth predictor), so these tests follow
 a frame from the image callback through the bounded queue and the worker to the published map,
@@ -11,6 +12,7 @@ from collections.abc import Callable, Iterator
 import importlib
 import json
 from pathlib import Path
+import sys
 import time
 from types import ModuleType, SimpleNamespace
 from typing import Any
@@ -81,7 +83,7 @@ def feed(node: Any, messages: list[Any]) -> None:
 
     def settled() -> bool:  # every enqueued frame mapped or dropped
         stats = node.worker.stats
-        return stats.frames_processed + stats.frames_dropped == stats.frames_received
+        return bool(stats.frames_processed + stats.frames_dropped == stats.frames_received)
 
     wait_until(settled)
 
@@ -260,7 +262,7 @@ def test_save_map_and_reset_services(make_node: Callable[..., Any], tmp_path: Pa
     types = conv.rclpy_message_types()
     info = types.header  # any header works for the fake CameraInfo
     node.subscriptions['camera_info'].callback(
-        ros_fakes.sys.modules['sensor_msgs.msg'].CameraInfo(
+        sys.modules['sensor_msgs.msg'].CameraInfo(
             header=info(stamp=types.time(sec=1, nanosec=2), frame_id='camera_optical'),
             height=60, width=80, distortion_model='plumb_bob', d=[0.0] * 5,
             k=[50.0, 0, 40, 0, 50.0, 30, 0, 0, 1], r=[1.0, 0, 0, 0, 1, 0, 0, 0, 1],
@@ -356,11 +358,13 @@ def test_main_builds_the_predictor_from_parameters_and_saves_on_shutdown(
 
     ros_fakes.MultiThreadedExecutor.on_spin = staticmethod(spin)
     assert node_module.main(['--ros-args']) == 0
-    assert ros_fakes.InitContext.calls == [['--ros-args']]
+    assert ros_fakes.RclpyState.init_calls == [['--ros-args']]
+    assert ros_fakes.RclpyState.shutdown_calls == 1
     [spec] = specs
     assert (spec.model, spec.device, spec.checkpoint, spec.remote_url) == ('tiny', 'cpu', None,
                                                                            None)
     [node] = ros_fakes.Node.instances
+    assert isinstance(node, node_module.MapperNode)
     assert node.destroyed and not node.worker.stats.running
     assert sorted(p.name for p in outdir.iterdir()) == [
         'cameras.json', 'map.glb', 'map.ply', 'trajectory.tum']
@@ -370,5 +374,36 @@ def test_main_reports_bad_parameters_in_one_line(node_module: ModuleType,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     ros_fakes.Node.overrides = {'remote_url': 'http://host:7860', 'checkpoint': 'x/y'}
     assert node_module.main([]) == 1
+    assert ros_fakes.RclpyState.shutdown_calls == 1
     err = capsys.readouterr().err
     assert err.startswith('mapper_node: invalid predictor parameters') and err.count('\n') == 1
+
+
+def test_a_bug_in_the_predictor_stops_mapping_but_not_the_node(
+        make_node: Callable[..., Any], frames: tuple[Any, list[np.ndarray]]) -> None:
+    class BuggyPredictor:
+        def predict(self, frames_rgb: Any) -> Any:
+            raise TypeError('unsupported operand')  # not a recoverable error: a bug
+
+    node = make_node(predictor=BuggyPredictor())
+    feed(node, image_messages(frames[1]))
+    stats = node.worker.stats
+    assert not stats.running and stats.fatal_error == 'TypeError: unsupported operand'
+    node.timers[0].callback()
+    status = node.publishers['/diagnostics'].messages[-1].status[0]
+    assert status.level == b'\x02' and 'unsupported operand' in status.message  # ERROR
+    response = node.call_service('~/save_map')  # the (empty) map can still be saved
+    assert response.success, response.message
+
+
+def test_rejected_window_publishes_nothing(make_node: Callable[..., Any]) -> None:
+    from vggt_mapper.engine.types import WindowResult
+
+    node = make_node()
+    rejected = WindowResult(window_index=3, keyframe_indices=(6, 7, 8, 9), accepted=False,
+                            reason='too few inliers', poses=(),
+                            points_world=np.zeros((0, 3), np.float32),
+                            colors_rgb=np.zeros((0, 3), np.uint8), predict_s=0.1, align_s=0.0)
+    node._on_window(rejected)
+    assert all(not pub.messages for pub in node.publishers.values())
+    assert any('too few inliers' in m for m in node.logger.messages('warning'))

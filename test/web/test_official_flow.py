@@ -86,14 +86,18 @@ def test_scene_geometry_matches_the_synthetic_room(live_server: LiveServer, clie
     assert np.median(distances) < 0.02 * extent
 
 
-def test_legacy_video_payload_is_sampled_at_one_fps(live_server: LiveServer, client: object,
-                                                    tmp_path: Path) -> None:
-    video = tmp_path / 'clip.mp4'
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'mp4v'), 10.0, (160, 120))
+def _video(live_server: LiveServer, path: Path) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 10.0, (160, 120))
     for index in range(35):  # 3.5 s at 10 fps → frames at 0, 1, 2, 3 s
         frame = live_server.sequence.frame(index % NUM_FRAMES)
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
+    return path
+
+
+def test_legacy_video_payload_is_sampled_at_one_fps(live_server: LiveServer, client: object,
+                                                    tmp_path: Path) -> None:
+    video = _video(live_server, tmp_path / 'clip.mp4')
     # The official demo's clients send {'video': file} (Gradio 5); both forms are accepted.
     _, target_dir, gallery, _ = client.predict(  # type: ignore[attr-defined]
         input_video={'video': handle_file(str(video)), 'subtitles': None}, input_images=None,
@@ -103,6 +107,24 @@ def test_legacy_video_payload_is_sampled_at_one_fps(live_server: LiveServer, cli
         input_video=handle_file(str(video)), input_images=None,
         api_name='/update_gallery_on_upload')
     assert len(gallery_bare) == 4
+
+
+def test_sampling_rate_is_per_session(live_server: LiveServer, client: object,
+                                      tmp_path: Path) -> None:
+    video = _video(live_server, tmp_path / 'clip.mp4')
+    fps, _, target_dir, gallery, _ = client.predict(  # type: ignore[attr-defined]
+        2.0, handle_file(str(video)), None, api_name='/set_video_fps')
+    assert fps == 2.0 and len(gallery) == 7 and target_dir.startswith('upload_')
+    _, _, gallery, _ = client.predict(  # type: ignore[attr-defined]
+        handle_file(str(video)), None, api_name='/update_gallery_on_upload')
+    assert len(gallery) == 7  # this session's rate, kept in gr.State
+    other = gradio_client.Client(live_server.url, verbose=False)
+    try:
+        _, _, gallery, _ = other.predict(handle_file(str(video)), None,
+                                         api_name='/update_gallery_on_upload')
+    finally:
+        other.close()
+    assert len(gallery) == 4  # another session keeps the default 1 fps
 
 
 def test_empty_upload_returns_nothing_like_the_official_demo(client: object) -> None:

@@ -56,3 +56,13 @@ def glb_camera_count(path: str | Path) -> int:
 
     scene = trimesh.load(str(path), file_type='glb', force='scene')
     return sum(1 for name in scene.geometry if str(name).startswith('camera_'))
+
+
+def make_synthetic_predictor() -> object:
+    """The test server's predictor, for ``vggt-mapper serve --predictor web_helpers:...``."""
+    from vggt_mapper.synthetic.predictor import SyntheticPredictor
+
+    sequence = SyntheticSequence.orbit(NUM_FRAMES, step_m=0.05)
+    for index in range(len(sequence)):
+        sequence.frame(index)  # the predictor recognises only frames its sequence rendered
+    return SyntheticPredictor(sequence, noise=EXACT, model_width=MODEL_WIDTH)

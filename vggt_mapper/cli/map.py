@@ -24,7 +24,13 @@ from vggt_mapper.io.atomic import check_writable
 from vggt_mapper.io.errors import ExportError, InputError
 from vggt_mapper.io.export import map_paths, save_map
 from vggt_mapper.io.frames import InputFrame
-from vggt_mapper.io.readers import detect_input_kind, InputKind, iter_input, ReadStats
+from vggt_mapper.io.readers import (
+    detect_input_kind,
+    InputKind,
+    iter_input,
+    list_images,
+    ReadStats,
+)
 
 if TYPE_CHECKING:
     from vggt_mapper.predictor.base import Predictor
@@ -106,6 +112,14 @@ def _open_bag_writer(bag_dir: Path) -> AbstractContextManager[Any]:
     return writer
 
 
+def _expected_frames(source: Path, kind: InputKind, args: argparse.Namespace) -> int | None:
+    """Count the frames an image folder will give (for the progress bar); None if unknown."""
+    if kind is not InputKind.IMAGE_FOLDER:
+        return None
+    count = -(-len(list_images(source)) // (args.every or 1))
+    return min(count, args.max_frames) if args.max_frames is not None else count
+
+
 def run(args: argparse.Namespace) -> int:
     """
     Run ``vggt-mapper map``.
@@ -151,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         outdir.mkdir(parents=True, exist_ok=True)
     bag_context = _open_bag_writer(bag_dir) if args.bag_out else nullcontext(None)
     with bag_context as bag_writer, tqdm(desc='mapping', unit='frame', file=sys.stderr,
+                                         total=_expected_frames(source, kind, args),
                                          dynamic_ncols=True, disable=None) as progress:
 
         def show(stats: MapperStats) -> None:

@@ -104,9 +104,15 @@ def run(args: argparse.Namespace) -> int:
     """
     from dataclasses import replace
 
+    from vggt_mapper.web.errors import SkyModelError
+
+    if args.sky_model is not None and not args.sky_model.is_file():
+        raise SkyModelError(f'--sky-model {str(args.sky_model)!r} does not exist; give an '
+                            'existing skyseg.onnx or leave the option out (Filter Sky is then '
+                            'unavailable)')
+
     from vggt_mapper.predictor.factory import create_predictor, PredictorSpec
     from vggt_mapper.web.app import build_app, launch_app
-    from vggt_mapper.web.errors import SkyModelError
     from vggt_mapper.web.settings import default_mapper_config, WebSettings
 
     spec = PredictorSpec(model=args.model, checkpoint=args.checkpoint, device=args.device,
@@ -120,13 +126,12 @@ def run(args: argparse.Namespace) -> int:
         queue_size=args.queue_size, workdir_root=args.workdir,
         workdir_max_age_s=args.workdir_max_age_s, sky_model_path=args.sky_model,
         mapper=mapper)
-    if args.sky_model is not None and not args.sky_model.is_file():
-        raise SkyModelError(f'--sky-model {str(args.sky_model)!r} does not exist; give an '
-                            'existing skyseg.onnx or leave the option out (Filter Sky is then '
-                            'unavailable)')
     # Built before serving, so a bad checkpoint or device fails here and not on first upload.
     predictor = create_predictor(spec)
     app = build_app(predictor, settings)
     print(f'vggt-mapper serve: http://{args.host}:{args.port}/ (Ctrl-C to stop)', flush=True)
-    launch_app(app, settings, block=True)
+    try:
+        launch_app(app, settings, block=True)
+    finally:
+        app.vggt_mapper_server.registry.remove_all()  # type: ignore[attr-defined]
     return 0

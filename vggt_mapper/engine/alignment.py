@@ -1,4 +1,5 @@
-"""Carry a window into the world frame with a Sim(3) fitted to the overlap keyframes' depth.
+"""
+Carry a window into the world frame with a Sim(3) fitted to the overlap keyframes' depth.
 
 The overlap keyframes were predicted twice: by an earlier window (their pose and depth are
 known in the world) and by the new window (in its own frame and scale). The same pixel of the

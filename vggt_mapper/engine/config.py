@@ -73,7 +73,7 @@ class MapConfig:
     conf_percentile: float = 50.0
     conf_min: float = 1.0
     voxel_size: float = 0.01
-    max_points: int = 2_000_000
+    max_points: int = 500_000
     pixel_stride: int = 2
     active_keyframes: int = 16
 
@@ -122,9 +122,9 @@ class AlignmentConfig:
     huber_k: float = 2.0
     iterations: int = 10
     min_points: int = 200
-    max_residual_ratio: float = 0.05
-    inlier_rel: float = 0.05
-    min_inlier_fraction: float = 0.6
+    max_residual_ratio: float = 0.15
+    inlier_rel: float = 0.1
+    min_inlier_fraction: float = 0.5
     max_rotation_deg: float = 5.0
     max_center_ratio: float = 0.1
     min_rank_ratio: float = 1e-3
@@ -163,8 +163,8 @@ class MapperConfig:
     :param alignment: window alignment settings.
     """
 
-    window_size: int = 8
-    overlap: int = 3
+    window_size: int = 16
+    overlap: int = 4
     scale: float = 1.0
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     map: MapConfig = field(default_factory=MapConfig)

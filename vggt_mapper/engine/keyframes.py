@@ -18,11 +18,9 @@ _MIN_TRACKS = 8
 _MIN_SURVIVORS = 0.3
 # Mean absolute grey-level difference under which a textureless frame is a duplicate.
 _DUPLICATE_GREY = 1.0
-_LK_PARAMS = {
-    'winSize': (21, 21),
-    'maxLevel': 3,
-    'criteria': (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01),
-}
+_LK_WINDOW = (21, 21)
+_LK_LEVELS = 3
+_LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
 
 
 @dataclass(frozen=True)
@@ -105,8 +103,9 @@ class KeyframeSelector:
         cfg = self.config
         survivors = 1.0
         if self._num_kf_corners >= _MIN_TRACKS and self._pts_prev.shape[0] > 0:
-            tracked, status, _ = cv2.calcOpticalFlowPyrLK(self._prev_grey, grey,
-                                                          self._pts_prev, None, **_LK_PARAMS)
+            tracked, status, _ = cv2.calcOpticalFlowPyrLK(
+                self._prev_grey, grey, self._pts_prev, np.empty(0, np.float32),
+                winSize=_LK_WINDOW, maxLevel=_LK_LEVELS, criteria=_LK_CRITERIA)
             good = status.reshape(-1) == 1
             self._pts_prev = tracked[good].astype(np.float32)
             self._pts_kf = self._pts_kf[good]

@@ -1,4 +1,5 @@
-"""The mapping engine's one object: frames in, aligned keyframe poses and a merged map out.
+"""
+The mapping engine's one object: frames in, aligned keyframe poses and a merged map out.
 
 Data path: ``add_frame`` → ``KeyframeSelector`` (parallax by optical flow) → a window of
 ``window_size`` keyframes, the first ``overlap`` of which were already mapped (the anchors)
@@ -57,6 +58,25 @@ def validate_frame(image_rgb: object, stamp_ns: object) -> NDArray[np.uint8]:
         raise FrameError(f'image must be at least {_MIN_SIDE} pixels per side, got shape '
                          f'{image_rgb.shape}')
     return np.ascontiguousarray(image_rgb)
+
+
+def _window_from_cam(prediction: WindowPrediction) -> NDArray[np.float64]:
+    """Invert the predicted extrinsics; refuse non-finite or non-rigid ones."""
+    cam_from_window = np.tile(np.eye(4), (prediction.num_frames, 1, 1))
+    cam_from_window[:, :3, :4] = prediction.cam_from_window
+    rotations = cam_from_window[:, :3, :3]
+    if not np.all(np.isfinite(cam_from_window)):
+        raise AlignmentError('prediction has non-finite camera poses')
+    orthogonality = np.abs(rotations @ np.transpose(rotations, (0, 2, 1)) - np.eye(3)).max()
+    if orthogonality > 1e-3 or np.any(np.linalg.det(rotations) <= 0):
+        raise AlignmentError(f'prediction has camera rotations that are not rotations '
+                             f'(|R R^T - I| up to {orthogonality:.3g})')
+    window_from_cam = np.empty_like(cam_from_window)
+    window_from_cam[:] = np.eye(4)
+    transposed = np.transpose(rotations, (0, 2, 1))
+    window_from_cam[:, :3, :3] = transposed
+    window_from_cam[:, :3, 3] = -np.einsum('sij,sj->si', transposed, cam_from_window[:, :3, 3])
+    return window_from_cam
 
 
 @dataclass
@@ -168,11 +188,11 @@ class Mapper:
         return [self._process_window()]
 
     def trajectory(self) -> list[KeyframePose]:
-        """Current poses of all mapped keyframes, in keyframe order."""
+        """Return the current poses of all mapped keyframes, in keyframe order."""
         return [self._poses[index] for index in sorted(self._poses)]
 
     def map_snapshot(self) -> MapSnapshot:
-        """The merged coloured map now (a copy the caller may keep)."""
+        """Return the merged coloured map now (a copy the caller may keep)."""
         return self._map.snapshot()
 
     @property
@@ -194,18 +214,23 @@ class Mapper:
         keyframe_indices = tuple([a.keyframe.index for a in anchors]
                                  + [k.index for k in pending])
         window_index = self._windows_done
-        self._windows_done += 1
         start = time.perf_counter()
-        prediction = self.predictor.predict(frames)
+        try:
+            prediction = self.predictor.predict(frames)
+        except BaseException:
+            # Stay consistent for the caller that recovers: the window's new keyframes are
+            # lost, the anchors (good poses) stay for the next window.
+            _LOG.warning('predictor failed on window %d (keyframes %s); its %d new keyframes '
+                         'are dropped', window_index, keyframe_indices, len(pending))
+            raise
         predict_s = time.perf_counter() - start
+        self._windows_done += 1
         if prediction.num_frames != len(frames):
             raise EngineError(f'predictor returned {prediction.num_frames} frames for a window '
-                              f'of {len(frames)}')
+                              f'of {len(frames)}; its {len(pending)} new keyframes are dropped')
         start = time.perf_counter()
-        window_from_cam = np.tile(np.eye(4), (len(frames), 1, 1))
-        window_from_cam[:, :3, :4] = prediction.cam_from_window
-        window_from_cam = np.linalg.inv(window_from_cam)
         try:
+            window_from_cam = _window_from_cam(prediction)
             world_from_window = self._world_from_window(prediction, window_from_cam, anchors)
         except AlignmentError as err:
             self._windows_rejected += 1
@@ -242,8 +267,10 @@ class Mapper:
     def _world_from_window(self, prediction: WindowPrediction,
                            window_from_cam: NDArray[np.float64],
                            anchors: list[_Anchor]) -> Sim3:
-        if not (np.all(np.isfinite(window_from_cam)) and np.all(np.isfinite(prediction.depth))):
-            raise AlignmentError('prediction has non-finite poses or depth')
+        focal = prediction.intrinsics[:, [0, 1], [0, 1]]
+        if not (np.all(np.isfinite(prediction.intrinsics)) and np.all(focal > 0)):
+            raise AlignmentError(f'prediction has unusable intrinsics (focal lengths '
+                                 f'{focal.min():.3g}..{focal.max():.3g})')
         if not anchors:
             # First window: the world is the first keyframe's camera, in the window's unit
             # times config.scale.

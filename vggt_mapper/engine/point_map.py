@@ -1,4 +1,5 @@
-"""The global coloured point map: a capped voxel grid fed by keyframe-local point sets.
+"""
+The global coloured point map: a capped voxel grid fed by keyframe-local point sets.
 
 Each voxel holds the sums of the positions and colours of the points that fell in it and
 their count, so its point is their centroid and a keyframe's contribution can be subtracted

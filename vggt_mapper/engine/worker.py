@@ -1,4 +1,5 @@
-"""A worker thread that owns a ``Mapper`` and feeds it from a bounded, lossy frame queue.
+"""
+A worker thread that owns a ``Mapper`` and feeds it from a bounded, lossy frame queue.
 
 The doors (ROS node, live web stream) receive frames faster than VGGT can map them. Their
 callbacks call ``MappingWorker.submit`` — a constant-time enqueue — and the worker thread runs
@@ -110,11 +111,11 @@ class MapperLike(Protocol):
         ...
 
     def trajectory(self) -> list[KeyframePose]:
-        """Current poses of all mapped keyframes."""
+        """Return the current poses of all mapped keyframes."""
         ...
 
     def map_snapshot(self) -> MapSnapshot:
-        """A copy of the merged map."""
+        """Return a copy of the merged map."""
         ...
 
     @property
@@ -130,8 +131,9 @@ class WorkerStats:
 
     :param frames_received: frames passed to ``submit``.
     :param frames_dropped: frames dropped by the queue policy, by ``reset`` or by a stop
-        without draining, or refused because the worker had stopped.
-    :param frames_processed: frames the mapper was given.
+        without draining, refused because the worker had stopped, or lost to a fatal error.
+    :param frames_processed: frames fully handled: mapped (or failed), caches updated and
+        listeners called.
     :param queue_depth: frames waiting now.
     :param queue_capacity: the queue's bound.
     :param windows_done: windows completed (accepted or rejected) since the worker started.
@@ -382,7 +384,7 @@ class MappingWorker:
 
     def map_snapshot(self) -> MapSnapshot:
         """
-        The merged map as of the last completed window (thread-safe; do not modify it).
+        Return the merged map as of the last completed window (thread-safe; do not modify).
 
         :return: the cached snapshot.
         """
@@ -406,13 +408,14 @@ class MappingWorker:
     # -- the worker thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        item: _Command | InputFrame | None = None
         try:
             while True:
                 with self._cond:
                     while not (self._commands or self._frames or self._stopping):
                         self._cond.wait()
                     if self._commands:
-                        item: _Command | InputFrame = self._commands.popleft()
+                        item = self._commands.popleft()
                     elif self._frames and (self._drain or not self._stopping):
                         item = self._frames.popleft()
                     else:
@@ -427,7 +430,8 @@ class MappingWorker:
                 self._fatal = f'{type(err).__name__}: {err}'
                 commands = list(self._commands)
                 self._commands.clear()
-                self._dropped += len(self._frames)
+                # The frame that hit the bug and the queued ones will never be mapped.
+                self._dropped += len(self._frames) + isinstance(item, InputFrame)
                 self._frames.clear()
             for command in commands:
                 command.future.set_exception(WorkerError(
@@ -449,7 +453,6 @@ class MappingWorker:
             results = self._mapper.add_frame(frame.image_rgb, frame.stamp_ns, frame.name)
         except self._recoverable as err:
             with self._cond:
-                self._processed += 1
                 self._failed += 1
                 self._last_error = f'{type(err).__name__}: {err}'
             _LOGGER.warning('mapping frame %s (stamp %d ns) failed, map kept: %s: %s',
@@ -457,11 +460,10 @@ class MappingWorker:
             self._publish_stats()
             for failure_listener in self._failure_listeners_copy():
                 failure_listener(frame, err)
-            return
-        step_s = time.perf_counter() - start
-        with self._cond:
+        else:
+            self._after_windows(results, time.perf_counter() - start)
+        with self._cond:  # counted last: a processed frame's outputs are all out
             self._processed += 1
-        self._after_windows(results, step_s)
 
     def _after_windows(self, results: list[WindowResult], step_s: float | None) -> None:
         """Refresh counters and caches, then tell the listeners (worker thread only)."""

@@ -1,4 +1,5 @@
-"""Similarity transforms (Sim(3)) and their least-squares estimation from point pairs.
+"""
+Similarity transforms (Sim(3)) and their least-squares estimation from point pairs.
 
 Convention: a ``Sim3`` maps points of a *source* frame into a *target* frame,
 ``x_target = scale * rotation @ x_source + translation``. The engine names them after the
@@ -77,7 +78,7 @@ class Sim3:
         if not det > 0:
             raise ValueError(f'the 3x3 block must have a positive determinant, got {det}')
         scale = det ** (1.0 / 3.0)
-        return cls(scale, block / scale, matrix[:3, 3])
+        return cls(scale, block / scale, np.asarray(matrix[:3, 3], dtype=np.float64))
 
     def matrix(self) -> NDArray[np.float64]:
         """Return the 4×4 float64 homogeneous matrix ``[[s R, t], [0, 1]]``."""

@@ -372,16 +372,16 @@ def iter_input(path: Path | str, *, max_frames: int | None = None, fps: float | 
     else:
         from vggt_mapper.io.rosbag2 import iter_bag_frames
 
-        bag_dir = source.parent if source.is_file() else source
-        frames = _counted(iter_bag_frames(bag_dir, topic), stats)
+        frames = _counted(iter_bag_frames(source, topic), stats)
     return _sampled(frames, every=every, max_frames=max_frames)
 
 
 def _counted(frames: Iterator[InputFrame], stats: ReadStats | None) -> Iterator[InputFrame]:
-    """Count frames of a reader that keeps no ``ReadStats`` itself."""
+    """Count frames of a reader that keeps no ``ReadStats`` (its ``skipped`` count, if any)."""
     for frame in frames:
         if stats is not None:
             stats.frames_read += 1
+            stats.frames_skipped = int(getattr(frames, 'skipped', stats.frames_skipped))
         yield frame
 
 

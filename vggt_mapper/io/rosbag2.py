@@ -1,4 +1,5 @@
-"""rosbag2 in and out, without ROS: camera frames from a bag, and the mapper's outputs into one.
+"""
+rosbag2 in and out, without ROS: camera frames from a bag, and the mapper's outputs into one.
 
 ``iter_bag_frames`` reads sensor_msgs/Image or CompressedImage from a rosbag2 directory (sqlite3
 or mcap storage) with the ``rosbags`` library. ``OutputBagWriter`` writes what the live
@@ -131,7 +132,7 @@ class BagFrames(Iterator[InputFrame]):
                     image_rgb = conv.compressed_to_rgb(msg)
                 else:
                     image_rgb = conv.image_to_rgb(msg)
-            except (ConversionError, SerdeError) as err:
+            except (ConversionError, AnyReaderError, SerdeError) as err:
                 self.skipped += 1
                 if self.skipped <= _WARN_FIRST:
                     _LOGGER.warning('skipping malformed message %d on %s: %s', self._index,
@@ -190,7 +191,7 @@ class OutputBagWriter:
                  camera_frame: str = 'camera_optical', namespace: str = '/vggt_mapper',
                  overwrite: bool = False) -> None:
         """
-        Prepare the writer (nothing is created before ``open``/``__enter__``).
+        Prepare the writer (nothing is created before ``__enter__``).
 
         :param path: the bag directory to create.
         :param storage: ``mcap`` or ``sqlite3``.
@@ -217,8 +218,8 @@ class OutputBagWriter:
         self.windows_written = 0
 
     def __enter__(self) -> OutputBagWriter:
-        """Open the bag; :return: self."""
-        self.open()
+        """Create the bag directory and its topics; :return: self."""
+        self._open()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -226,9 +227,9 @@ class OutputBagWriter:
         """Finalise the bag (also after an error, so what was written stays readable)."""
         self.close()
 
-    def open(self) -> None:
+    def _open(self) -> None:
         """
-        Create the bag directory and its topics.
+        Create the bag directory and its topics (``__enter__``).
 
         :raises ExportError: if ``path`` exists (and may not be replaced) or cannot be created.
         """

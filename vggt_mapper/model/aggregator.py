@@ -104,7 +104,10 @@ class Aggregator(nn.Module):
         num_tokens, dim = tokens.shape[1:]
         pos = patch_positions(batch * frames, height // self.patch_size,
                               width // self.patch_size, self.patch_start_idx, images.device)
-        pos_global = pos.reshape(batch, frames * num_tokens, 2)
+        # Gather the RoPE tables once for all blocks (the same positions in every frame).
+        head_dim = dim // self.config.num_heads
+        pos_frame = self.rope.tables(pos, head_dim)
+        pos_global = self.rope.tables(pos.reshape(batch, frames * num_tokens, 2), head_dim)
         output: list[torch.Tensor] = []
         step = self.config.aa_block_size
         for start in range(0, self.config.depth, step):
@@ -113,7 +116,7 @@ class Aggregator(nn.Module):
                 outs = []
                 if kind == 'frame':
                     tokens = tokens.reshape(batch * frames, num_tokens, dim)
-                    blocks, p = self.frame_blocks, pos
+                    blocks, p = self.frame_blocks, pos_frame
                 else:
                     tokens = tokens.reshape(batch, frames * num_tokens, dim)
                     blocks, p = self.global_blocks, pos_global

@@ -12,11 +12,7 @@ from vggt_mapper.model.aggregator import Aggregator
 from vggt_mapper.model.config import VGGTConfig
 from vggt_mapper.model.heads.camera_head import CameraHead
 from vggt_mapper.model.heads.dpt_head import DPTHead
-
-try:  # TODO(H1): plain import once H2's track head has landed.
-    from vggt_mapper.model.heads.track_head import TrackHead
-except ImportError:  # pragma: no cover - transitional
-    TrackHead = None  # type: ignore[assignment,misc]
+from vggt_mapper.model.heads.track_head import TrackHead
 
 __all__ = ['HEAD_NAMES', 'MAPPING_HEADS', 'VGGT', 'VGGTOutput']
 
@@ -76,8 +72,6 @@ class VGGT(nn.Module):
         self.camera_head = CameraHead(config.camera) if config.enable_camera else None
         self.point_head = DPTHead(config.point) if config.enable_point else None
         self.depth_head = DPTHead(config.depth) if config.enable_depth else None
-        if config.enable_track and TrackHead is None:
-            raise ImportError('the track head (vggt_mapper.model.heads.track_head) is missing')
         self.track_head = TrackHead(config.track) if config.enable_track else None
 
     @property

@@ -66,7 +66,7 @@ def save_window_prediction(path: str | os.PathLike[str], prediction: WindowPredi
         arrays['points_window'] = np.asarray(prediction.points_window, dtype=np.float32)
     if prediction.points_conf is not None:
         arrays['points_conf'] = np.asarray(prediction.points_conf, dtype=np.float32)
-    np.savez(target, **arrays)
+    np.savez(target, **arrays)  # type: ignore[arg-type]
     return target
 
 

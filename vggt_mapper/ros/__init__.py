@@ -1,4 +1,5 @@
-"""The ROS 2 door: message conversions, node parameters and the ``mapper_node`` executable.
+"""
+The ROS 2 door: message conversions, node parameters and the ``mapper_node`` executable.
 
 Importing this package needs no ROS: ``conversions``, ``params`` and ``errors`` are pure Python
 and numpy. Only ``vggt_mapper.ros.node`` imports rclpy (import it explicitly).

@@ -1,4 +1,5 @@
-"""Pure, vectorised numpy ⇄ ROS message conversions, for rclpy and rosbags message classes alike.
+"""
+Pure, vectorised numpy ⇄ ROS message conversions, for rclpy and rosbags message classes alike.
 
 Nothing here imports rclpy: the message classes are passed in as a ``MessageTypes`` (built by
 ``rosbags_message_types()`` for bag files or ``rclpy_message_types()`` in the live node), and
@@ -275,7 +276,7 @@ def map_from_world_pose(world_from_cam: NDArray[np.floating]) -> NDArray[np.floa
 
 
 def _split_poses(poses: NDArray[np.floating]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Translations (K, 3) and quaternions x, y, z, w (K, 4) of (K, 4, 4) rigid poses."""
+    """Split (K, 4, 4) rigid poses into translations (K, 3) and quaternions xyzw (K, 4)."""
     matrices = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
     if not np.all(np.isfinite(matrices)):
         raise ConversionError('pose contains NaN or infinite values')

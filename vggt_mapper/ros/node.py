@@ -1,4 +1,5 @@
-"""The ROS 2 door: ``mapper_node`` maps a camera topic into a PointCloud2 map, a path and TF.
+"""
+The ROS 2 door: ``mapper_node`` maps a camera topic into a PointCloud2 map, a path and TF.
 
 Graph (names relative to the node, ``~`` = node name):
 
@@ -168,7 +169,7 @@ class MapperNode(Node):
 
     @property
     def worker(self) -> MappingWorker:
-        """The mapping worker (its stats, trajectory and map snapshot are thread-safe)."""
+        """Return the mapping worker; its stats, trajectory and map snapshot are thread-safe."""
         return self._worker
 
     # -- callbacks (executor threads): convert, enqueue, answer; no inference, no file I/O --
@@ -366,25 +367,30 @@ def main(args: list[str] | None = None) -> int:
     """
     Run ``mapper_node`` until Ctrl-C or ROS shutdown; save the map on the way out.
 
+    ``rclpy.init`` is called plainly and paired with ``rclpy.try_shutdown``: its context-manager
+    form only exists from rclpy 7.4 (Kilted), and Jazzy's returns None.
+
     :param args: ROS command-line arguments (None: ``sys.argv``).
     :return: process exit status (1 when the node cannot start).
     """
+    rclpy.init(args=args)
     try:
-        with rclpy.init(args=args):
-            try:
-                node = MapperNode()
-            except _startup_errors() as err:
-                print(f'mapper_node: {err}', file=sys.stderr)
-                return 1
-            executor = MultiThreadedExecutor()
-            executor.add_node(node)
-            try:
-                executor.spin()
-            finally:
-                node.close()
-                node.destroy_node()
+        try:
+            node = MapperNode()
+        except _startup_errors() as err:
+            print(f'mapper_node: {err}', file=sys.stderr)
+            return 1
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        try:
+            executor.spin()
+        finally:
+            node.close()
+            node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    finally:
+        rclpy.try_shutdown()
     return 0
 
 

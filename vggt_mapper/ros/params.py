@@ -1,4 +1,5 @@
-"""The mapper node's parameters as typed, validated data (no rclpy here).
+"""
+The mapper node's parameters as typed, validated data (no rclpy here).
 
 ``PARAMETERS`` lists every parameter once — name, default, description, range or choices, and
 whether it can change at runtime. The node declares them from this table (as ROS 2
@@ -240,7 +241,7 @@ class NodeParams:
 
     def with_changes(self, changes: Mapping[str, Any]) -> NodeParams:
         """
-        A copy with some values changed, validated as a whole (for set-parameters callbacks).
+        Return a copy with some values changed, validated as a whole (set-parameters).
 
         :param changes: name → new value.
         :return: the new parameters.
@@ -257,7 +258,7 @@ class NodeParams:
 
     def to_mapper_config(self) -> MapperConfig:
         """
-        The engine configuration these parameters describe.
+        Build the engine configuration these parameters describe.
 
         :return: the MapperConfig (engine defaults for what the node does not expose).
         :raises ParameterError: if the engine refuses a combination (its message kept).
@@ -275,7 +276,7 @@ class NodeParams:
 
     def to_predictor_spec(self, token: str | None = None) -> Any:
         """
-        The predictor factory's spec (``vggt_mapper.predictor.factory.PredictorSpec``).
+        Build the predictor factory's spec (``vggt_mapper.predictor.factory.PredictorSpec``).
 
         Empty strings mean "unset" (None) in the spec.
 

@@ -1,4 +1,5 @@
-"""Accuracy of a mapper run on a synthetic sequence: ATE (with evo) and map-to-surface error.
+"""
+Accuracy of a mapper run on a synthetic sequence: ATE (with evo) and map-to-surface error.
 
 Keyframe names must be ``<prefix><frame index>`` (e.g. ``f00042``) so keyframes can be matched
 to ground-truth frames; ``frame_name`` makes such names.

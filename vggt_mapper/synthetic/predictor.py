@@ -1,4 +1,5 @@
-"""A rendered synthetic sequence and a predictor that answers windows from its ground truth.
+"""
+A rendered synthetic sequence and a predictor that answers windows from its ground truth.
 
 ``SyntheticPredictor`` plays VGGT's part for tests and benchmarks: it recognises each frame by
 its content (a hash of the image bytes registered when the sequence rendered it), renders true
@@ -62,8 +63,10 @@ NOISE_LEVELS: dict[str, PredictionNoise] = {
 
 def model_mapping(original_hw: tuple[int, int], model_width: int) -> ImageMapping:
     """
-    VGGT "crop" preprocessing as an ImageMapping: width → ``model_width``, height scaled and
-    rounded to a multiple of 14, centre-cropped to ``model_width`` if taller.
+    Return VGGT's "crop" preprocessing as an ImageMapping.
+
+    Width → ``model_width``, height scaled and rounded to a multiple of 14, centre-cropped to
+    ``model_width`` if taller.
 
     :param original_hw: (height, width) of the original image.
     :param model_width: model width in pixels (a multiple of 14, e.g. 518).
@@ -151,7 +154,7 @@ class SyntheticSequence:
         return image
 
     def depth(self, index: int) -> NDArray[np.float32]:
-        """Return the true z-depth (H, W) float32 in metres of frame ``index``."""
+        """Render the true z-depth (H, W) float32 in metres of frame ``index``."""
         _, depth = self.room.render(self.poses_world_from_cam[index], self.intrinsics,
                                     self.height, self.width)
         return depth
@@ -262,7 +265,7 @@ class SyntheticPredictor:
         grad_v, grad_u = np.gradient(depth_m)
         edge = np.hypot(grad_u, grad_v) / np.maximum(depth_m, 1e-6)
         conf = 1.0 + 6.0 * np.exp(-depth_m / 3.0) / (1.0 + (edge * 30.0) ** 2)
-        return conf.astype(np.float32)
+        return np.asarray(conf, dtype=np.float32)
 
     def _perturb(self, window_from_cam: NDArray[np.float64]) -> NDArray[np.float64]:
         noise = self.noise

@@ -1,4 +1,5 @@
-"""A textured synthetic indoor room, rendered by vectorised numpy ray casting.
+"""
+A textured synthetic indoor room, rendered by vectorised numpy ray casting.
 
 World frame of the synthetic scene: OpenCV-like, y down (the floor is at +y), metres. The room
 is an axis-aligned box seen from inside (walls, floor, ceiling); objects are axis-aligned boxes
@@ -138,7 +139,7 @@ class Room:
             q = np.abs(pts - centre) - half
             dist = np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(np.max(q, axis=1), 0)
             best = np.minimum(best, np.abs(dist))
-        return best
+        return np.asarray(best, dtype=np.float64)
 
     def render(self, world_from_cam: NDArray[np.floating], intrinsics: NDArray[np.floating],
                height: int, width: int
@@ -196,7 +197,7 @@ def intrinsics_for(height: int, width: int, hfov_deg: float = 70.0) -> NDArray[n
 def look_at_world_from_cam(position: NDArray[np.floating], target: NDArray[np.floating]
                            ) -> NDArray[np.float64]:
     """
-    OpenCV camera pose at ``position`` looking at ``target`` with world +y as "down".
+    Return the OpenCV camera pose at ``position`` looking at ``target`` with world +y as "down".
 
     :param position: (3,) camera centre, world frame.
     :param target: (3,) point the optical axis passes through.
@@ -217,7 +218,7 @@ def look_at_world_from_cam(position: NDArray[np.floating], target: NDArray[np.fl
 def orbit_path(num_frames: int, step_m: float = 0.02, radius_m: float = 1.3,
                static_frames: int = 0) -> NDArray[np.float64]:
     """
-    A smooth camera path: an ellipse around the room centre, looking outward and ahead.
+    Return a smooth camera path: an ellipse around the room centre, looking outward and ahead.
 
     :param num_frames: number of poses.
     :param step_m: approximate distance travelled between consecutive frames, metres.

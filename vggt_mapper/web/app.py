@@ -301,9 +301,15 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
         glb, render_log = server.render(workdir, scene, options)
         return glb, f'Updating Visualization: {render_log}.'
 
-    def set_video_fps(video_fps: float) -> float:
-        """Remember this user's video sampling rate (frames per second)."""
-        return float(video_fps)
+    def set_video_fps(video_fps: float, input_video: str | None,
+                      input_images: list[str] | None) -> tuple[Any, ...]:
+        """
+        Remember this user's video sampling rate; resample the loaded video, if any.
+        """
+        fps = float(video_fps)
+        if not input_video:
+            return (fps, gr.skip(), gr.skip(), gr.skip(), gr.skip())
+        return (fps, *update_gallery_on_upload(input_video, input_images, fps))
 
     def reconstruct_files(files: list[str], conf_thres: float = 50.0,
                           mask_black_bg: bool = False, mask_white_bg: bool = False,
@@ -349,7 +355,7 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
 
     # ---- layout (components in the official demo's order) -----------------------------------
 
-    with gr.Blocks(title='vggt_mapper', delete_cache=(
+    with gr.Blocks(title='vggt_mapper', analytics_enabled=False, delete_cache=(
             int(settings.workdir_max_age_s), int(settings.workdir_max_age_s))) as demo:
         is_example = gr.Textbox(label='is_example', visible=False, value='None')
         video_fps_state = gr.State(settings.video_fps)
@@ -361,17 +367,20 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
                 video_fps = gr.Slider(minimum=0.1, maximum=10, value=settings.video_fps,
                                       step=0.1, label='Video frames per second')
                 input_images = gr.File(file_count='multiple', label='Upload Images',
-                                       interactive=True)
+                                       interactive=True, elem_id='input_images')
                 image_gallery = gr.Gallery(label='Preview', columns=4, height='300px',
                                            object_fit='contain', preview=True,
-                                           buttons=['download'])
+                                           buttons=['download'], elem_id='gallery')
             with gr.Column(scale=4):
                 gr.Markdown('**3D Reconstruction (Point Cloud and Camera Poses)**')
                 log_output = gr.Markdown('Please upload a video or images, then click '
-                                         'Reconstruct.', elem_classes=['vm-log'])
-                reconstruction_output = gr.Model3D(height=520, zoom_speed=0.5, pan_speed=0.5)
+                                         'Reconstruct.', elem_classes=['vm-log'],
+                                         elem_id='log_output')
+                reconstruction_output = gr.Model3D(height=520, zoom_speed=0.5, pan_speed=0.5,
+                                                   elem_id='reconstruction')
                 with gr.Row():
-                    submit_btn = gr.Button('Reconstruct', scale=1, variant='primary')
+                    submit_btn = gr.Button('Reconstruct', scale=1, variant='primary',
+                                           elem_id='reconstruct_button')
                     clear_btn = gr.ClearButton(scale=1)
                 with gr.Row():
                     prediction_mode = gr.Radio([BRANCH_DEPTH, BRANCH_POINTMAP],
@@ -426,8 +435,9 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
         ).then(
             lambda: 'False', inputs=[], outputs=[is_example], api_name='lambda'
         )
-        for suffix, control in enumerate([conf_thres, frame_filter, mask_black_bg,
-                                          mask_white_bg, show_cam, mask_sky, prediction_mode]):
+        controls: list[Any] = [conf_thres, frame_filter, mask_black_bg, mask_white_bg, show_cam,
+                               mask_sky, prediction_mode]
+        for suffix, control in enumerate(controls):
             control.change(update_visualization, view_inputs,
                            [reconstruction_output, log_output],
                            api_name='update_visualization' + (f'_{suffix}' if suffix else ''))
@@ -438,8 +448,9 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
         input_images.change(update_gallery_on_upload,
                             inputs=[input_video, input_images, video_fps_state],
                             outputs=upload_outputs, api_name='update_gallery_on_upload_1')
-        video_fps.change(set_video_fps, inputs=[video_fps], outputs=[video_fps_state],
-                         api_name='set_video_fps')
+        # On release, not on change: resampling a long video on every drag step is wasteful.
+        video_fps.release(set_video_fps, inputs=[video_fps, input_video, input_images],
+                          outputs=[video_fps_state, *upload_outputs], api_name='set_video_fps')
 
         api_reconstruct_btn.click(
             reconstruct_files,
@@ -452,8 +463,9 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
                              concurrency_limit=1)
 
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=4)
-    demo.vggt_mapper_server = server  # type: ignore[attr-defined]
-    return demo
+    demo.vggt_mapper_server = server
+    built: gr.Blocks = demo
+    return built
 
 
 def launch_app(app: gr.Blocks, settings: WebSettings, *,
@@ -467,7 +479,7 @@ def launch_app(app: gr.Blocks, settings: WebSettings, *,
     :return: Gradio's ``(app, local_url, share_url)``.
     """
     settings.workdir_path.mkdir(parents=True, exist_ok=True)
-    return app.launch(  # type: ignore[no-any-return]
+    return app.launch(
         server_name=settings.host, server_port=settings.port or None,
         max_file_size=settings.max_upload_bytes, allowed_paths=[str(settings.workdir_path)],
         show_error=True, ssr_mode=False, share=False, quiet=True, prevent_thread_lock=not block,

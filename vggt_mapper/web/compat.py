@@ -46,7 +46,8 @@ def _preprocess(self: gr.Video, payload: Any) -> str | None:
     inner = payload.root if isinstance(payload, GradioRootModel) else payload
     if isinstance(inner, _LegacyVideoData):
         inner = inner.video
-    return gr.Video.preprocess(self, inner)
+    path: str | None = gr.Video.preprocess(self, inner)
+    return path
 
 
 def official_video(**kwargs: Any) -> gr.Video:
@@ -59,5 +60,5 @@ def official_video(**kwargs: Any) -> gr.Video:
     video = gr.Video(**kwargs)
     video.data_model = _VideoPayload  # type: ignore[assignment]
     video.api_info = types.MethodType(_api_info, video)  # type: ignore[method-assign]
-    video.preprocess = types.MethodType(_preprocess, video)  # type: ignore[method-assign]
+    video.preprocess = types.MethodType(_preprocess, video)
     return video

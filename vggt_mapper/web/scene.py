@@ -241,7 +241,7 @@ def save_scene(scene: Scene, path: Path) -> None:
             arrays[f'{i}_conf_map'] = keyframe.conf_map
     arrays['meta'] = np.array(json.dumps(meta))
     temporary = path.with_name(path.name + '.partial.npz')
-    np.savez(temporary, **arrays)
+    np.savez(temporary, **arrays)  # type: ignore[arg-type]
     temporary.replace(path)
 
 

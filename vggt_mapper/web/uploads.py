@@ -118,6 +118,37 @@ def _import_video(path: Path, workdir: Workdir, fps: float,
     return saved, note
 
 
+def _unify_sizes(paths: Sequence[Path]) -> int:
+    """
+    Bring every frame to the first frame's size (the engine maps one camera at a time).
+
+    A frame of another size is centre-cropped to the first frame's aspect ratio, then resized.
+
+    :param paths: the frames in mapping order; changed frames are rewritten in place.
+    :return: how many frames were changed.
+    """
+    changed = 0
+    reference: tuple[int, int] | None = None
+    for path in paths:
+        with Image.open(path) as image:
+            size = image.size
+            if reference is None:
+                reference = size
+                continue
+            if size == reference:
+                continue
+            width, height = size
+            target_w, target_h = reference
+            scale = min(width / target_w, height / target_h)
+            crop_w, crop_h = round(target_w * scale), round(target_h * scale)
+            left, top = (width - crop_w) // 2, (height - crop_h) // 2
+            fitted = image.convert('RGB').crop((left, top, left + crop_w, top + crop_h)).resize(
+                reference, Image.Resampling.LANCZOS)
+        fitted.save(path)
+        changed += 1
+    return changed
+
+
 def import_upload(workdir: Workdir, video_path: str | None, image_paths: Sequence[str] | None,
                   fps: float, settings: WebSettings) -> UploadSummary:
     """
@@ -145,11 +176,17 @@ def import_upload(workdir: Workdir, video_path: str | None, image_paths: Sequenc
         frames += video_frames
     if not frames:
         raise UploadError('nothing was uploaded; choose a video or some images')
+    frames = sorted(frames)
+    resized = _unify_sizes(frames)
+    if resized:
+        note = '; '.join(filter(None, [note, f"{resized} frames whose size differs from the "
+                                              "first frame's were centre-cropped and resized "
+                                              'to it (one camera per map)']))
     source = 'video' if video_path else 'images'
     period_ns = int(round(1e9 / fps)) if video_path else 1_000_000_000
     (workdir.path / _META_NAME).write_text(
         json.dumps({'source': source, 'period_ns': period_ns}), encoding='utf-8')
-    return UploadSummary(tuple(sorted(frames)), source, period_ns, note)
+    return UploadSummary(tuple(frames), source, period_ns, note)
 
 
 def list_frames(workdir: Workdir) -> list[Path]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vggt_mapper.model.heads.camera_head import CameraHead
 from vggt_mapper.model.heads.dpt_head import DPTHead
+from vggt_mapper.model.heads.track_head import TrackHead
 
-__all__ = ['DPTHead']
+__all__ = ['CameraHead', 'DPTHead', 'TrackHead']

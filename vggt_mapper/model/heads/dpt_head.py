@@ -9,6 +9,8 @@ reference so that checkpoints load unchanged.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -43,7 +45,9 @@ class ResidualConvUnit(nn.Module):
         :return: feature map [N, C, h, w].
         """
         x = F.relu(x)
-        return self.conv2(F.relu(self.conv1(x))) + x
+        out = self.conv2(F.relu(self.conv1(x), inplace=True))
+        out += x
+        return out
 
 
 class FeatureFusionBlock(nn.Module):
@@ -77,7 +81,9 @@ class FeatureFusionBlock(nn.Module):
         if self.has_residual:
             if skip is None:
                 raise ValueError('FeatureFusionBlock with a residual unit needs a skip input')
-            x = x + self.resConfUnit1(skip)
+            res = self.resConfUnit1(skip)
+            res += x
+            x = res
         x = self.resConfUnit2(x)
         if size is None:
             x = F.interpolate(x, scale_factor=2.0, mode='bilinear', align_corners=True)
@@ -110,6 +116,16 @@ class _Scratch(nn.Module):
                 nn.ReLU(),
                 nn.Conv2d(32, output_dim, kernel_size=1, stride=1, padding=0),
             )
+
+
+@functools.lru_cache(maxsize=16)
+def _scaled_uv_embed(width: int, height: int, channels: int, aspect_ratio: float,
+                     dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """0.1 × the UV sin-cos embedding [C, h, w], cached: it depends on shapes only."""
+    # A normal (not inference-mode) tensor, so the cached value also serves autograd callers.
+    with torch.inference_mode(False), torch.no_grad():
+        return uv_sincos_embed(width, height, channels, aspect_ratio, dtype=dtype,
+                               device=device) * 0.1
 
 
 def _inverse_log(y: torch.Tensor) -> torch.Tensor:
@@ -210,10 +226,11 @@ class DPTHead(nn.Module):
         return (torch.cat([c[0] for c in chunks], dim=1),
                 torch.cat([c[1] for c in chunks], dim=1))
 
-    def _add_pos_embed(self, x: torch.Tensor, image_w: int, image_h: int) -> torch.Tensor:
-        emb = uv_sincos_embed(x.shape[-1], x.shape[-2], x.shape[1], image_w / image_h,
-                              dtype=x.dtype, device=x.device)
-        return x + 0.1 * emb[None]
+    @staticmethod
+    def _add_pos_embed(x: torch.Tensor, image_w: int, image_h: int) -> torch.Tensor:
+        emb = _scaled_uv_embed(x.shape[-1], x.shape[-2], x.shape[1], image_w / image_h,
+                               x.dtype, x.device)
+        return x.add_(emb[None])  # x is a fresh conv/resize output: update it in place
 
     def _forward(self, tokens_list: list[torch.Tensor], images: torch.Tensor,
                  patch_start_idx: int, start: int, end: int,

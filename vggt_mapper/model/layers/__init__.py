@@ -8,7 +8,11 @@ from vggt_mapper.model.layers.layer_scale import LayerScale
 from vggt_mapper.model.layers.mlp import Mlp
 from vggt_mapper.model.layers.patch_embed import PatchEmbed
 from vggt_mapper.model.layers.pos_embed import sincos_embed_1d, uv_grid, uv_sincos_embed
-from vggt_mapper.model.layers.rope import patch_positions, RotaryPositionEmbedding2D
+from vggt_mapper.model.layers.rope import (
+    patch_positions,
+    RotaryPositionEmbedding2D,
+    RotaryTables,
+)
 
 __all__ = [
     'Attention',
@@ -17,6 +21,7 @@ __all__ = [
     'Mlp',
     'PatchEmbed',
     'RotaryPositionEmbedding2D',
+    'RotaryTables',
     'patch_positions',
     'set_fused_attn',
     'sincos_embed_1d',

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from vggt_mapper.model.layers.rope import RotaryPositionEmbedding2D
+from vggt_mapper.model.layers.rope import RotaryPositionEmbedding2D, RotaryTables
 
 __all__ = ['Attention', 'set_fused_attn', 'use_fused_attn']
 
@@ -66,12 +66,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
         self.rope = rope
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                pos: torch.Tensor | RotaryTables | None = None) -> torch.Tensor:
         """
         Attend over the token dimension.
 
         :param x: tokens [B, N, dim].
-        :param pos: integer (row, col) positions [B, N, 2]; required when RoPE is on.
+        :param pos: integer (row, col) positions [B, N, 2], or their precomputed RoPE tables;
+            required when RoPE is on.
         :return: tokens [B, N, dim].
         :raises ValueError: when RoPE is configured but no positions are given.
         """

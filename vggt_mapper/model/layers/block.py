@@ -8,7 +8,7 @@ from torch import nn
 from vggt_mapper.model.layers.attention import Attention
 from vggt_mapper.model.layers.layer_scale import LayerScale
 from vggt_mapper.model.layers.mlp import Mlp
-from vggt_mapper.model.layers.rope import RotaryPositionEmbedding2D
+from vggt_mapper.model.layers.rope import RotaryPositionEmbedding2D, RotaryTables
 
 __all__ = ['Block']
 
@@ -45,12 +45,13 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), bias=ffn_bias)
         self.ls2: nn.Module = LayerScale(dim, init_values) if init_values else nn.Identity()
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                pos: torch.Tensor | RotaryTables | None = None) -> torch.Tensor:
         """
         Apply the block.
 
         :param x: tokens [B, N, dim].
-        :param pos: integer (row, col) positions [B, N, 2] for RoPE, or None.
+        :param pos: integer (row, col) positions [B, N, 2] (or their RoPE tables), or None.
         :return: tokens [B, N, dim].
         """
         x = x + self.ls1(self.attn(self.norm1(x), pos=pos))

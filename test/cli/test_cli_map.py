@@ -63,8 +63,8 @@ def test_map_folder_writes_the_four_outputs(frames_dir: Path, tmp_path: Path,
     frame_numbers = [int(camera.name.removeprefix('frame_').removesuffix('.png'))
                      for camera in cameras]
     assert frame_numbers == sorted(frame_numbers) and frame_numbers[0] == 0
-    assert [camera.stamp_ns for camera in cameras] == [round(n * 1e9 / 30)
-                                                        for n in frame_numbers]
+    expected_stamps = [round(n * 1e9 / 30) for n in frame_numbers]
+    assert [camera.stamp_ns for camera in cameras] == expected_stamps
     # World frame = first keyframe's camera.
     np.testing.assert_allclose(cameras[0].world_from_cam, np.eye(4), atol=1e-9)
     assert len(points) > 1000 and colors.dtype == np.uint8

@@ -171,7 +171,9 @@ def test_unexpected_error_stops_the_worker_and_is_reported() -> None:
     stats = worker.stats
     assert stats.fatal_error == 'TypeError: a bug'
     assert worker.map_snapshot().num_points == 1  # the map before the bug is still served
+    assert (stats.frames_processed, stats.frames_dropped) == (1, 1)  # frame 2 is lost
     assert worker.submit(make_frame(3)) is False
+    assert worker.stats.frames_dropped == 2
     with pytest.raises(WorkerError, match='a bug'):
         worker.reset()
     assert worker.stop(timeout=TIMEOUT_S)

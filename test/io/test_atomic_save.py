@@ -86,8 +86,8 @@ def test_save_map_writes_the_four_files(tmp_path: Path) -> None:
     assert saved.glb.read_bytes()[:4] == b'glTF'
     points, _ = read_ply(saved.ply)
     np.testing.assert_array_equal(points, snapshot.points_world)
-    assert [pose.stamp_ns for pose in read_tum(saved.tum)] == [0, 50_000_000, 100_000_000,
-                                                                150_000_000]
+    stamps = [pose.stamp_ns for pose in read_tum(saved.tum)]
+    assert stamps == [0, 50_000_000, 100_000_000, 150_000_000]
     assert [pose.name for pose in read_cameras_json(saved.cameras_json)] == [
         'f0.png', 'f1.png', 'f2.png', 'f3.png']
 

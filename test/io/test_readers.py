@@ -22,7 +22,7 @@ from vggt_mapper.io.readers import natural_sort_key
 
 
 def _save_image(path: Path, value: int, size: tuple[int, int] = (40, 30)) -> None:
-    """A flat image whose red channel is ``value`` (to recognise it after reading)."""
+    """Save a flat image whose red channel is ``value`` (to recognise it after reading)."""
     width, height = size
     array = np.zeros((height, width, 3), np.uint8)
     array[..., 0] = value
@@ -31,7 +31,7 @@ def _save_image(path: Path, value: int, size: tuple[int, int] = (40, 30)) -> Non
 
 
 def _write_video(path: Path, num_frames: int, rate: int = 10, codec: str = 'mpeg4') -> None:
-    """A short video whose frame n is grey level 6 * n."""
+    """Write a short video whose frame n is grey level 6 * n."""
     with av.open(str(path), 'w') as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = 64, 48, 'yuv420p'

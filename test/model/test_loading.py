@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 import time
 
+from hub_server import fake_hub
 import pytest
 from safetensors.torch import save_file
 import torch
 
 from vggt_mapper.model import VGGTConfig, WeightsError
-from vggt_mapper.model.loading import checkpoint_filter_fn, load_vggt
+from vggt_mapper.model.loading import checkpoint_filter_fn, load_vggt, resolve_checkpoint
 from vggt_mapper.model.synthetic import build_vggt
 
 TINY = VGGTConfig.tiny()
@@ -108,3 +109,37 @@ def test_unreachable_hub_fails_fast_with_a_hint(tmp_path: Path, repo_id: str) ->
     assert time.monotonic() - started < 10.0
     message = str(info.value)
     assert repo_id in message and '--checkpoint PATH' in message
+
+
+def test_hub_download_falls_back_to_model_pt(tmp_path: Path,
+                                             tiny_state: dict[str, torch.Tensor]) -> None:
+    torch.save(tiny_state, tmp_path / 'model.pt')
+    with fake_hub({'model.pt': tmp_path / 'model.pt'}) as endpoint:
+        model = load_vggt('facebook/VGGT-1B', config=TINY, endpoint=endpoint,
+                          cache_dir=tmp_path / 'cache')
+    _assert_loaded(model, tiny_state)
+    # Now cached: no network needed the second time.
+    model = load_vggt('facebook/VGGT-1B', config=TINY, endpoint='http://127.0.0.1:9',
+                      cache_dir=tmp_path / 'cache')
+    _assert_loaded(model, tiny_state)
+
+
+def test_hub_prefers_safetensors(tmp_path: Path, tiny_state: dict[str, torch.Tensor]) -> None:
+    save_file(tiny_state, tmp_path / 'model.safetensors')
+    (tmp_path / 'model.pt').write_bytes(b'not read')
+    files = {name: tmp_path / name for name in ('model.safetensors', 'model.pt')}
+    with fake_hub(files) as endpoint:
+        path = resolve_checkpoint('facebook/VGGT-1B', endpoint=endpoint,
+                                  cache_dir=tmp_path / 'cache')
+    assert path.name == 'model.safetensors'
+
+
+def test_gated_hub_repo_asks_for_a_token(tmp_path: Path) -> None:
+    with fake_hub({}, gated=True) as endpoint, pytest.raises(WeightsError, match='gated.*token'):
+        load_vggt('facebook/VGGT-1B-Commercial', config=TINY, endpoint=endpoint,
+                  cache_dir=tmp_path / 'cache')
+
+
+def test_hub_repo_without_checkpoint(tmp_path: Path) -> None:
+    with fake_hub({}) as endpoint, pytest.raises(WeightsError, match='has none of'):
+        load_vggt('someone/empty', config=TINY, endpoint=endpoint, cache_dir=tmp_path / 'c')

@@ -118,3 +118,16 @@ def test_output_is_frozen(model: VGGT, images: torch.Tensor) -> None:
     assert isinstance(out, VGGTOutput)
     with pytest.raises(AttributeError):
         out.depth = out.pose_enc  # type: ignore[misc]
+
+
+def test_infer_runs_in_inference_mode_with_optional_autocast(model: VGGT,
+                                                              images: torch.Tensor) -> None:
+    out = model.infer(images, heads=MAPPING_HEADS)
+    assert out.depth.is_inference() and out.world_points is None
+    with torch.inference_mode():
+        expected = model(images, heads=MAPPING_HEADS)
+    assert torch.equal(out.depth, expected.depth)
+    low = model.infer(images, heads=MAPPING_HEADS, autocast_dtype=torch.bfloat16)
+    assert low.depth.dtype == torch.float32
+    assert not torch.equal(low.depth, expected.depth)  # the aggregator did run in bfloat16
+    torch.testing.assert_close(low.depth, expected.depth, rtol=0.1, atol=0)

@@ -166,6 +166,8 @@ def test_frames_flow_to_map_path_pose_and_tf(make_node: Callable[..., Any],
     assert conv.stamp_to_ns(tf.header.stamp) == latest.stamp_ns
     np.testing.assert_allclose(conv.transform_to_matrix(tf), expected, atol=1e-9)
 
+    assert not any('camera_frame' in m for m in node.logger.messages('warning'))
+
     # The slow timer republishes the same latched map.
     [map_timer] = [t for t in node.timers if t.period_s == 5.0]
     map_timer.callback()
@@ -407,3 +409,11 @@ def test_rejected_window_publishes_nothing(make_node: Callable[..., Any]) -> Non
     node._on_window(rejected)
     assert all(not pub.messages for pub in node.publishers.values())
     assert any('too few inliers' in m for m in node.logger.messages('warning'))
+
+
+def test_image_frame_differing_from_camera_frame_is_warned_once(
+        make_node: Callable[..., Any], frames: tuple[Any, list[np.ndarray]]) -> None:
+    node = make_node(camera_frame='cam_left_optical')
+    feed(node, image_messages(frames[1][:3]))
+    warnings = [m for m in node.logger.messages('warning') if 'camera_frame' in m]
+    assert len(warnings) == 1 and "'camera_optical'" in warnings[0]

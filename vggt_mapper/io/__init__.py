@@ -1,3 +1,4 @@
+# noqa: A005 (vggt_mapper.io is this package's io layer, not the standard library's)
 """
 Inputs and exports: image folders and videos in; GLB, PLY, TUM and cameras JSON out.
 

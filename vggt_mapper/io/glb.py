@@ -123,7 +123,8 @@ def build_scene(points_world: NDArray[np.floating], colors_rgb: NDArray[np.uint8
         points_gltf = points @ to_gltf[:3, :3].T + to_gltf[:3, 3]
         alpha = np.full((len(points), 1), 255, dtype=np.uint8)
         rgba = np.hstack([colors.astype(np.uint8), alpha])
-        cloud = trimesh.PointCloud(vertices=points_gltf, colors=rgba)  # type: ignore[no-untyped-call]
+        make_cloud = trimesh.PointCloud
+        cloud = make_cloud(vertices=points_gltf, colors=rgba)  # type: ignore[no-untyped-call]
         scene.add_geometry(cloud, node_name='map_points', geom_name='map_points')
     if show_cameras and poses:
         depth = _FRUSTUM_DEPTH_FRACTION * scene_scale(points, poses)

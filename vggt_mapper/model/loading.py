@@ -88,11 +88,13 @@ def _resolve_hub(repo_id: str, token: str | None, revision: str | None, timeout_
         RevisionNotFoundError,
     )
 
+    network_errors: tuple[type[BaseException], ...] = (HfHubHTTPError, *_network_errors())
+    cache = None if cache_dir is None else str(cache_dir)
     # A file already in the local cache needs no network.
     for name in CHECKPOINT_FILENAMES:
         try:
             return Path(hf_hub_download(repo_id, name, revision=revision, token=token,
-                                        cache_dir=cache_dir, local_files_only=True))
+                                        cache_dir=cache, local_files_only=True))
         except (LocalEntryNotFoundError, EntryNotFoundError, OfflineModeIsEnabled):
             continue
     # One HEAD request per candidate, without the hub client's retry loop (which takes ~25 s
@@ -117,7 +119,7 @@ def _resolve_hub(repo_id: str, token: str | None, revision: str | None, timeout_
         except OfflineModeIsEnabled as err:
             raise WeightsError(f'cannot download {repo_id!r}: HF_HUB_OFFLINE is set and it is '
                                f'not in the local cache; {_HINT}') from err
-        except (HfHubHTTPError, *_network_errors()) as err:
+        except network_errors as err:
             raise WeightsError(
                 f'could not reach the Hugging Face Hub for {repo_id!r} after '
                 f'{time.monotonic() - started:.1f} s ({type(err).__name__}: {err}); '
@@ -125,9 +127,9 @@ def _resolve_hub(repo_id: str, token: str | None, revision: str | None, timeout_
         _LOG.info('downloading %s from %s (about 5 GB for VGGT-1B)', name, repo_id)
         try:
             return Path(hf_hub_download(repo_id, name, revision=revision, token=token,
-                                        cache_dir=cache_dir, endpoint=endpoint,
+                                        cache_dir=cache, endpoint=endpoint,
                                         etag_timeout=timeout_s))
-        except (HfHubHTTPError, *_network_errors()) as err:
+        except network_errors as err:
             raise WeightsError(f'downloading {name} from {repo_id!r} failed '
                                f'({type(err).__name__}: {err}); {_HINT}') from err
     raise WeightsError(f'{repo_id!r} has none of {list(CHECKPOINT_FILENAMES)}; {_HINT}')

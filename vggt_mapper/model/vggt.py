@@ -145,3 +145,22 @@ class VGGT(nn.Module):
                 tokens, images, patch_start_idx, query_points)
             fields['track'] = track_list[-1]
         return VGGTOutput(**fields)  # type: ignore[arg-type]
+
+    @torch.inference_mode()
+    def infer(self, images: torch.Tensor, query_points: torch.Tensor | None = None, *,
+              heads: Collection[str] | None = None,
+              autocast_dtype: torch.dtype | None = None) -> VGGTOutput:
+        """
+        Run :meth:`forward` for inference: ``torch.inference_mode()``, optional autocast.
+
+        :param images: RGB in [0, 1], [S, 3, H, W] or [B, S, 3, H, W], on the model's device.
+        :param query_points: pixel (x, y) in frame 0, [N, 2] or [B, N, 2], or None.
+        :param heads: heads to run (see :meth:`forward`), e.g. :data:`MAPPING_HEADS`.
+        :param autocast_dtype: run the aggregator (and track head) under autocast in this dtype,
+            e.g. bfloat16 on CUDA (see ``select_device_and_dtype``); None or float32: no autocast.
+        :return: the predictions (inference tensors: clone them to modify in place).
+        """
+        enabled = autocast_dtype is not None and autocast_dtype != torch.float32
+        with torch.autocast(device_type=images.device.type, dtype=autocast_dtype,
+                            enabled=enabled):
+            return self(images, query_points, heads=heads)

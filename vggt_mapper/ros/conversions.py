@@ -527,7 +527,7 @@ def image_to_rgb(msg: Any) -> NDArray[np.uint8]:
         return np.repeat(pixels, 3, axis=2)
     if encoding.startswith('bgr'):
         return np.ascontiguousarray(pixels[:, :, 2::-1])
-    return np.ascontiguousarray(pixels[:, :, :3])
+    return pixels[:, :, :3].copy()  # never a view of the message's buffer
 
 
 def compressed_to_rgb(msg: Any) -> NDArray[np.uint8]:

@@ -120,6 +120,7 @@ class MapperNode(Node):
         self._worker = MappingWorker(Mapper(params.to_mapper_config(), predictor),
                                      params.queue_length, params.drop_policy)
         self._malformed = 0
+        self._frame_warned = False
         self._tf_failures = 0
         self._camera_info: conv.CameraInfoRecord | None = None
         self._last_map_msg: Any = None
@@ -182,6 +183,12 @@ class MapperNode(Node):
             self.get_logger().warning(f'skipping malformed image ({self._malformed} so far): '
                                       f'{err}', throttle_duration_sec=WARN_THROTTLE_S)
             return
+        frame_id = str(msg.header.frame_id)
+        if frame_id and frame_id != self._params.camera_frame and not self._frame_warned:
+            self._frame_warned = True
+            self.get_logger().warning(f'images are in frame {frame_id!r} but camera_frame is '
+                                      f'{self._params.camera_frame!r}: TF and poses use '
+                                      f'camera_frame; set it to the optical frame of the images')
         stamp_ns = conv.stamp_to_ns(msg.header.stamp)
         if not self._worker.submit(InputFrame(image_rgb, stamp_ns, f'frame_{stamp_ns}')):
             self.get_logger().warning(
@@ -290,7 +297,7 @@ class MapperNode(Node):
         trajectory = self._worker.trajectory()
         if not result.accepted:
             self.get_logger().warning(f'window {result.window_index} rejected, map kept: '
-                                      f'{result.reason}')
+                                      f'{result.reason}', throttle_duration_sec=WARN_THROTTLE_S)
             return
         if not trajectory:
             return

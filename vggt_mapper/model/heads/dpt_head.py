@@ -98,9 +98,13 @@ class _Scratch(nn.Module):
     def __init__(self, in_channels: tuple[int, int, int, int], features: int,
                  feature_only: bool, output_dim: int) -> None:
         super().__init__()
-        for i, channels in enumerate(in_channels, start=1):
-            self.add_module(f'layer{i}_rn', nn.Conv2d(channels, features, kernel_size=3,
-                                                      stride=1, padding=1, bias=False))
+        def project(channels: int) -> nn.Conv2d:
+            return nn.Conv2d(channels, features, kernel_size=3, stride=1, padding=1, bias=False)
+
+        self.layer1_rn = project(in_channels[0])
+        self.layer2_rn = project(in_channels[1])
+        self.layer3_rn = project(in_channels[2])
+        self.layer4_rn = project(in_channels[3])
         self.refinenet1 = FeatureFusionBlock(features)
         self.refinenet2 = FeatureFusionBlock(features)
         self.refinenet3 = FeatureFusionBlock(features)

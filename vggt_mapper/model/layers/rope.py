@@ -122,7 +122,7 @@ class RotaryPositionEmbedding2D(nn.Module):
         cos, sin = pos.get(x.dtype)
         quarter = x.shape[-1] // 4
         # [B, H, N, 2 halves, 2 quarters, d/4]: a = first quarter, b = second, of each half.
-        parts = x.unflatten(-1, (2, 2, quarter))
+        parts = x.reshape(*x.shape[:-1], 2, 2, quarter)
         a, b = parts[..., 0, :], parts[..., 1, :]
         out = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-2)
         return out.flatten(-3)

@@ -7,6 +7,7 @@ engine is the real ``Mapper`` with the synthetic ground-truth predictor.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,14 @@ def test_malformed_messages_are_skipped_and_counted(tmp_path: Path,
     write_bag(tmp_path / 'bad', 'mcap', {'/image': ('sensor_msgs/msg/Image', messages)},
               raw={'/image': [b'\x00\x01\x00\x00garbage']})
     frames = iter_bag_frames(tmp_path / 'bad', '/image')
-    read = list(frames)
+    # Attached directly: ROS 2's launch package, if imported earlier in the session, stops
+    # new loggers from propagating to caplog's root handler.
+    logger = logging.getLogger('vggt_mapper.io.rosbag2')
+    logger.addHandler(caplog.handler)
+    try:
+        read = list(frames)
+    finally:
+        logger.removeHandler(caplog.handler)
     assert [frame.stamp_ns for frame in read] == [STAMP0_NS, STAMP0_NS + 3 * STEP_NS]
     assert frames.skipped == 3
     warnings = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import importlib.util
 from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -59,10 +61,15 @@ def test_rviz_config_shows_map_tf_path_and_image() -> None:
 @pytest.mark.skipif(importlib.util.find_spec('launch_ros') is None,
                     reason='ROS 2 launch packages not installed')
 def test_launch_file_loads() -> None:  # pragma: no cover - needs ROS 2
-    spec = importlib.util.spec_from_file_location('mapper_launch', LAUNCH_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    description = module.generate_launch_description()
-    names = {argument.name for argument in description.get_launch_arguments()}
+    # In a subprocess: importing launch reconfigures the logging module for the whole process.
+    script = (
+        'import importlib.util, sys\n'
+        'spec = importlib.util.spec_from_file_location("mapper_launch", sys.argv[1])\n'
+        'module = importlib.util.module_from_spec(spec)\n'
+        'spec.loader.exec_module(module)\n'
+        'description = module.generate_launch_description()\n'
+        'print(" ".join(sorted(a.name for a in description.get_launch_arguments())))\n')
+    result = subprocess.run([sys.executable, '-c', script, str(LAUNCH_FILE)], check=True,
+                            capture_output=True, text=True, timeout=60)
+    names = set(result.stdout.split())
     assert {'params_file', 'image', 'namespace', 'rviz'} <= names

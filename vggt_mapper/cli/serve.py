@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vggt_mapper.engine.config import MapperConfig
+
 __all__ = ['add_parser', 'run']
 
 _DESCRIPTION = """\
@@ -85,10 +87,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     mapping = parser.add_argument_group('mapping')
     mapping.add_argument('--video-fps', type=_positive_float, default=1.0,
                          help='default frames per second sampled from videos (default 1)')
-    mapping.add_argument('--window-size', type=_positive_int, default=8,
-                         help='keyframes per model call (default 8; larger on a big GPU)')
-    mapping.add_argument('--overlap', type=_positive_int, default=3,
-                         help='keyframes shared by consecutive windows (default 3)')
+    engine = MapperConfig()
+    mapping.add_argument('--window-size', type=_positive_int, default=engine.window_size,
+                         help=f'keyframes per model call (default {engine.window_size}; larger '
+                              'on a big GPU, smaller on a small one)')
+    mapping.add_argument('--overlap', type=_positive_int, default=engine.overlap,
+                         help=f'keyframes shared by consecutive windows (default '
+                              f'{engine.overlap})')
     mapping.add_argument('--sky-model', type=Path, default=None, metavar='PATH',
                          help='sky-segmentation ONNX model for "Filter Sky" (never downloaded)')
 

@@ -111,5 +111,5 @@ class DinoVisionTransformer(nn.Module):
         :param images: normalized images [N, 3, H, W], H and W multiples of the patch size.
         :return: patch tokens [N, (H/p)·(W/p), embed_dim], row-major.
         """
-        x = self.norm(self.forward_prenorm(images))
+        x: torch.Tensor = self.norm(self.forward_prenorm(images))
         return x[:, 1 + self.num_register_tokens:]

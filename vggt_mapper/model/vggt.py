@@ -163,4 +163,5 @@ class VGGT(nn.Module):
         enabled = autocast_dtype is not None and autocast_dtype != torch.float32
         with torch.autocast(device_type=images.device.type, dtype=autocast_dtype,
                             enabled=enabled):
-            return self(images, query_points, heads=heads)
+            out: VGGTOutput = self(images, query_points, heads=heads)
+        return out

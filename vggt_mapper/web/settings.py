@@ -16,7 +16,7 @@ def default_mapper_config() -> MapperConfig:
     Mapper settings for uploads: every uploaded image or sampled video frame is a keyframe.
 
     The user already chose the frames (or the sampling rate), so the parallax test is off; the
-    windows of 8 keyframes with 3 shared keep memory bounded for any sequence length.
+    engine's windows (``MapperConfig`` defaults) keep memory bounded for any sequence length.
 
     :return: the configuration.
     """

@@ -45,7 +45,7 @@ class ResidualConvUnit(nn.Module):
         :return: feature map [N, C, h, w].
         """
         x = F.relu(x)
-        out = self.conv2(F.relu(self.conv1(x), inplace=True))
+        out: torch.Tensor = self.conv2(F.relu(self.conv1(x), inplace=True))
         out += x
         return out
 
@@ -89,7 +89,8 @@ class FeatureFusionBlock(nn.Module):
             x = F.interpolate(x, scale_factor=2.0, mode='bilinear', align_corners=True)
         else:
             x = F.interpolate(x, size=size, mode='bilinear', align_corners=True)
-        return self.out_conv(x)
+        out: torch.Tensor = self.out_conv(x)
+        return out
 
 
 class _Scratch(nn.Module):
@@ -275,4 +276,5 @@ class DPTHead(nn.Module):
         out = s.refinenet3(out, l3, size=l2.shape[2:])
         out = s.refinenet2(out, l2, size=l1.shape[2:])
         out = s.refinenet1(out, l1)
-        return s.output_conv1(out)
+        fused: torch.Tensor = s.output_conv1(out)
+        return fused

@@ -90,4 +90,5 @@ class Attention(nn.Module):
         else:
             attn = (q * self.scale) @ k.transpose(-2, -1)
             out = attn.softmax(dim=-1) @ v
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+        projected: torch.Tensor = self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+        return projected

@@ -55,4 +55,5 @@ class Block(nn.Module):
         :return: tokens [B, N, dim].
         """
         x = x + self.ls1(self.attn(self.norm1(x), pos=pos))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+        out: torch.Tensor = x + self.ls2(self.mlp(self.norm2(x)))
+        return out

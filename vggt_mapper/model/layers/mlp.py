@@ -42,4 +42,5 @@ class Mlp(nn.Module):
         :param x: tensor [..., in_features].
         :return: tensor [..., out_features].
         """
-        return self.fc2(self.act(self.fc1(x)))
+        out: torch.Tensor = self.fc2(self.act(self.fc1(x)))
+        return out

@@ -29,4 +29,5 @@ class PatchEmbed(nn.Module):
         :param x: images [N, C, H, W], H and W multiples of ``patch_size``.
         :return: tokens [N, (H/p)·(W/p), embed_dim], row-major.
         """
-        return self.proj(x).flatten(2).transpose(1, 2)
+        tokens: torch.Tensor = self.proj(x)
+        return tokens.flatten(2).transpose(1, 2)

@@ -25,11 +25,11 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    'web': ['gradio>=5.17,<7', 'gradio_client>=1.7'],
+    'web': ['gradio>=6,<7', 'gradio_client>=1.7'],
     'test': [
         'pytest>=8',
         'evo>=1.28',
-        'gradio>=5.17,<7',
+        'gradio>=6,<7',
         'gradio_client>=1.7',
         'playwright>=1.40',
         'flake8>=6',

@@ -155,6 +155,18 @@ def _tiny_model_timing(sequence: SyntheticSequence, window_size: int) -> dict[st
             'tiny_model_s_iqr': _iqr(np.array(times))}
 
 
+def _peak_rss_mib() -> float:
+    # VmHWM belongs to this process image (ru_maxrss survives exec and would report the
+    # parent's peak in a spawned child on Linux).
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _memory_child(num_frames: int, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     sequence = SyntheticSequence.orbit(num_frames, step_m=STEP_M)
     predictor = SyntheticPredictor(sequence, NOISE_LEVELS['default'],
@@ -170,7 +182,7 @@ def _memory_child(num_frames: int, queue: multiprocessing.Queue) -> None:  # typ
         'frames': num_frames, 'keyframes': mapper.stats.keyframes,
         'map_points': mapper.stats.map_points, 'tracemalloc_peak_mib': peak / 2**20,
         'map_store_mib': mapper.point_map.nbytes / 2**20,
-        'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        'peak_rss_mib': _peak_rss_mib(),
         'wall_s': wall,
     })
 
@@ -204,8 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--quick', action='store_true', help='short runs (a minute or two)')
     parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results',
                         help='folder of the JSON result')
-    parser.add_argument('--skip-memory', action='store_true', help='skip the memory runs')
+    parser.add_argument('--sections', default='accuracy,timing,memory',
+                        help='comma-separated parts to run (accuracy, timing, memory)')
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(','))
     logging.basicConfig(level=logging.WARNING)
     defaults = MapperConfig()
     window, overlap = defaults.window_size, defaults.overlap
@@ -219,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     overlaps = sorted({1, 2, 4, 8, overlap}) if not args.quick else sorted({2, overlap})
     noises = ['none', 'default', 'high']
     accuracy: list[dict[str, object]] = []
+    if 'accuracy' not in sections:
+        windows, overlaps, noises = [], [], []
     for size in windows:
         accuracy.append(run_accuracy(frames, size, min(overlap, size - 1), 'default'))
     for lap in overlaps:
@@ -230,30 +246,35 @@ def main(argv: list[str] | None = None) -> int:
     columns = ['window_size', 'overlap', 'noise', 'keyframes', 'windows', 'rejected',
                'ate_percent', 'ate_rmse_m', 'map_median_m', 'map_p90_m',
                'frames_predicted_per_keyframe', 'align_s_median']
-    print(_table('Accuracy (ATE % of path length, map error in metres)', accuracy, columns))
+    if accuracy:
+        print(_table('Accuracy (ATE % of path length, map error in metres)', accuracy,
+                     columns))
 
-    timing = run_backend_timing(window, overlap, windows=3 if args.quick else 6)
-    print(_table('Back end per window at 518x392 vs the model (seconds)', [timing],
-                 ['window_size', 'overlap', 'windows_timed', 'backend_s_median',
-                  'backend_s_iqr', 'tiny_model_s_per_window', 'reference_model_s_per_window',
-                  'backend_percent_of_reference']))
+    timing: dict[str, object] = {}
+    if 'timing' in sections:
+        timing = run_backend_timing(window, overlap, windows=3 if args.quick else 6)
+        print(_table('Back end per window at 518x392 vs the model (seconds)', [timing],
+                     ['window_size', 'overlap', 'windows_timed', 'backend_s_median',
+                      'backend_s_iqr', 'tiny_model_s_per_window',
+                      'reference_model_s_per_window', 'backend_percent_of_reference']))
 
     memory: list[dict[str, object]] = []
-    if not args.skip_memory:
+    if 'memory' in sections:
         for num in ((200, 1000) if args.quick else (200, 1000, 5000)):
             memory.append(run_memory(num))
         print(_table('Peak memory of a run (fresh process each)', memory,
                      ['frames', 'keyframes', 'map_points', 'map_store_mib',
                       'tracemalloc_peak_mib', 'peak_rss_mib', 'wall_s']))
 
-    targets = {
-        'ate_percent_default': next(r['ate_percent'] for r in accuracy
-                                    if r['window_size'] == window and r['overlap'] == overlap
-                                    and r['noise'] == 'default'),
-        'ate_target_percent': 0.5,
-        'backend_percent_of_reference': timing['backend_percent_of_reference'],
-        'backend_target_percent': 5.0,
-    }
+    targets: dict[str, object] = {}
+    if accuracy:
+        targets['ate_percent_default'] = next(
+            r['ate_percent'] for r in accuracy
+            if r['window_size'] == window and r['overlap'] == overlap and r['noise'] == 'default')
+        targets['ate_target_percent'] = 0.5
+    if timing:
+        targets['backend_percent_of_reference'] = timing['backend_percent_of_reference']
+        targets['backend_target_percent'] = 5.0
     if len(memory) >= 2:
         targets['peak_memory_ratio_last_vs_1000'] = (
             float(memory[-1]['tracemalloc_peak_mib'])  # type: ignore[arg-type]
@@ -263,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     machine = platform.node() or 'machine'
-    path = args.out / f'{SUITE}--{machine}--cpu{"--quick" if args.quick else ""}.json'
+    suffix = ('--quick' if args.quick else '') + (
+        '' if sections >= {'accuracy', 'timing', 'memory'} else '--' + '-'.join(sorted(sections)))
+    path = args.out / f'{SUITE}--{machine}--cpu{suffix}.json'
     payload = {'metadata': _metadata(), 'config': asdict(defaults), 'accuracy': accuracy,
                'backend_timing': timing, 'memory': memory, 'targets': targets}
     path.write_text(json.dumps(payload, indent=2) + '\n')

@@ -3,13 +3,16 @@
 For S frames of 392×518 (H×W, what a 640×480 photo becomes), after a warm-up, each
 configuration is timed ``--repeats`` times (device synchronised inside the timed region) and
 the median, IQR and minimum are reported, with the peak memory during the timed runs (RSS on
-CPU, sampled every 10 ms; ``torch.cuda.max_memory_allocated`` on GPU). Two configurations:
+CPU, sampled every 10 ms: the resident weights plus the forward's own peak;
+``torch.cuda.max_memory_allocated`` on GPU). Configurations are timed in turns (round robin), so
+that a busy machine slows them alike. Two configurations of ours:
 
 * ``mapping``: camera + depth heads only (what the mapper runs);
 * ``all``: camera, depth, point and track heads (16 query points).
 
 If the reference package ``vggt`` (facebookresearch/vggt) is importable, its ``VGGT()`` is filled
-with the same synthetic weights and timed in the same process, and the ratios are printed.
+with the same synthetic weights and timed in the same process and turns, and the ratios are
+printed (its resident weights then count in every RSS figure: see ``forward_extra_rss_gib``).
 Targets on CPU fp32: ours ``all`` ≤ 1.0× and ours ``mapping`` ≤ 0.8× the reference's ``all``
 (reference figures without the package: ``/work/shared/reference/TIMING.md``).
 Synthetic weights: the geometry is meaningless, the cost is real.
@@ -90,32 +93,49 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn: Callable[[], object], device: torch.device, warmup: int,
-          repeats: int) -> dict[str, object]:
+def _time_round_robin(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int,
+                      repeats: int) -> dict[str, dict[str, object]]:
+    """Time several forwards in turns, so that a busy machine slows them alike."""
     for _ in range(warmup):
-        fn()
-    _sync(device)
-    if device.type == 'cuda':
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    with PeakRss() as rss:
-        for _ in range(repeats):
-            start = time.perf_counter()
+        for fn in fns.values():
             fn()
-            _sync(device)
-            times.append(time.perf_counter() - start)
-    quartiles = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    result: dict[str, object] = {
-        'times_s': [round(t, 4) for t in times],
-        'median_s': statistics.median(times),
-        'iqr_s': quartiles[2] - quartiles[0],
-        'min_s': min(times),
-        'peak_rss_gib': round(rss.peak_gib, 3),
-    }
-    if device.type == 'cuda':
-        result['cuda_max_allocated_gib'] = round(
-            torch.cuda.max_memory_allocated(device) / 2**30, 3)
-    return result
+    _sync(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    extra_rss: dict[str, float] = dict.fromkeys(fns, 0.0)
+    cuda_peak: dict[str, float] = dict.fromkeys(fns, 0.0)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            if device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats(device)
+            with PeakRss() as rss:
+                before = rss.peak
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                times[name].append(time.perf_counter() - start)
+            extra_rss[name] = max(extra_rss[name], (rss.peak - before) / 2**30)
+            if device.type == 'cuda':
+                cuda_peak[name] = max(cuda_peak[name],
+                                      torch.cuda.max_memory_allocated(device) / 2**30)
+    results = {}
+    for name, values in times.items():
+        quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+        results[name] = {
+            'times_s': [round(t, 4) for t in values],
+            'median_s': statistics.median(values),
+            'iqr_s': quartiles[2] - quartiles[0],
+            'min_s': min(values),
+            'peak_rss_gib': round(_rss_gib() + extra_rss[name], 3),
+            'forward_extra_rss_gib': round(extra_rss[name], 3),
+        }
+        if device.type == 'cuda':
+            results[name]['cuda_max_allocated_gib'] = round(cuda_peak[name], 3)
+    return results
+
+
+def _rss_gib() -> float:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
 
 
 def _forward(model: torch.nn.Module, images: torch.Tensor, queries: torch.Tensor,
@@ -133,47 +153,37 @@ def _inputs(frames: int, device: torch.device) -> tuple[torch.Tensor, torch.Tens
     return images.to(device), queries.to(device)
 
 
-def _run_ours(frames_list: list[int], device: torch.device, dtype: torch.dtype,
-              warmup: int, repeats: int) -> list[dict[str, object]]:
-    model = build_vggt(VGGTConfig.vggt_1b(), device=device)
-    rows = []
-    for frames in frames_list:
-        images, queries = _inputs(frames, device)
-        for name, heads in (('mapping', MAPPING_HEADS), ('all', None)):
-            forward = functools.partial(_forward, model, images, queries, device, dtype,
-                                        heads=heads)
-            row = {'impl': 'ours', 'heads': name, 'frames': frames,
-                   **_time(forward, device, warmup, repeats)}
-            rows.append(row)
-            print(f"  ours      {name:8s} S={frames}: {row['median_s']:.2f} s", flush=True)
-    del model
-    gc.collect()
-    return rows
-
-
-def _run_reference(frames_list: list[int], device: torch.device, dtype: torch.dtype,
-                   warmup: int, repeats: int) -> list[dict[str, object]]:
+def _build_reference(device: torch.device) -> torch.nn.Module | None:
     try:
         from vggt.models.vggt import VGGT as ReferenceVGGT  # type: ignore[import-not-found]
     except ImportError:
-        return []
-    with torch.device('meta'):
-        model = ReferenceVGGT()
-    model.to_empty(device='cpu')
+        return None
+    # The reference's constructor cannot run on the meta device (it calls .item()).
+    model = ReferenceVGGT()
     fill_synthetic_(model)
-    # Non-persistent ImageNet buffers are wiped by to_empty(): restore them.
-    model.aggregator._resnet_mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 1, 3, 1, 1)
-    model.aggregator._resnet_std = torch.tensor([0.229, 0.224, 0.225]).view(1, 1, 3, 1, 1)
-    model.to(device).eval()
-    rows = []
+    return model.to(device).eval()
+
+
+def _run(config: VGGTConfig, frames_list: list[int], device: torch.device, dtype: torch.dtype,
+         warmup: int, repeats: int, with_reference: bool) -> list[dict[str, object]]:
+    ours = build_vggt(config, device=device)
+    reference = _build_reference(device) if with_reference else None
+    rows: list[dict[str, object]] = []
     for frames in frames_list:
         images, queries = _inputs(frames, device)
-        forward = functools.partial(_forward, model, images, queries, device, dtype)
-        row = {'impl': 'reference', 'heads': 'all', 'frames': frames,
-               **_time(forward, device, warmup, repeats)}
-        rows.append(row)
-        print(f"  reference all      S={frames}: {row['median_s']:.2f} s", flush=True)
-    del model
+        fns: dict[str, Callable[[], object]] = {
+            'ours/mapping': functools.partial(_forward, ours, images, queries, device, dtype,
+                                              heads=MAPPING_HEADS),
+            'ours/all': functools.partial(_forward, ours, images, queries, device, dtype),
+        }
+        if reference is not None:
+            fns['reference/all'] = functools.partial(_forward, reference, images, queries,
+                                                     device, dtype)
+        for name, result in _time_round_robin(fns, device, warmup, repeats).items():
+            impl, heads = name.split('/')
+            rows.append({'impl': impl, 'heads': heads, 'frames': frames, **result})
+            print(f"  {impl:9s} {heads:8s} S={frames}: {result['median_s']:.2f} s", flush=True)
+    del ours, reference
     gc.collect()
     return rows
 
@@ -217,6 +227,7 @@ def _metadata(device: torch.device, dtype: torch.dtype, args: argparse.Namespace
         'warmup': args.warmup,
         'repeats': args.repeats,
         'weights': 'synthetic vggt-synth-v1 (meaningless geometry)',
+        'config': 'tiny' if args.tiny else 'vggt-1b',
     }
 
 
@@ -224,9 +235,9 @@ def _table(rows: list[dict[str, object]], device: torch.device) -> str:
     lines = [f"{'impl':10s} {'heads':8s} {'S':>3s} {'median s':>9s} {'IQR s':>7s} "
              f"{'min s':>7s} {'peak GiB':>9s} {'vs ref all':>10s}"]
     reference = {r['frames']: r['median_s'] for r in rows if r['impl'] == 'reference'}
-    source = 'measured'
+    source = 'measured in this run' if reference else 'none'
     if not reference and device.type == 'cpu':
-        reference, source = dict(REFERENCE_CPU_ALL_HEADS_S), 'TIMING.md'
+        reference, source = dict(REFERENCE_CPU_ALL_HEADS_S), 'TIMING.md (2 threads, idle)'
     for r in rows:
         ref = reference.get(r['frames'])
         ratio = f"{r['median_s'] / ref:.2f}" if ref else '-'
@@ -245,6 +256,8 @@ def main() -> None:
     parser.add_argument('--warmup', type=int, default=1, help='untimed runs first')
     parser.add_argument('--device', default='auto', help="'auto', 'cpu' or 'cuda[:N]'")
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--tiny', action='store_true',
+                        help='smoke run with the tiny config (figures mean nothing)')
     parser.add_argument('--no-reference', action='store_true',
                         help='skip the reference package even if importable')
     parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results')
@@ -256,17 +269,19 @@ def main() -> None:
     device, dtype = select_device_and_dtype(args.device)
     frames = args.frames or ([1, 2, 4, 8] if device.type == 'cuda' else [1, 2, 4])
     torch.manual_seed(SEED)
-    print(f'VGGT-1B forward, {HEIGHT}x{WIDTH}, device {device} ({dtype}), '
+    print(f'VGGT {"tiny (smoke run)" if args.tiny else "1B"} forward, {HEIGHT}x{WIDTH}, '
+          f'device {device} ({dtype}), '
           f'{torch.get_num_threads()} threads', flush=True)
-    rows = _run_ours(frames, device, dtype, args.warmup, args.repeats)
-    if not args.no_reference:
-        rows += _run_reference(frames, device, dtype, args.warmup, args.repeats)
-    table = _table(rows, device)
+    config = VGGTConfig.tiny() if args.tiny else VGGTConfig.vggt_1b()
+    rows = _run(config, frames, device, dtype, args.warmup, args.repeats,
+                with_reference=not (args.no_reference or args.tiny))
+    table = _table(rows, device if not args.tiny else torch.device('meta'))
     print(table)
     meta = _metadata(device, dtype, args)
     machine = args.machine or meta['device_name']
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f'{SUITE}--{machine}--{device.type}.json'
+    suite = f'{SUITE}-tiny' if args.tiny else SUITE
+    path = args.out / f'{suite}--{machine}--{device.type}.json'
     tmp = path.with_suffix('.json.tmp')
     tmp.write_text(json.dumps({'metadata': meta, 'results': rows}, indent=1) + '\n')
     tmp.replace(path)

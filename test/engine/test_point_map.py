@@ -52,6 +52,8 @@ def test_map_never_exceeds_the_cap() -> None:
         assert point_map.num_points <= 5000
     assert point_map.voxel_size > 0.001
     assert point_map.active_keyframes() == [27, 28, 29]
+    # Coarsening merges voxels exactly: every source point is still counted once.
+    assert point_map.points_fused == 30 * 2000
 
 
 def test_unmerged_map_is_capped_too() -> None:

@@ -56,10 +56,12 @@ def run_with_intermediates(model: VGGT, images: torch.Tensor,
     if model.track_head is not None:
         handles.append(model.track_head.register_forward_hook(keep('track')))
         handles.append(model.track_head.feature_extractor.register_forward_hook(keep('fmaps')))
+    model.keep_all_layers = True
     try:
         with torch.inference_mode():
             output = model(images, query_points)
     finally:
+        model.keep_all_layers = False
         for handle in handles:
             handle.remove()
     captured = Captured(output=output)

@@ -131,3 +131,31 @@ def test_infer_runs_in_inference_mode_with_optional_autocast(model: VGGT,
     assert low.depth.dtype == torch.float32
     assert not torch.equal(low.depth, expected.depth)  # the aggregator did run in bfloat16
     torch.testing.assert_close(low.depth, expected.depth, rtol=0.1, atol=0)
+
+
+def test_only_layers_read_by_the_selected_heads_are_kept(model: VGGT,
+                                                          images: torch.Tensor) -> None:
+    kept: list[list[int]] = []
+
+    def hook(module: torch.nn.Module, args: tuple, out: tuple) -> None:
+        kept.append([i for i, t in enumerate(out[0]) if t is not None])
+
+    handle = model.aggregator.register_forward_hook(hook)
+    try:
+        with torch.inference_mode():
+            model(images, heads={'camera'})
+            model(images, heads=MAPPING_HEADS)
+            model.keep_all_layers = True
+            model(images, heads={'camera'})
+    finally:
+        model.keep_all_layers = False
+        handle.remove()
+    depth = model.config.aggregator.depth
+    assert kept[0] == [depth - 1]
+    assert kept[1] == sorted({*model.config.depth.intermediate_layer_idx, depth - 1})
+    assert kept[2] == list(range(depth))
+
+
+def test_query_batch_must_match_images(model: VGGT, images: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match='query_points must be'):
+        model(torch.stack([images, images]), QUERIES[None])

@@ -31,10 +31,11 @@ import pytest
 for _module in ('rclpy', 'launch', 'launch_ros', 'launch_testing', 'launch_testing_ros'):
     pytest.importorskip(_module, reason=f'{_module} (ROS 2) is not installed')
 
-from ament_index_python.packages import (  # noqa: E402
+from ament_index_python.packages import (  # noqa: E402, I100 (after the skips)
     get_package_share_directory,
     PackageNotFoundError,
 )
+from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 import launch_testing.actions  # noqa: E402
@@ -47,7 +48,6 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from launch import LaunchDescription  # noqa: E402
 from vggt_mapper.synthetic.predictor import SyntheticSequence  # noqa: E402
 
 try:
@@ -157,7 +157,7 @@ class TestMapperLive(unittest.TestCase):
         cls.node.destroy_node()
         rclpy.shutdown()
 
-    def _wait_for_subscriber(self, publisher: _FramePublisher) -> None:
+    def _wait_for_subscriber(self) -> None:
         deadline = time.monotonic() + TOPIC_TIMEOUT_S
         while self.node.count_subscribers(IMAGE_TOPIC) == 0:
             self.assertLess(time.monotonic(), deadline,
@@ -192,7 +192,7 @@ class TestMapperLive(unittest.TestCase):
     def test_map_path_latch_and_save(self, output_dir: Path) -> None:
         """Map and path arrive, the map is latched, save_map writes the files."""
         frames = _FramePublisher(self.node)
-        self._wait_for_subscriber(frames)
+        self._wait_for_subscriber()
         waiter = WaitForTopics([(MAP_TOPIC, PointCloud2), (PATH_TOPIC, PathMsg)],
                                timeout=TOPIC_TIMEOUT_S)
         try:

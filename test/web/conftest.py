@@ -1,4 +1,5 @@
-"""Fixtures of the web tests: a real server on localhost, fed by the synthetic predictor.
+"""
+Fixtures of the web tests: a real server on localhost, fed by the synthetic predictor.
 
 The synthetic predictor answers from a rendered room's ground truth (meaningful geometry, no
 model weights, fast). The server runs the real mapping engine in windows of 4 keyframes, so a
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+from app_helpers import EXACT, LiveServer, MODEL_WIDTH, NUM_FRAMES, web_settings
 from PIL import Image
 import pytest
-from web_helpers import EXACT, LiveServer, MODEL_WIDTH, NUM_FRAMES, web_settings
 
 from vggt_mapper.synthetic.predictor import SyntheticPredictor, SyntheticSequence
 
@@ -26,7 +28,7 @@ def sequence() -> SyntheticSequence:
 @pytest.fixture(scope='session')
 def image_paths(sequence: SyntheticSequence,
                 tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """The sequence's frames as PNG files (lossless, so the predictor recognises them)."""
+    """Write the sequence's frames as PNG files (lossless, so the predictor recognises them)."""
     folder = tmp_path_factory.mktemp('frames')
     paths = []
     for index in range(len(sequence)):
@@ -39,7 +41,7 @@ def image_paths(sequence: SyntheticSequence,
 @pytest.fixture(scope='session')
 def live_server(sequence: SyntheticSequence, image_paths: list[Path],
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A real vggt_mapper server on localhost with the synthetic predictor."""
+    """Run a real vggt_mapper server on localhost with the synthetic predictor."""
     pytest.importorskip('gradio')
     from vggt_mapper.web.app import build_app, launch_app
 
@@ -51,12 +53,12 @@ def live_server(sequence: SyntheticSequence, image_paths: list[Path],
         yield LiveServer(f'http://127.0.0.1:{settings.port}/', settings, sequence,
                          image_paths, app)
     finally:
-        app.close()  # type: ignore[attr-defined]
+        app.close()
 
 
 @pytest.fixture()
-def client(live_server: LiveServer) -> Iterator[object]:
-    """A fresh gradio_client session on the live server."""
+def client(live_server: LiveServer) -> Iterator[Any]:
+    """Open a fresh gradio_client session on the live server."""
     from gradio_client import Client
 
     session = Client(live_server.url, verbose=False)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 import time
+from typing import Any
 
+from app_helpers import glb_points, LiveServer, NUM_FRAMES
 import numpy as np
 import pytest
-from web_helpers import glb_points, LiveServer, NUM_FRAMES
 
 from vggt_mapper.predictor.remote import load_window_prediction
 
@@ -16,8 +18,8 @@ handle_file = gradio_client.handle_file
 
 
 def test_reconstruct_returns_glb_and_cameras_in_one_call(live_server: LiveServer,
-                                                         client: object) -> None:
-    glb, cameras = client.predict(  # type: ignore[attr-defined]
+                                                         client: Any) -> None:
+    glb, cameras = client.predict(
         files=[handle_file(str(p)) for p in live_server.image_paths], conf_thres=0,
         api_name='/reconstruct')
     assert len(glb_points(glb)) > 1000
@@ -36,17 +38,17 @@ def test_reconstruct_returns_glb_and_cameras_in_one_call(live_server: LiveServer
     assert 'Reconstruction Success' in cameras['log']
 
 
-def test_reconstruct_refuses_an_unreadable_image(live_server: LiveServer, client: object,
-                                                 tmp_path: object) -> None:
-    bad = tmp_path / 'not_an_image.png'  # type: ignore[operator]
+def test_reconstruct_refuses_an_unreadable_image(live_server: LiveServer, client: Any,
+                                                 tmp_path: Path) -> None:
+    bad = tmp_path / 'not_an_image.png'
     bad.write_bytes(b'no image here')
     with pytest.raises(gradio_client.exceptions.AppError, match='not a readable image'):
-        client.predict(files=[handle_file(str(bad))], api_name='/reconstruct')  # type: ignore[attr-defined]
+        client.predict(files=[handle_file(str(bad))], api_name='/reconstruct')
 
 
 def test_predict_window_returns_a_serialised_prediction(live_server: LiveServer,
-                                                        client: object) -> None:
-    path = client.predict(  # type: ignore[attr-defined]
+                                                        client: Any) -> None:
+    path = client.predict(
         images=[handle_file(str(p)) for p in live_server.image_paths[:3]],
         api_name='/predict_window')
     prediction = load_window_prediction(path)

@@ -7,11 +7,13 @@ Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 import shutil
+from typing import Any
 
+from app_helpers import LiveServer, NUM_FRAMES
 import pytest
-from web_helpers import LiveServer, NUM_FRAMES
 
 CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope='module')
-def browser() -> object:
+def browser() -> Iterator[Any]:
     playwright_api = pytest.importorskip(
         'playwright.sync_api', reason='browser test needs the playwright package')
     if not Path(CHROMIUM).exists():
@@ -36,8 +38,8 @@ def browser() -> object:
             instance.close()
 
 
-def test_upload_reconstruct_and_view(live_server: LiveServer, browser: object) -> None:
-    page = browser.new_page(viewport={'width': 1400, 'height': 1100})  # type: ignore[attr-defined]
+def test_upload_reconstruct_and_view(live_server: LiveServer, browser: Any) -> None:
+    page = browser.new_page(viewport={'width': 1400, 'height': 1100})
     page.set_default_timeout(60_000)
     page.goto(live_server.url)
     page.locator('#input_images input[type=file]').set_input_files(
@@ -57,4 +59,23 @@ def test_upload_reconstruct_and_view(live_server: LiveServer, browser: object) -
     page.wait_for_timeout(1500)  # let the viewer draw before the screenshot
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / 'web_reconstruct.png'), full_page=True)
+    page.close()
+
+
+def test_video_upload_fills_the_gallery(live_server: LiveServer, browser: Any,
+                                        tmp_path: Path) -> None:
+    import cv2
+
+    video = tmp_path / 'clip.mp4'
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*'mp4v'), 10.0, (160, 120))
+    for index in range(25):  # 2.5 s → frames at 0, 1, 2 s
+        writer.write(cv2.cvtColor(live_server.sequence.frame(index % NUM_FRAMES),
+                                  cv2.COLOR_RGB2BGR))
+    writer.release()
+    page = browser.new_page(viewport={'width': 1400, 'height': 1100})
+    page.set_default_timeout(60_000)
+    page.goto(live_server.url)
+    page.locator('input[type=file][accept*="video"]').set_input_files(str(video))
+    page.get_by_text('Upload complete').wait_for()
+    assert page.locator('#gallery img').count() == 3
     page.close()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from app_helpers import EXACT, MODEL_WIDTH
 import numpy as np
-from web_helpers import EXACT, MODEL_WIDTH
 
 from vggt_mapper.engine.mapper import Mapper
 from vggt_mapper.io.frames import InputFrame
+from vggt_mapper.predictor.base import WindowPrediction
 from vggt_mapper.synthetic.predictor import SyntheticPredictor, SyntheticSequence
 from vggt_mapper.web.reconstruction import estimate_windows, reconstruct
 from vggt_mapper.web.settings import default_mapper_config
@@ -52,3 +53,29 @@ def test_long_uploads_are_cached_at_a_coarser_stride() -> None:
     assert (height, width) == full.keyframes[0].pose.model_hw
     small = coarse.keyframes[0].conf_depth.shape
     assert small[0] * small[1] * 6 <= 10_000 and small[0] < height
+
+
+class _WithPointMap:
+    """Adds an exact point-map branch (the depth unprojected into the window frame)."""
+
+    def __init__(self, inner: SyntheticPredictor) -> None:
+        self.inner = inner
+
+    def predict(self, frames_rgb: list[np.ndarray]) -> WindowPrediction:
+        from vggt_mapper.geometry.unproject import unproject_depth_maps
+
+        base = self.inner.predict(frames_rgb)
+        points = unproject_depth_maps(base.depth, base.cam_from_window, base.intrinsics)
+        return replace(base, points_window=points.astype(np.float32),
+                       points_conf=base.depth_conf.copy())
+
+
+def test_pointmap_branch_lands_where_the_depth_branch_does() -> None:
+    sequence = SyntheticSequence.orbit(7, step_m=0.05)
+    config = replace(default_mapper_config(), window_size=4, overlap=2)
+    predictor = _WithPointMap(SyntheticPredictor(sequence, model_width=MODEL_WIDTH, seed=2))
+    scene = reconstruct(_frames(sequence), 7, predictor, config, Mapper)
+    for keyframe in scene.keyframes:
+        assert keyframe.points_map_world is not None
+        np.testing.assert_allclose(keyframe.points_map_world, keyframe.points_depth_world,
+                                   rtol=1e-4, atol=1e-4)

@@ -7,10 +7,10 @@ from pathlib import Path
 import threading
 import time
 
+from app_helpers import EXACT, free_port, LiveServer, MODEL_WIDTH, web_settings
 import numpy as np
 from numpy.typing import NDArray
 import pytest
-from web_helpers import EXACT, free_port, LiveServer, MODEL_WIDTH, web_settings
 
 from vggt_mapper.engine.mapper import Mapper
 from vggt_mapper.predictor.base import ImageMapping, Predictor, WindowPrediction
@@ -161,3 +161,46 @@ def test_not_a_vggt_mapper_url_is_refused() -> None:
         RemotePredictor('ftp://example.org')
     with pytest.raises(ValueError, match='timeout_s'):
         RemotePredictor('http://127.0.0.1:1', timeout_s=0)
+
+
+def test_full_queue_refuses_at_once_and_the_rest_complete(live_server: LiveServer,
+                                                          tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    from vggt_mapper.web.app import build_app, launch_app
+
+    slow = _SlowPredictor(SyntheticPredictor(live_server.sequence, noise=EXACT,
+                                             model_width=MODEL_WIDTH), delay_s=30)
+    settings = web_settings(tmp_path, queue_size=2)
+    app = build_app(slow, settings)
+    launch_app(app, settings, block=False)
+    url = f'http://127.0.0.1:{settings.port}/'
+    image = handle_file(str(live_server.image_paths[0]))
+
+    def one_call(_: int) -> str:
+        client = Client(url, verbose=False)
+        try:
+            job = client.submit([image], api_name='/predict_window')
+            return f'ok {load_window_prediction(job.result(timeout=60)).num_frames}'
+        except Exception as err:  # noqa: BLE001 (the outcome itself is under test)
+            return f'refused {err}'
+        finally:
+            client.close()
+
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            futures = [pool.submit(one_call, i) for i in range(6)]
+            # One runs, two wait, three are refused at once: release only after the refusals.
+            deadline = time.monotonic() + 40
+            while sum(f.done() for f in futures) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            slow.release.set()
+            outcomes = [f.result(timeout=60) for f in futures]
+    finally:
+        slow.release.set()
+        app.close()
+    refused = [o for o in outcomes if o.startswith('refused')]
+    assert sum(o == 'ok 1' for o in outcomes) == 3, outcomes
+    assert len(refused) == 3 and all('full' in o.lower() for o in refused), outcomes

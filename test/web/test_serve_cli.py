@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
+from app_helpers import free_port, NUM_FRAMES
 import pytest
-from web_helpers import free_port, NUM_FRAMES
 
 from vggt_mapper.cli import serve
 from vggt_mapper.web.errors import SkyModelError
@@ -54,7 +54,7 @@ def test_serve_process_answers_a_client(tmp_path: Path) -> None:
         [str(Path(__file__).parent), os.environ.get('PYTHONPATH', '')]))
     process = subprocess.Popen(
         [sys.executable, '-m', 'vggt_mapper.cli.entry_points', 'serve', '--port', str(port),
-         '--predictor', 'web_helpers:make_synthetic_predictor', '--workdir',
+         '--predictor', 'app_helpers:make_synthetic_predictor', '--workdir',
          str(tmp_path / 'work')],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -75,6 +75,11 @@ def test_serve_process_answers_a_client(tmp_path: Path) -> None:
                               api_name='/predict_window')
         assert load_window_prediction(path).num_frames == 1
         client.close()
+        assert list((tmp_path / 'work').iterdir())  # the answer's working folder
+        process.terminate()  # SIGTERM, as `docker stop` sends: a clean stop
+        assert process.wait(timeout=30) == 0
+        assert not list((tmp_path / 'work').iterdir())  # working folders deleted on the way out
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)

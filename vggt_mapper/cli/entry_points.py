@@ -26,6 +26,7 @@ _KNOWN_EXCEPTIONS = (
     ('vggt_mapper.predictor.errors', 'PredictorError'),
     ('vggt_mapper.predictor.remote', 'RemotePredictorError'),
     ('vggt_mapper.cli.map', 'NothingMappedError'),
+    ('vggt_mapper.web.errors', 'WebError'),
 )
 
 

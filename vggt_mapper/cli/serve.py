@@ -1,4 +1,5 @@
-"""``vggt-mapper serve``: the web app and API (official VGGT demo compatible).
+"""
+``vggt-mapper serve``: the web app and API (official VGGT demo compatible).
 
 The parser imports nothing heavy (``--help`` stays fast); ``run`` imports gradio, torch and the
 model only when the server starts.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+import signal
+from types import FrameType
 
 from vggt_mapper.engine.config import MapperConfig
 
@@ -98,6 +101,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                          help='sky-segmentation ONNX model for "Filter Sky" (never downloaded)')
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """Turn SIGTERM into KeyboardInterrupt (Gradio's serving loop stops on it)."""
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
 def run(args: argparse.Namespace) -> int:
     """
     Build the predictor, then serve until interrupted.
@@ -135,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
     predictor = create_predictor(spec)
     app = build_app(predictor, settings)
     print(f'vggt-mapper serve: http://{args.host}:{args.port}/ (Ctrl-C to stop)', flush=True)
+    # `docker stop` and service managers send SIGTERM: stop like Ctrl-C, so the upload folders
+    # are deleted on the way out.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         launch_app(app, settings, block=True)
     finally:

@@ -74,6 +74,11 @@ class PointMap:
         return int(self._keys.shape[0])
 
     @property
+    def points_fused(self) -> int:
+        """Number of source points merged into the grid (what the voxel counts add up to)."""
+        return int(round(float(self._count.sum(dtype=np.float64))))
+
+    @property
     def nbytes(self) -> int:
         """Bytes held by the grid and the local point sets."""
         total = (self._keys.nbytes + self._sum_xyz.nbytes + self._sum_rgb.nbytes
@@ -165,27 +170,41 @@ class PointMap:
             area = 2 * (extent[0] * extent[1] + extent[1] * extent[2] + extent[0] * extent[2])
             self.voxel_size = float(max(np.sqrt(max(area, 1e-12) / self.config.max_points),
                                         1e-6))
-            self._rebin(centroids)
+            keys, valid = self._cell_keys(centroids)
+            del centroids
+            self._merge_rows(keys, valid)
         while self.num_points > self.config.max_points:
             self.voxel_size *= 2.0
             _LOG.info('map over %d points: voxel size doubled to %g', self.config.max_points,
                       self.voxel_size)
-            self._rebin(self._sum_xyz / self._count[:, None])
+            self._merge_rows(self._coarser_keys(self._keys), None)
 
-    def _rebin(self, centroids: NDArray[np.float64]) -> None:
-        keys, valid = self._cell_keys(centroids)
-        xyz, rgb, count = self._sum_xyz[valid], self._sum_rgb[valid], self._count[valid]
-        self._keys = np.empty(0, np.int64)
-        self._sum_xyz = np.empty((0, 3), np.float64)
-        self._sum_rgb = np.empty((0, 3), np.float32)
-        self._count = np.empty(0, np.float32)
+    @staticmethod
+    def _coarser_keys(keys: NDArray[np.int64]) -> NDArray[np.int64]:
+        # A point in cell i lies in cell floor(i / 2) of the grid twice as coarse, so halving
+        # each (offset) cell index in the key is exact; the sums then simply add up.
+        out = np.zeros_like(keys)
+        for shift in (2 * _BITS, _BITS, 0):
+            cell = ((keys >> shift) & _MASK) - _OFFSET
+            out |= ((cell >> 1) + _OFFSET) << shift
+        return out
+
+    def _merge_rows(self, keys: NDArray[np.int64], valid: NDArray[np.bool_] | None) -> None:
+        """Regroup the voxels under new keys (one per row, or per valid row), summing."""
+        if valid is not None and not np.all(valid):
+            self._sum_xyz = self._sum_xyz[valid]
+            self._sum_rgb = self._sum_rgb[valid]
+            self._count = self._count[valid]
         unique, inverse = np.unique(keys, return_inverse=True)
+        del keys
         num = unique.shape[0]
-        self._keys = unique
-        self._sum_xyz = np.stack([np.bincount(inverse, xyz[:, c], num) for c in range(3)], 1)
-        self._sum_rgb = np.stack([np.bincount(inverse, rgb[:, c], num) for c in range(3)],
-                                 1).astype(np.float32)
-        self._count = np.bincount(inverse, count, num).astype(np.float32)
+        sum_xyz = np.empty((num, 3), np.float64)
+        sum_rgb = np.empty((num, 3), np.float32)
+        for channel in range(3):
+            sum_xyz[:, channel] = np.bincount(inverse, self._sum_xyz[:, channel], num)
+            sum_rgb[:, channel] = np.bincount(inverse, self._sum_rgb[:, channel], num)
+        count = np.bincount(inverse, self._count, num).astype(np.float32)
+        self._keys, self._sum_xyz, self._sum_rgb, self._count = unique, sum_xyz, sum_rgb, count
 
     def add_keyframe(self, index: int, points_cam: NDArray[np.floating],
                      colors_rgb: NDArray[np.uint8], world_from_cam: NDArray[np.floating]

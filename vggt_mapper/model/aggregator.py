@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 from torch import nn
 
@@ -81,11 +83,14 @@ class Aggregator(nn.Module):
         self._resnet_mean = torch.tensor(_IMAGENET_MEAN, device=device).view(1, 1, 3, 1, 1)
         self._resnet_std = torch.tensor(_IMAGENET_STD, device=device).view(1, 1, 3, 1, 1)
 
-    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+    def forward(self, images: torch.Tensor, keep_layers: Collection[int] | None = None,
+                ) -> tuple[list[torch.Tensor | None], int]:
         """
         Aggregate a batch of frame sequences.
 
         :param images: RGB in [0, 1], [B, S, 3, H, W], H and W multiples of the patch size.
+        :param keep_layers: depths whose output is kept (None: all); the others are None in
+            the list, which saves memory when the heads read only a few layers.
         :return: ``(tokens_list, patch_start_idx)``: per depth i, [B, S, P, 2·dim] = channel
             concat of frame block i's and global block i's outputs, P = patch_start_idx + h·w.
         :raises ValueError: for a wrong shape or a size that is not a multiple of the patch.
@@ -108,7 +113,7 @@ class Aggregator(nn.Module):
         head_dim = dim // self.config.num_heads
         pos_frame = self.rope.tables(pos, head_dim)
         pos_global = self.rope.tables(pos.reshape(batch, frames * num_tokens, 2), head_dim)
-        output: list[torch.Tensor] = []
+        output: list[torch.Tensor | None] = []
         step = self.config.aa_block_size
         for start in range(0, self.config.depth, step):
             inter: dict[str, list[torch.Tensor]] = {}
@@ -125,5 +130,6 @@ class Aggregator(nn.Module):
                     outs.append(tokens.reshape(batch, frames, num_tokens, dim))
                 inter[kind] = outs
             for frame_out, global_out in zip(inter['frame'], inter['global'], strict=True):
-                output.append(torch.cat([frame_out, global_out], dim=-1))
+                keep = keep_layers is None or len(output) in keep_layers
+                output.append(torch.cat([frame_out, global_out], dim=-1) if keep else None)
         return output, self.patch_start_idx

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -73,6 +74,9 @@ class VGGT(nn.Module):
         self.point_head = DPTHead(config.point) if config.enable_point else None
         self.depth_head = DPTHead(config.depth) if config.enable_depth else None
         self.track_head = TrackHead(config.track) if config.enable_track else None
+        # Keep every aggregator layer's output, not only those the selected heads read (for
+        # inspection; costs [B, S, P, 2·dim] per layer).
+        self.keep_all_layers = False
 
     @property
     def enabled_heads(self) -> frozenset[str]:
@@ -99,6 +103,20 @@ class VGGT(nn.Module):
             raise ValueError("the 'track' head needs query_points")
         return frozenset(selected)
 
+    def _layers_read(self, selected: frozenset[str]) -> set[int]:
+        config = self.config
+        depth = config.aggregator.depth
+        layers: set[int] = set()
+        if 'camera' in selected:
+            layers.add(depth - 1)
+        if 'depth' in selected:
+            layers.update(config.depth.intermediate_layer_idx)
+        if 'point' in selected:
+            layers.update(config.point.intermediate_layer_idx)
+        if 'track' in selected:
+            layers.update(config.track.extractor_layer_idx)
+        return {i % depth for i in layers}  # negative indices count from the end
+
     def forward(self, images: torch.Tensor, query_points: torch.Tensor | None = None, *,
                 heads: Collection[str] | None = None) -> VGGTOutput:
         """
@@ -119,11 +137,19 @@ class VGGT(nn.Module):
         if images.dim() != 5:
             raise ValueError(f'images must be [S, 3, H, W] or [B, S, 3, H, W], '
                              f'got {list(images.shape)}')
-        if query_points is not None and query_points.dim() == 2:
-            query_points = query_points.unsqueeze(0)
+        if query_points is not None:
+            if query_points.dim() == 2:
+                query_points = query_points.unsqueeze(0)
+            if (query_points.dim() != 3 or query_points.shape[-1] != 2
+                    or query_points.shape[0] != images.shape[0]):
+                raise ValueError(f'query_points must be [N, 2] or [B, N, 2] pixel (x, y) with '
+                                 f'B = {images.shape[0]}, got {list(query_points.shape)}')
         selected = self._select_heads(heads, query_points is not None)
 
-        tokens, patch_start_idx = self.aggregator(images)
+        sparse, patch_start_idx = self.aggregator(
+            images, keep_layers=None if self.keep_all_layers else self._layers_read(selected))
+        # Only the layers that the selected heads read are filled in.
+        tokens = cast(list[torch.Tensor], sparse)
         fields: dict[str, object] = {'images': images}
         with torch.autocast(device_type=images.device.type, enabled=False):
             if 'camera' in selected:

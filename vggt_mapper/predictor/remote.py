@@ -1,4 +1,5 @@
-"""A ``Predictor`` that asks a vggt_mapper web server to predict each window.
+"""
+A ``Predictor`` that asks a vggt_mapper web server to predict each window.
 
 The server (``vggt-mapper serve``) exposes ``/predict_window``: a window of images in, one ``.npz``
 file out holding the serialised ``WindowPrediction``. Frames travel as PNG (lossless), so the

@@ -1,4 +1,5 @@
-"""The web door: a Gradio app and API compatible with the official VGGT demo.
+"""
+The web door: a Gradio app and API compatible with the official VGGT demo.
 
 ``build_app`` imports gradio; importing this package does not (the app module is loaded on
 first use of ``build_app`` or ``launch_app``).

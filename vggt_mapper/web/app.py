@@ -1,4 +1,5 @@
-"""The Gradio app: the official VGGT demo's interface and API, backed by the mapping engine.
+"""
+The Gradio app: the official VGGT demo's interface and API, backed by the mapping engine.
 
 ``build_app(predictor, settings)`` builds the Blocks and does nothing else: no model is loaded
 at import, and a predictor factory is called on the first reconstruction (dust3r's
@@ -18,7 +19,7 @@ slot (``concurrency_id='model'``, limit 1), waiting requests are bounded by ``qu
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import deque, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 import hashlib
@@ -64,6 +65,7 @@ PredictorSource = Predictor | Callable[[], Predictor]
 MODEL_QUEUE = 'model'
 NO_RECONSTRUCTION = 'No reconstruction available. Please click the Reconstruct button first.'
 UPLOAD_DONE = "Upload complete. Click 'Reconstruct' to begin 3D processing."
+_KEEP_WINDOW_FILES = 8
 _VIDEO_SUFFIXES = {'.mp4', '.mov', '.avi', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg'}
 _CSS = '.vm-log * { font-size: 18px !important; font-weight: bold !important; }'
 _INTRO = """
@@ -91,11 +93,14 @@ class _Server:
         self._scenes_lock = threading.Lock()
         self._sky: SkySegmenter | None = None
         self._sky_error = ''
+        # /predict_window answers are copied into Gradio's cache when returned; only the last
+        # few of our own copies are kept (a long remote run sends hundreds of windows).
+        self._window_dirs: deque[Workdir] = deque()
 
     # -- model -------------------------------------------------------------------------------
 
     def predictor(self) -> Predictor:
-        """The predictor, built on first use when a factory was given."""
+        """Return the predictor, built on first use when a factory was given."""
         if self._predictor is None:
             factory = self._predictor_source
             assert callable(factory)
@@ -185,7 +190,7 @@ def _options(conf_thres: float | None, frame_filter: str | None, mask_black_bg: 
 
 
 def _file_path(item: Any) -> str:
-    """A gradio file value (path string, or a dict/FileData from older clients) → path."""
+    """Turn a gradio file value (path, or a dict/FileData from older clients) into a path."""
     if isinstance(item, str):
         return item
     if isinstance(item, dict):
@@ -245,9 +250,7 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
 
     def update_gallery_on_upload(input_video: str | None, input_images: list[str] | None,
                                  video_fps: float | None = None) -> tuple[Any, ...]:
-        """
-        Store an upload in a new working folder; return (viewer clear, target_dir, gallery, log).
-        """
+        """Store an upload in a new folder; return (viewer clear, target_dir, gallery, log)."""
         if not input_video and not input_images:
             return None, None, None, None
         fps = settings.video_fps if video_fps is None else float(video_fps)
@@ -264,9 +267,7 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
                     show_cam: bool = True, mask_sky: bool = False,
                     prediction_mode: str = BRANCH_DEPTH,
                     progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
-        """
-        Map the uploaded frames window by window; return (GLB, log, frame-filter dropdown).
-        """
+        """Map the uploaded frames window by window; return (GLB, log, frame-filter choices)."""
         if not target_dir or target_dir == 'None':
             return (None, 'No valid target directory found. Please upload first.',
                     gr.Dropdown(choices=[FRAME_FILTER_ALL], value=FRAME_FILTER_ALL))
@@ -303,9 +304,7 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
 
     def set_video_fps(video_fps: float, input_video: str | None,
                       input_images: list[str] | None) -> tuple[Any, ...]:
-        """
-        Remember this user's video sampling rate; resample the loaded video, if any.
-        """
+        """Remember this user's video sampling rate; resample the loaded video, if any."""
         fps = float(video_fps)
         if not input_video:
             return (fps, gr.skip(), gr.skip(), gr.skip(), gr.skip())
@@ -317,9 +316,7 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
                           prediction_mode: str = BRANCH_DEPTH, video_fps: float = 1.0,
                           progress: gr.Progress = gr.Progress()  # noqa: B008
                           ) -> tuple[str, dict[str, Any]]:
-        """
-        One call: images (or one video) in; GLB and the keyframe cameras (JSON) out.
-        """
+        """Reconstruct images (or one video) in one call; return the GLB and cameras JSON."""
         paths = [_file_path(f) for f in files or []]
         videos = [p for p in paths if Path(p).suffix.lower() in _VIDEO_SUFFIXES]
         if len(videos) > 1:
@@ -340,7 +337,7 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
         return glb, cameras
 
     def predict_window(images: list[str]) -> str:
-        """A window of images in; the model's WindowPrediction out, as an .npz file."""
+        """Predict one window of images; return its WindowPrediction as an .npz file."""
         paths = [_file_path(f) for f in images or []]
         if not paths:
             raise gr.Error('predict_window needs at least one image')
@@ -350,8 +347,12 @@ def build_app(predictor: PredictorSource, settings: WebSettings | None = None, *
         frames = [_read_rgb(p) for p in paths]
         with server._model_lock:
             prediction = server.predictor().predict(frames)
-        workdir = server.registry.create()  # expires with the upload folders
-        return str(save_window_prediction(workdir.path / 'prediction.npz', prediction))
+            workdir = server.registry.create()
+            path = save_window_prediction(workdir.path / 'prediction.npz', prediction)
+            server._window_dirs.append(workdir)
+            while len(server._window_dirs) > _KEEP_WINDOW_FILES:
+                server.registry.remove(server._window_dirs.popleft())
+        return str(path)
 
     # ---- layout (components in the official demo's order) -----------------------------------
 

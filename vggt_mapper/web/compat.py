@@ -1,4 +1,5 @@
-"""Keep the official demo's API types where Gradio 6 changed them.
+"""
+Keep the official demo's API types where Gradio 6 changed them.
 
 Gradio 5.17 (the official demo's pin) typed a ``gr.Video`` input as ``dict(video: filepath,
 subtitles: filepath | None)``; Gradio 6 types it as a bare ``filepath``. A client script
@@ -52,7 +53,7 @@ def _preprocess(self: gr.Video, payload: Any) -> str | None:
 
 def official_video(**kwargs: Any) -> gr.Video:
     """
-    A ``gr.Video`` input that also takes the Gradio 5 ``{'video': file}`` payload.
+    Make a ``gr.Video`` input that also takes the Gradio 5 ``{'video': file}`` payload.
 
     :param kwargs: passed to ``gr.Video``.
     :return: the component.

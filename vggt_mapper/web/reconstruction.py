@@ -1,4 +1,5 @@
-"""Run the mapping engine over an upload and keep what the viewer controls need.
+"""
+Run the mapping engine over an upload and keep what the viewer controls need.
 
 Long uploads go through ``Mapper`` window by window (``MapperConfig.window_size`` keyframes at a
 time), so memory and GPU use do not grow with the sequence length. A recording wrapper around
@@ -69,7 +70,7 @@ MapperFactory = Callable[[MapperConfig, Predictor], MapperLike]
 
 def estimate_windows(num_frames: int, config: MapperConfig) -> int:
     """
-    The number of windows ``num_frames`` keyframes make (for the progress bar).
+    Count the windows that ``num_frames`` keyframes make (for the progress bar).
 
     :param num_frames: keyframes expected.
     :param config: window size and overlap.

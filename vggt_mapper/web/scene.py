@@ -1,4 +1,5 @@
-"""The cached result of one reconstruction, and the visual filters applied to it.
+"""
+The cached result of one reconstruction, and the visual filters applied to it.
 
 A ``Scene`` holds, for every keyframe, its pose and its dense points in the world frame from
 both VGGT branches (depth + camera, and point map) with their confidences and colours. The
@@ -125,7 +126,7 @@ class RenderResult:
 
 def frame_filter_choices(scene: Scene) -> list[str]:
     """
-    The choices of the "Show Points from Frame" dropdown: ``All`` then ``'<i>: <name>'``.
+    List the choices of the "Show Points from Frame" dropdown: ``All`` then ``'<i>: <name>'``.
 
     :param scene: the reconstruction.
     :return: the choices.

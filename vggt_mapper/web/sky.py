@@ -1,4 +1,5 @@
-"""Sky segmentation for the "Filter Sky" control, from a local ONNX model (never downloaded).
+"""
+Sky segmentation for the "Filter Sky" control, from a local ONNX model (never downloaded).
 
 Pre- and post-processing follow the official demo's ``visual_util.run_skyseg`` (skyseg.onnx,
 https://huggingface.co/JianyuanWang/skyseg): 320×320 RGB input normalised with the ImageNet

@@ -179,9 +179,9 @@ def import_upload(workdir: Workdir, video_path: str | None, image_paths: Sequenc
     frames = sorted(frames)
     resized = _unify_sizes(frames)
     if resized:
-        note = '; '.join(filter(None, [note, f"{resized} frames whose size differs from the "
-                                              "first frame's were centre-cropped and resized "
-                                              'to it (one camera per map)']))
+        message = (f'{resized} frames whose size differs from the first frame were '
+                   'centre-cropped and resized to its size (one camera per map)')
+        note = f'{note}; {message}' if note else message
     source = 'video' if video_path else 'images'
     period_ns = int(round(1e9 / fps)) if video_path else 1_000_000_000
     (workdir.path / _META_NAME).write_text(
@@ -191,7 +191,7 @@ def import_upload(workdir: Workdir, video_path: str | None, image_paths: Sequenc
 
 def list_frames(workdir: Workdir) -> list[Path]:
     """
-    The frames of a working folder, in mapping order (sorted by name).
+    List the frames of a working folder, in mapping order (sorted by name).
 
     :param workdir: the working folder.
     :return: the image files.

@@ -1,4 +1,5 @@
-"""Working folders for uploads, and the only way a client-given ``target_dir`` is accepted.
+"""
+Working folders for uploads, and the only way a client-given ``target_dir`` is accepted.
 
 The official demo takes ``target_dir`` from the client and opens whatever folder it names. Here a
 ``target_dir`` is an opaque name this server handed out (``upload_<UTC time>_<128-bit token>``):
@@ -85,6 +86,7 @@ class WorkdirRegistry:
         :return: the working folder.
         :raises WorkdirError: when it is not a live folder this server created.
         """
+        self.cleanup()
         if not isinstance(target_dir, str) or target_dir in ('', 'None'):
             raise WorkdirError('No valid target directory found. Please upload first.')
         if not _NAME_PATTERN.fullmatch(target_dir):
@@ -116,6 +118,16 @@ class WorkdirRegistry:
         for name in expired:
             shutil.rmtree(self.root / name, ignore_errors=True)
         return expired
+
+    def remove(self, workdir: Workdir) -> None:
+        """
+        Delete one working folder now.
+
+        :param workdir: a folder from ``create``.
+        """
+        with self._lock:
+            self._created.pop(workdir.name, None)
+        shutil.rmtree(self.root / workdir.name, ignore_errors=True)
 
     def remove_all(self) -> None:
         """Delete every working folder this registry created (server shutdown)."""

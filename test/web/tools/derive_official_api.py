@@ -1,4 +1,5 @@
-"""Derive the official VGGT demo's API (``test/web/official_api.json``) under gradio 5.17.1.
+"""
+Derive the official VGGT demo's API (``test/web/official_api.json``) under gradio 5.17.1.
 
 Provenance: facebookresearch/vggt ``demo_gradio.py`` as held by the fork xianglic/vggt at commit
 44b3afbd1869d8bde4894dd8ea1e293112dd5eba (upstream state; no "Reload" button), whose

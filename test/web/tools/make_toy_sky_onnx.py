@@ -1,4 +1,5 @@
-"""Write ``test/data/web/toy_sky.onnx``: a stand-in for skyseg.onnx in the sky-filter tests.
+"""
+Write ``test/data/web/toy_sky.onnx``: a stand-in for skyseg.onnx in the sky-filter tests.
 
 Same interface as the official demo's sky model (input ``1×3×320×320`` ImageNet-normalised RGB,
 one ``1×1×320×320`` output, higher = more sky); its "sky" is simply *blue minus red*. Needs

@@ -99,6 +99,7 @@ class _Scratch(nn.Module):
     def __init__(self, in_channels: tuple[int, int, int, int], features: int,
                  feature_only: bool, output_dim: int) -> None:
         super().__init__()
+
         def project(channels: int) -> nn.Conv2d:
             return nn.Conv2d(channels, features, kernel_size=3, stride=1, padding=1, bias=False)
 

@@ -17,7 +17,7 @@ EXACT = PredictionNoise(0.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # deterministic answers
 
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
+    """Return a TCP port nobody listens on right now."""
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return int(sock.getsockname()[1])
@@ -42,7 +42,7 @@ def web_settings(root: Path, **changes: object) -> WebSettings:
 
 
 def glb_points(path: str | Path) -> np.ndarray:
-    """The vertices of every point cloud in a GLB file."""
+    """Return the vertices of every point cloud in a GLB file."""
     import trimesh
 
     scene = trimesh.load(str(path), file_type='glb', force='scene')
@@ -51,7 +51,7 @@ def glb_points(path: str | Path) -> np.ndarray:
 
 
 def glb_camera_count(path: str | Path) -> int:
-    """Number of camera frustum meshes in a GLB file."""
+    """Count the camera frustum meshes in a GLB file."""
     import trimesh
 
     scene = trimesh.load(str(path), file_type='glb', force='scene')
@@ -59,10 +59,26 @@ def glb_camera_count(path: str | Path) -> int:
 
 
 def make_synthetic_predictor() -> object:
-    """The test server's predictor, for ``vggt-mapper serve --predictor web_helpers:...``."""
+    """Build the test server's predictor, for ``vggt-mapper serve --predictor app_helpers:...``."""
     from vggt_mapper.synthetic.predictor import SyntheticPredictor
 
     sequence = SyntheticSequence.orbit(NUM_FRAMES, step_m=0.05)
     for index in range(len(sequence)):
         sequence.frame(index)  # the predictor recognises only frames its sequence rendered
     return SyntheticPredictor(sequence, noise=EXACT, model_width=MODEL_WIDTH)
+
+
+def load_compact() -> object:
+    """
+    Load ``compact`` from ``tools/derive_official_api.py`` (a script, not a package module).
+
+    :return: the function that reduces a ``view_api`` dict to the compared contract.
+    """
+    import importlib.util
+
+    path = Path(__file__).parent / 'tools' / 'derive_official_api.py'
+    spec = importlib.util.spec_from_file_location('derive_official_api', path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.compact

@@ -39,7 +39,7 @@ import numpy as np
 
 from vggt_mapper.engine import KeyframeConfig, Mapper, MapperConfig
 from vggt_mapper.synthetic import NOISE_LEVELS, SyntheticPredictor, SyntheticSequence
-from vggt_mapper.synthetic.evaluation import feed, map_error, trajectory_error
+from vggt_mapper.synthetic.evaluation import feed, frame_name, map_error, trajectory_error
 
 SUITE = 'mapping_accuracy'
 # VGGT-1B on CPU, one frame, median of 2 timed forwards (reference TIMING.md, S = 1).
@@ -174,7 +174,11 @@ def _memory_child(num_frames: int, queue: multiprocessing.Queue) -> None:  # typ
     mapper = Mapper(MapperConfig(), predictor)
     tracemalloc.start()
     start = time.perf_counter()
-    feed(mapper, sequence)
+    # Like a door: each WindowResult is published and dropped, not kept (keeping them all
+    # would measure the caller's list, which grows with the run).
+    for index in range(num_frames):
+        mapper.add_frame(sequence.frame(index), index * 33_333_333, frame_name(index))
+    mapper.flush()
     wall = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()

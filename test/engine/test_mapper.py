@@ -265,3 +265,13 @@ def test_non_rigid_predicted_rotations_are_refused(sequence: SyntheticSequence) 
     assert results and not any(result.accepted for result in results)
     assert 'not rotations' in results[0].reason
     assert mapper.map_snapshot().num_points == 0 and mapper.trajectory() == []
+
+
+def test_returned_poses_are_copies(mapped: tuple[Mapper, list[WindowResult]]) -> None:
+    mapper, _ = mapped
+    pose = mapper.trajectory()[3]
+    pose.world_from_cam[:3, 3] += 100.0
+    pose.intrinsics[0, 0] = -1.0
+    again = mapper.trajectory()[3]
+    assert np.all(np.abs(again.world_from_cam[:3, 3]) < 50.0)
+    assert again.intrinsics[0, 0] > 0

@@ -6,9 +6,11 @@ params file selecting ``model: tiny`` on the CPU (synthetic weights: meaningless
 every stage runs), publishes frames rendered by ``vggt_mapper.synthetic`` on the remapped image
 topic, and checks what a user sees:
 
-* ``~/map`` (PointCloud2) and ``~/path`` (nav_msgs/Path) arrive (``WaitForTopics``);
+* ``~/map`` (PointCloud2), ``~/path`` (nav_msgs/Path), the map -> camera_optical TF and the
+  node's ``/diagnostics`` arrive (``WaitForTopics``);
 * the map is latched: a transient-local subscriber created afterwards still gets it;
 * ``~/save_map`` (std_srvs/Trigger) writes the map files into ``output_dir``;
+* ``~/reset`` (std_srvs/Trigger) leaves an empty latched map;
 * the node exits cleanly when the launch shuts down.
 
 It needs ROS 2 (rclpy, launch_testing, launch_testing_ros) and vggt_mapper installed in an
@@ -35,6 +37,7 @@ from ament_index_python.packages import (  # noqa: E402, I100 (after the skips)
     get_package_share_directory,
     PackageNotFoundError,
 )
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
@@ -47,6 +50,7 @@ import rclpy  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image, PointCloud2  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from vggt_mapper.synthetic.predictor import SyntheticSequence  # noqa: E402
 
@@ -60,7 +64,10 @@ IMAGE_TOPIC = '/vggt_mapper_live_test/image_raw'
 NODE = '/vggt_mapper'
 MAP_TOPIC = NODE + '/map'
 PATH_TOPIC = NODE + '/path'
+TF_TOPIC = '/tf'
+DIAGNOSTICS_TOPIC = '/diagnostics'
 SAVE_SERVICE = NODE + '/save_map'
+RESET_SERVICE = NODE + '/reset'
 #: Files ``~/save_map`` writes (vggt_mapper.io.export.save_map).
 SAVED_FILES = ('map.glb', 'map.ply', 'trajectory.tum', 'cameras.json')
 #: Small windows so that a few frames complete several VGGT windows on a CPU.
@@ -71,6 +78,7 @@ FRAME_PERIOD_S = 0.2
 #: The tiny model needs seconds per window on a CPU; allow a slow shared CI machine.
 TOPIC_TIMEOUT_S = 120.0
 SERVICE_TIMEOUT_S = 60.0
+SHUTDOWN_TIMEOUT_S = 60
 
 
 def _params_file(directory: Path) -> Path:
@@ -99,15 +107,22 @@ def generate_test_description() -> tuple[LaunchDescription, dict[str, Any]]:
     """
     Launch ``mapper.launch.py`` from the installed share directory with a test params file.
 
-    :return: the launch description and the test context (``output_dir``).
+    :return: the launch description and the test context (``output_dir``, and ``workdir``
+        which keeps the temporary directory alive while the tests run).
     """
-    workdir = Path(tempfile.mkdtemp(prefix='vggt_mapper_live_'))
+    # Removed when the TemporaryDirectory is garbage-collected, at the latest at exit.
+    tmp = tempfile.TemporaryDirectory(prefix='vggt_mapper_live_')
+    workdir = Path(tmp.name)
     mapper = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(SHARE_DIR / 'launch' / 'mapper.launch.py')),
         launch_arguments={'image': IMAGE_TOPIC,
-                          'params_file': str(_params_file(workdir))}.items())
+                          'params_file': str(_params_file(workdir)),
+                          # At shutdown mapper_node finishes the window in flight before it
+                          # exits; on a busy CPU that outlasts launch's default 5 s before
+                          # SIGTERM, so allow more here (the exit code is checked below).
+                          'sigterm_timeout': str(SHUTDOWN_TIMEOUT_S)}.items())
     return (LaunchDescription([mapper, launch_testing.actions.ReadyToTest()]),
-            {'output_dir': workdir / 'output'})
+            {'output_dir': workdir / 'output', 'workdir': tmp})
 
 
 def _image_msg(image_rgb: np.ndarray, stamp_ns: int) -> Image:
@@ -177,23 +192,24 @@ class TestMapperLive(unittest.TestCase):
         self.node.destroy_subscription(subscription)
         return received[0] if received else None
 
-    def _call_save(self) -> Any:
-        client = self.node.create_client(Trigger, SAVE_SERVICE)
+    def _call_trigger(self, service: str) -> Any:
+        client = self.node.create_client(Trigger, service)
         try:
             self.assertTrue(client.wait_for_service(timeout_sec=SERVICE_TIMEOUT_S),
-                            f'{SAVE_SERVICE} is not offered')
+                            f'{service} is not offered')
             future = client.call_async(Trigger.Request())
             rclpy.spin_until_future_complete(self.node, future, timeout_sec=SERVICE_TIMEOUT_S)
-            self.assertTrue(future.done(), f'{SAVE_SERVICE} did not answer')
+            self.assertTrue(future.done(), f'{service} did not answer')
             return future.result()
         finally:
             self.node.destroy_client(client)
 
-    def test_map_path_latch_and_save(self, output_dir: Path) -> None:
-        """Map and path arrive, the map is latched, save_map writes the files."""
+    def test_map_path_latch_save_reset(self, output_dir: Path) -> None:
+        """Map, path, TF and diagnostics arrive; the map is latched; save and reset work."""
         frames = _FramePublisher(self.node)
         self._wait_for_subscriber()
-        waiter = WaitForTopics([(MAP_TOPIC, PointCloud2), (PATH_TOPIC, PathMsg)],
+        waiter = WaitForTopics([(MAP_TOPIC, PointCloud2), (PATH_TOPIC, PathMsg),
+                                (TF_TOPIC, TFMessage), (DIAGNOSTICS_TOPIC, DiagnosticArray)],
                                timeout=TOPIC_TIMEOUT_S)
         try:
             frames.start()
@@ -202,6 +218,9 @@ class TestMapperLive(unittest.TestCase):
                                       f'after {frames.published} frames')
             cloud = waiter.received_messages(MAP_TOPIC)[-1]
             path = waiter.received_messages(PATH_TOPIC)[-1]
+            transforms = [t for msg in waiter.received_messages(TF_TOPIC) for t in msg.transforms]
+            statuses = [s for msg in waiter.received_messages(DIAGNOSTICS_TOPIC)
+                        for s in msg.status]
         finally:
             waiter.shutdown()
             frames.stop_event.set()
@@ -215,17 +234,31 @@ class TestMapperLive(unittest.TestCase):
                   for pose in path.poses]
         self.assertEqual(stamps, sorted(stamps), 'path poses out of time order')
 
+        self.assertIn(('map', 'camera_optical'),
+                      {(t.header.frame_id, t.child_frame_id) for t in transforms})
+        mapper_status = [s for s in statuses if s.hardware_id == NODE]
+        self.assertTrue(mapper_status, f'no diagnostics from {NODE}: {statuses}')
+        values = {kv.key: kv.value for kv in mapper_status[-1].values}
+        self.assertGreater(int(values['frames_received']), 0, values)
+
         late = self._late_map()
         self.assertIsNotNone(late, f'a transient-local subscriber got no {MAP_TOPIC}')
         self.assertGreater(late.width * late.height, 0)
 
-        response = self._call_save()
+        response = self._call_trigger(SAVE_SERVICE)
         self.assertTrue(response.success, response.message)
         for name in SAVED_FILES:
             saved = output_dir / name
             self.assertTrue(saved.is_file(), f'{saved} missing after save_map: '
                                              f'{response.message}')
             self.assertGreater(saved.stat().st_size, 0, f'{saved} is empty')
+
+        # No frames arrive any more, so after ~/reset the latched map stays empty.
+        response = self._call_trigger(RESET_SERVICE)
+        self.assertTrue(response.success, response.message)
+        emptied = self._late_map()
+        self.assertIsNotNone(emptied, f'no {MAP_TOPIC} after {RESET_SERVICE}')
+        self.assertEqual(emptied.width * emptied.height, 0, 'the map is not empty after reset')
 
 
 @launch_testing.post_shutdown_test()

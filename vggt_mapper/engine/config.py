@@ -58,7 +58,8 @@ class MapConfig:
         keyframe (0-100, like the official demo's ``conf_thres``).
     :param conf_min: absolute floor on depth confidence (VGGT confidences are >= 1).
     :param voxel_size: edge of the merging voxel grid in world units (0 disables merging).
-    :param max_points: cap on the merged map; the voxel grid coarsens to stay below it.
+    :param max_points: cap on the merged map; the voxel grid coarsens to stay below it. Each
+        point holds 48 bytes (about twice that briefly while the grid coarsens).
     :param pixel_stride: keep every n-th pixel in each direction before filtering.
     :param active_keyframes: how many recent keyframes keep their points in keyframe-local
         coordinates (so a pose correction moves them); older keyframes' points live only in
@@ -73,7 +74,7 @@ class MapConfig:
     conf_percentile: float = 50.0
     conf_min: float = 1.0
     voxel_size: float = 0.01
-    max_points: int = 500_000
+    max_points: int = 400_000
     pixel_stride: int = 2
     active_keyframes: int = 16
 

@@ -13,7 +13,7 @@ with good poses, so the next window re-anchors on them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import logging
 import time
 
@@ -77,6 +77,13 @@ def _window_from_cam(prediction: WindowPrediction) -> NDArray[np.float64]:
     window_from_cam[:, :3, :3] = transposed
     window_from_cam[:, :3, 3] = -np.einsum('sij,sj->si', transposed, cam_from_window[:, :3, 3])
     return window_from_cam
+
+
+def _copy_pose(pose: KeyframePose) -> KeyframePose:
+    """Return a pose whose arrays the caller may modify without touching the engine's."""
+    return replace(pose, world_from_cam=pose.world_from_cam.copy(),
+                   intrinsics=pose.intrinsics.copy(),
+                   intrinsics_original=pose.intrinsics_original.copy())
 
 
 @dataclass
@@ -188,8 +195,8 @@ class Mapper:
         return [self._process_window()]
 
     def trajectory(self) -> list[KeyframePose]:
-        """Return the current poses of all mapped keyframes, in keyframe order."""
-        return [self._poses[index] for index in sorted(self._poses)]
+        """Return the current poses of all mapped keyframes, in keyframe order (copies)."""
+        return [_copy_pose(self._poses[index]) for index in sorted(self._poses)]
 
     def map_snapshot(self) -> MapSnapshot:
         """Return the merged coloured map now (a copy the caller may keep)."""
@@ -260,7 +267,8 @@ class Mapper:
                                        prediction.depth_conf[slot].copy()))
         self._anchors = (anchors + new_anchors)[-self.config.overlap:]
         align_s = time.perf_counter() - start
-        return WindowResult(window_index, keyframe_indices, True, '', tuple(new_poses),
+        return WindowResult(window_index, keyframe_indices, True, '',
+                            tuple(_copy_pose(pose) for pose in new_poses),
                             np.concatenate(points_parts), np.concatenate(colour_parts),
                             predict_s, align_s)
 

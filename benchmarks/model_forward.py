@@ -1,4 +1,5 @@
-"""Forward time and peak memory of full-size VGGT-1B (synthetic weights), ours vs the reference.
+"""
+Forward time and peak memory of full-size VGGT-1B (synthetic weights), ours vs the reference.
 
 For S frames of 392×518 (H×W, what a 640×480 photo becomes), after a warm-up, each
 configuration is timed ``--repeats`` times (device synchronised inside the timed region) and

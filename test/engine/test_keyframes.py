@@ -66,3 +66,13 @@ def test_tracking_resolution_is_capped(width: int) -> None:
     selector = KeyframeSelector(KeyframeConfig(track_width=320))
     grey = selector._grey(np.zeros((width * 3 // 4, width, 3), np.uint8))
     assert grey.shape[1] == min(width, 320)
+
+
+def test_losing_the_tracks_makes_a_keyframe() -> None:
+    sequence = SyntheticSequence.orbit(3, step_m=0.03)
+    selector = KeyframeSelector(KeyframeConfig(min_parallax_px=1000.0, max_gap=100))
+    assert selector.offer(sequence.frame(0)).reason == 'first'
+    # The view changes completely (a different part of the room): the corners are gone.
+    other = SyntheticSequence.orbit(200, step_m=0.03).frame(150)
+    decision = selector.offer(other)
+    assert decision.is_keyframe and decision.reason in ('tracks_lost', 'parallax')

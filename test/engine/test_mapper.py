@@ -32,7 +32,7 @@ def _config(**kwargs: object) -> MapperConfig:
 
 @pytest.fixture(scope='module')
 def sequence() -> SyntheticSequence:
-    return SyntheticSequence.orbit(160, step_m=0.03)
+    return SyntheticSequence.orbit(160, step_m=0.03, cache_renders=400)
 
 
 @pytest.fixture(scope='module')
@@ -243,11 +243,11 @@ def test_predictor_failure_propagates_and_the_next_window_recovers(
     inner = SyntheticPredictor(sequence, NOISE_LEVELS['default'], model_width=MODEL_WIDTH)
     mapper = Mapper(_config(), FailingPredictor(inner, bad_calls={1}))
     with pytest.raises(RuntimeError, match='model crashed'):
-        feed(mapper, sequence, stop=len(sequence), flush=False)
+        feed(mapper, sequence, stop=80, flush=False)
     assert mapper.stats.windows_done == 1 and mapper.stats.pending_keyframes == 0
     anchors = [pose.index for pose in mapper.trajectory()][-3:]
     stopped = mapper.stats.frames_seen
-    results = feed(mapper, sequence, start=stopped)
+    results = feed(mapper, sequence, start=stopped, stop=stopped + 30)
     assert results[0].accepted and list(results[0].keyframe_indices[:3]) == anchors
 
 

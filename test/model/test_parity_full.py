@@ -58,7 +58,7 @@ def test_outputs_match_reference(run: Captured, parity: dict[str, np.ndarray], k
 
 def test_pose_enc_list_matches_reference(run: Captured, parity: dict[str, np.ndarray]) -> None:
     _check(torch.stack(run.output.pose_enc_list), parity['out.pose_enc_list'],
-                     'pose_enc_list')
+           'pose_enc_list')
 
 
 def test_intermediates_match_reference(model: VGGT, run: Captured,
@@ -66,19 +66,19 @@ def test_intermediates_match_reference(model: VGGT, run: Captured,
     start = model.aggregator.patch_start_idx
     assert start == int(parity['int.patch_start_idx'])
     _check(run.dino_normed[:, start:], parity['int.dino_x_norm_patchtokens'],
-                     'int.patchtokens')
+           'int.patchtokens')
     _check(run.dino_normed[:, 0], parity['int.dino_x_norm_clstoken'], 'int.cls')
     _check(run.aggregated[0], parity['int.aggregated_tokens_00'], 'int.agg00')
     _check(run.aggregated[-1], parity['int.aggregated_tokens_23'], 'int.agg23')
     mean_abs = torch.stack([t.abs().double().mean() for t in run.aggregated])
     _check(mean_abs, parity['int.aggregated_tokens_mean_abs_per_layer'],
-                     'int.mean_abs')
+           'int.mean_abs')
     _check(torch.stack(run.camera_deltas), parity['int.camera_pose_branch_deltas'],
-                     'int.deltas')
+           'int.deltas')
     _check(torch.stack(run.track_list), parity['int.track_list'], 'int.track_list')
     assert list(run.track_fmaps.shape) == parity['int.track_fmaps_shape'].tolist()
     _check(run.track_fmaps[:, :, :8], parity['int.track_fmaps_ch0to7'],
-                     'int.track_fmaps')
+           'int.track_fmaps')
 
 
 def test_positional_embedding_interpolation(model: VGGT, parity: dict[str, np.ndarray]) -> None:
@@ -88,4 +88,4 @@ def test_positional_embedding_interpolation(model: VGGT, parity: dict[str, np.nd
         realistic = dino.interpolate_pos_encoding(28, 37, torch.float32)
     _check(small, parity['int.dino_pos_embed_interp'], 'int.pos_embed')
     _check(realistic[..., :16], parity['int.dino_pos_embed_interp_392x518_ch0to15'],
-                     'int.pos_embed')
+           'int.pos_embed')

@@ -120,8 +120,8 @@ def test_output_is_frozen(model: VGGT, images: torch.Tensor) -> None:
         out.depth = out.pose_enc  # type: ignore[misc]
 
 
-def test_infer_runs_in_inference_mode_with_optional_autocast(model: VGGT,
-                                                              images: torch.Tensor) -> None:
+def test_infer_runs_in_inference_mode_with_optional_autocast(
+        model: VGGT, images: torch.Tensor) -> None:
     out = model.infer(images, heads=MAPPING_HEADS)
     assert out.depth.is_inference() and out.world_points is None
     with torch.inference_mode():
@@ -133,8 +133,8 @@ def test_infer_runs_in_inference_mode_with_optional_autocast(model: VGGT,
     torch.testing.assert_close(low.depth, expected.depth, rtol=0.1, atol=0)
 
 
-def test_only_layers_read_by_the_selected_heads_are_kept(model: VGGT,
-                                                          images: torch.Tensor) -> None:
+def test_only_layers_read_by_the_selected_heads_are_kept(
+        model: VGGT, images: torch.Tensor) -> None:
     kept: list[list[int]] = []
 
     def hook(module: torch.nn.Module, args: tuple, out: tuple) -> None:

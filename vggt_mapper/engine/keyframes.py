@@ -18,6 +18,8 @@ _MIN_TRACKS = 8
 _MIN_SURVIVORS = 0.3
 # Mean absolute grey-level difference under which a textureless frame is a duplicate.
 _DUPLICATE_GREY = 1.0
+# Largest forward-backward round-trip error (pixels) of a kept track.
+_FB_MAX_PX = 1.0
 _LK_WINDOW = (21, 21)
 _LK_LEVELS = 3
 _LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01)
@@ -102,13 +104,21 @@ class KeyframeSelector:
         self._gap += 1
         cfg = self.config
         survivors = 1.0
-        if self._num_kf_corners >= _MIN_TRACKS and self._pts_prev.shape[0] > 0:
-            tracked, status, _ = cv2.calcOpticalFlowPyrLK(
-                self._prev_grey, grey, self._pts_prev, np.empty(0, np.float32),
-                winSize=_LK_WINDOW, maxLevel=_LK_LEVELS, criteria=_LK_CRITERIA)
-            good = status.reshape(-1) == 1
-            self._pts_prev = tracked[good].astype(np.float32)
-            self._pts_kf = self._pts_kf[good]
+        if self._num_kf_corners >= _MIN_TRACKS:
+            if self._pts_prev.shape[0] > 0:
+                tracked, status, _ = cv2.calcOpticalFlowPyrLK(
+                    self._prev_grey, grey, self._pts_prev, np.empty(0, np.float32),
+                    winSize=_LK_WINDOW, maxLevel=_LK_LEVELS, criteria=_LK_CRITERIA)
+                # Forward-backward check: LK "converges" somewhere even on an unrelated image;
+                # a true track leads back to where it started.
+                back, status_back, _ = cv2.calcOpticalFlowPyrLK(
+                    grey, self._prev_grey, tracked, np.empty(0, np.float32),
+                    winSize=_LK_WINDOW, maxLevel=_LK_LEVELS, criteria=_LK_CRITERIA)
+                round_trip = np.linalg.norm((back - self._pts_prev).reshape(-1, 2), axis=1)
+                good = ((status.reshape(-1) == 1) & (status_back.reshape(-1) == 1)
+                        & (round_trip < _FB_MAX_PX))
+                self._pts_prev = tracked[good].astype(np.float32)
+                self._pts_kf = self._pts_kf[good]
             survivors = self._pts_prev.shape[0] / self._num_kf_corners
             if self._pts_prev.shape[0] > 0:
                 shift = np.linalg.norm((self._pts_prev - self._pts_kf).reshape(-1, 2), axis=1)

@@ -10,7 +10,7 @@ timing only.
 The rule (per key, in float64, cast once to float32, C order)::
 
     seed = little-endian uint64 of sha256(b'vggt-synth-v1:' + key)[:8]
-    u    = ((PCG64(seed).random_raw(n) >> 11) + 0.5) · 2⁻⁵² − 1) · √3   # uniform, var 1
+    u    = (((PCG64(seed).random_raw(n) >> 11) + 0.5) · 2⁻⁵² − 1) · √3  # uniform, var 1
     gamma (LayerScale)                 ((u·0.1) + 1)·0.1
     1-D weight inside a *norm* module  (u·0.1) + 1
     bias, in_proj_bias                 u·0.02
@@ -128,7 +128,7 @@ def tensor_sha256(tensor: torch.Tensor | np.ndarray) -> str:
 
 def state_dict_digest(items: dict[str, str]) -> str:
     """
-    Return the whole-model digest: sha256 over the lines ``key:sha256\\n`` in order.
+    Return the whole-model digest: sha256 over the lines ``key:sha256`` + newline, in order.
 
     :param items: key → per-tensor sha256 (:func:`tensor_sha256`), in state-dict order.
     :return: hex digest.

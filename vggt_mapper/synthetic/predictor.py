@@ -10,6 +10,7 @@ edges) and low-confidence outliers. Seeds are pinned, so runs are reproducible.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 import hashlib
@@ -106,11 +107,13 @@ class SyntheticSequence:
     :param hfov_deg: horizontal field of view, degrees.
     :param match_thumbnails: also remember a 24×18 thumbnail of each rendered frame, so that
         images that went through lossy storage (JPEG) are still recognised by nearest thumbnail.
+    :param cache_renders: keep this many most recent renders (any resolution) to answer
+        repeated requests without ray casting again (tests feed one sequence many times).
     """
 
     def __init__(self, poses_world_from_cam: NDArray[np.floating], room: Room | None = None,
                  height: int = 120, width: int = 160, hfov_deg: float = 70.0,
-                 match_thumbnails: bool = False) -> None:
+                 match_thumbnails: bool = False, cache_renders: int = 0) -> None:
         self.poses_world_from_cam = np.asarray(poses_world_from_cam, dtype=np.float64)
         self.room = room if room is not None else default_room()
         self.height = height
@@ -119,6 +122,33 @@ class SyntheticSequence:
         self.match_thumbnails = match_thumbnails
         self._index_by_key: dict[bytes, int] = {}
         self._thumbs: dict[int, NDArray[np.float32]] = {}
+        self.cache_renders = cache_renders
+        self._renders: OrderedDict[tuple[int, bytes, int, int],
+                                   tuple[NDArray[np.uint8], NDArray[np.float32]]] = OrderedDict()
+
+    def render(self, index: int, intrinsics: NDArray[np.floating], height: int, width: int
+               ) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
+        """
+        Render frame ``index``'s pose with any pinhole camera (cached if ``cache_renders``).
+
+        :param index: 0-based frame number.
+        :param intrinsics: 3×3 K in pixels.
+        :param height: image height in pixels.
+        :param width: image width in pixels.
+        :return: ``image_rgb`` (H, W, 3) uint8 and ``depth_m`` (H, W) float32.
+        """
+        k_matrix = np.asarray(intrinsics, dtype=np.float64)
+        key = (index, k_matrix.tobytes(), height, width)
+        cached = self._renders.get(key)
+        if cached is not None:
+            self._renders.move_to_end(key)
+            return cached
+        rendered = self.room.render(self.poses_world_from_cam[index], k_matrix, height, width)
+        if self.cache_renders > 0:
+            self._renders[key] = rendered
+            while len(self._renders) > self.cache_renders:
+                self._renders.popitem(last=False)
+        return rendered
 
     @classmethod
     def orbit(cls, num_frames: int, step_m: float = 0.02, static_frames: int = 0,
@@ -146,8 +176,7 @@ class SyntheticSequence:
         :param index: 0-based frame number.
         :return: the image.
         """
-        image, _ = self.room.render(self.poses_world_from_cam[index], self.intrinsics,
-                                    self.height, self.width)
+        image, _ = self.render(index, self.intrinsics, self.height, self.width)
         self._index_by_key[_image_key(image)] = index
         if self.match_thumbnails:
             self._thumbs[index] = _thumbnail(image)
@@ -155,8 +184,7 @@ class SyntheticSequence:
 
     def depth(self, index: int) -> NDArray[np.float32]:
         """Render the true z-depth (H, W) float32 in metres of frame ``index``."""
-        _, depth = self.room.render(self.poses_world_from_cam[index], self.intrinsics,
-                                    self.height, self.width)
+        _, depth = self.render(index, self.intrinsics, self.height, self.width)
         return depth
 
     def index_of(self, image_rgb: NDArray[np.uint8]) -> int:
@@ -228,8 +256,7 @@ class SyntheticPredictor:
         cams = np.empty((num, 3, 4))
         window_scale = 0.0
         for slot, (index, frame) in enumerate(zip(indices, frames_rgb, strict=True)):
-            _, depth_m = seq.room.render(seq.poses_world_from_cam[index], k_model,
-                                         model_h, model_w)
+            _, depth_m = seq.render(index, k_model, model_h, model_w)
             if slot == 0:
                 factor = np.exp(rng.uniform(-np.log(noise.scale_range),
                                             np.log(noise.scale_range)))

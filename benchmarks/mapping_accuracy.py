@@ -53,14 +53,18 @@ def _metadata() -> dict[str, object]:
     try:
         commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
                                 check=False, cwd=Path(__file__).parent).stdout.strip()
+        dirty = bool(subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                                    capture_output=True, text=True, check=False,
+                                    cwd=Path(__file__).parent).stdout.strip())
     except OSError:
-        commit = ''
+        commit, dirty = '', False
     import torch
 
     return {
         'suite': SUITE,
         'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(),
         'commit': commit,
+        'worktree_dirty': dirty,
         'python': platform.python_version(),
         'numpy': np.__version__,
         'torch': torch.__version__,
@@ -279,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     if timing:
         targets['backend_percent_of_reference'] = timing['backend_percent_of_reference']
         targets['backend_target_percent'] = 5.0
-    if len(memory) >= 2:
+    if len(memory) >= 3:
         targets['peak_memory_ratio_last_vs_1000'] = (
             float(memory[-1]['tracemalloc_peak_mib'])  # type: ignore[arg-type]
             / float(memory[1]['tracemalloc_peak_mib']))  # type: ignore[arg-type]

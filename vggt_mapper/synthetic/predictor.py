@@ -183,7 +183,7 @@ class SyntheticSequence:
         return image
 
     def depth(self, index: int) -> NDArray[np.float32]:
-        """Render the true z-depth (H, W) float32 in metres of frame ``index``."""
+        """Render the true z-depth of frame ``index``: (H, W) float32, metres."""
         _, depth = self.render(index, self.intrinsics, self.height, self.width)
         return depth
 

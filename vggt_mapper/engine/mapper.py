@@ -270,7 +270,7 @@ class Mapper:
         return WindowResult(window_index, keyframe_indices, True, '',
                             tuple(_copy_pose(pose) for pose in new_poses),
                             np.concatenate(points_parts), np.concatenate(colour_parts),
-                            predict_s, align_s)
+                            predict_s, align_s, world_from_window)
 
     def _world_from_window(self, prediction: WindowPrediction,
                            window_from_cam: NDArray[np.float64],

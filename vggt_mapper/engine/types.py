@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from vggt_mapper.geometry.sim3 import Sim3
+
 __all__ = ['KeyframePose', 'MapSnapshot', 'MapperStats', 'WindowResult']
 
 
@@ -72,6 +74,9 @@ class WindowResult:
     :param colors_rgb: (N, 3) uint8 colours of ``points_world``.
     :param predict_s: seconds spent in the predictor.
     :param align_s: seconds spent in alignment and map update (the back end).
+    :param world_from_window: the Sim(3) that carried the window's frame (its first camera, at
+        the model's arbitrary scale) into the world; None when the window was refused. Its
+        ``scale`` converts the window's depth units into world units.
     """
 
     window_index: int
@@ -83,6 +88,7 @@ class WindowResult:
     colors_rgb: NDArray[np.uint8]
     predict_s: float
     align_s: float
+    world_from_window: Sim3 | None = None
 
 
 @dataclass(frozen=True)

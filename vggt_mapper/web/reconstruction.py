@@ -7,10 +7,8 @@ the predictor keeps, for each keyframe, a downsampled copy of its dense predicti
 camera frame (from the first window that contained it). At the end the engine's final keyframe
 poses carry these clouds into the world frame.
 
-The engine's ``WindowResult`` carries the keyframe poses but not each window's scale, so the
-door chains the scale of the window units from window to window with the median depth ratio of
-the keyframes two windows share (the first window is at ``MapperConfig.scale``). Once the engine
-exposes each window's Sim(3), that should replace ``_ScaleChain``.
+Each accepted ``WindowResult`` carries the Sim(3) the engine estimated for its window; its
+scale converts the cached window-unit depth into world units (the door does no alignment).
 """
 
 from __future__ import annotations
@@ -138,36 +136,6 @@ def _local_clouds(prediction: WindowPrediction, window: int,
     return clouds
 
 
-class _ScaleChain:
-    """World units per window unit, chained through keyframes shared by consecutive windows."""
-
-    def __init__(self, first_scale: float) -> None:
-        self.first_scale = first_scale
-        self.scales: dict[int, float] = {}
-
-    def add(self, window: int, shared: list[tuple[_LocalCloud, NDArray[np.float32]]]) -> None:
-        """
-        Record window ``window``'s scale.
-
-        :param window: the window number.
-        :param shared: for each keyframe already seen in an earlier window, its stored cloud
-            and its depth (z) in this window at the same stride.
-        """
-        ratios = []
-        for cloud, depth_here in shared:
-            depth_before = cloud.points_cam[..., 2]
-            valid = (depth_before > 1e-8) & (depth_here > 1e-8)
-            if valid.sum() >= 16 and cloud.window in self.scales:
-                ratio = float(np.median(depth_before[valid] / depth_here[valid]))
-                ratios.append(ratio * self.scales[cloud.window])
-        if ratios:
-            self.scales[window] = float(np.median(ratios))
-        elif self.scales:
-            self.scales[window] = self.scales[max(self.scales)]
-        else:
-            self.scales[window] = self.first_scale
-
-
 def _choose_stride(model_hw: tuple[int, int], num_frames: int, pixel_budget: int) -> int:
     pixels = model_hw[0] * model_hw[1] * max(num_frames, 1)
     return max(1, math.ceil(math.sqrt(pixels / pixel_budget)))
@@ -202,7 +170,7 @@ def reconstruct(frames: Iterable[InputFrame], num_frames: int, predictor: Predic
     recorder = _RecordingPredictor(predictor, on_window)
     mapper = mapper_factory(config, recorder)
     clouds: dict[int, _LocalCloud] = {}
-    chain = _ScaleChain(config.scale)
+    window_scales: dict[int, float] = {}
     stride = 0
     results: list[WindowResult] = []
 
@@ -215,13 +183,10 @@ def reconstruct(frames: Iterable[InputFrame], num_frames: int, predictor: Predic
             prediction = recorder.pending.pop(0)
             if stride == 0:
                 stride = _choose_stride(prediction.model_hw, num_frames, pixel_budget)
-            local = _local_clouds(prediction, result.window_index, stride)
-            shared = [(clouds[k], cloud.points_cam[..., 2])
-                      for k, cloud in zip(result.keyframe_indices, local, strict=False)
-                      if k in clouds]
-            chain.add(result.window_index, shared)
-            if not result.accepted:
+            if not result.accepted or result.world_from_window is None:
                 continue
+            window_scales[result.window_index] = result.world_from_window.scale
+            local = _local_clouds(prediction, result.window_index, stride)
             for k, cloud in zip(result.keyframe_indices, local, strict=False):
                 clouds.setdefault(k, cloud)
 
@@ -234,7 +199,7 @@ def reconstruct(frames: Iterable[InputFrame], num_frames: int, predictor: Predic
         cloud = clouds.get(pose.index)
         if cloud is None:
             continue
-        scale = chain.scales.get(cloud.window, config.scale)
+        scale = window_scales[cloud.window]
         rotation = pose.world_from_cam[:3, :3]
         centre = pose.world_from_cam[:3, 3]
 

@@ -46,7 +46,7 @@ class ImageMapping:
     @property
     def original_from_model(self) -> NDArray[np.float64]:
         """Inverse affine matrix: model pixel coordinates to original pixel coordinates."""
-        return np.linalg.inv(self.model_from_original)
+        return np.asarray(np.linalg.inv(self.model_from_original), dtype=np.float64)
 
     def to_original(self, uv_model: NDArray[np.floating]) -> NDArray[np.float64]:
         """

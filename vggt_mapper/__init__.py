@@ -1,4 +1,5 @@
-"""Dense 3D mapping from a single moving camera with VGGT.
+"""
+Dense 3D mapping from a single moving camera with VGGT.
 
 The data path reads from the layout: frames → keyframes → windows → predictions → alignment →
 map → outputs. ``model`` and ``predictor`` turn frames into typed window predictions, ``engine``

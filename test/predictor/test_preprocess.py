@@ -33,7 +33,7 @@ def vectors() -> dict[str, NDArray[Any]]:
 
 
 def reference_hwc(vectors: dict[str, NDArray[Any]], key: str) -> NDArray[np.uint8]:
-    """Stored as uint8 (N, 3, H, W); the reference tensor is exactly k/255."""
+    """Return the (N, H, W, 3) view of a reference stored as uint8 (N, 3, H, W), exactly k/255."""
     return vectors[key].transpose(0, 2, 3, 1)
 
 

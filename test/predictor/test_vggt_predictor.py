@@ -35,8 +35,8 @@ class FakeOutput:
 class FakeVGGT(torch.nn.Module):
     """Returns a fixed pose encoding and depth = 1 + row/100; records what it was given."""
 
-    def __init__(self, pose_enc: np.ndarray, enabled: Collection[str] = ('camera', 'depth',
-                                                                          'point')) -> None:
+    def __init__(self, pose_enc: np.ndarray,
+                 enabled: Collection[str] = ('camera', 'depth', 'point')) -> None:
         super().__init__()
         self.pose_enc = torch.as_tensor(pose_enc, dtype=torch.float32)
         self.enabled_heads = frozenset(enabled)

@@ -126,10 +126,22 @@ class MutuallyExclusiveCallbackGroup:
 
 @dataclass
 class Logger:
+    name: str = 'vggt_mapper'
     records: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    #: rclpy's LoggingSeverity of the logger (INFO); the same numbers as Python's levels.
+    effective_level: int = 20
+
+    def get_effective_level(self) -> int:
+        return self.effective_level
 
     def _log(self, level: str, message: str, **kwargs: Any) -> None:
         self.records.append((level, message, kwargs))
+
+    def debug(self, message: str, **kwargs: Any) -> None:
+        self._log('debug', message, **kwargs)
+
+    def fatal(self, message: str, **kwargs: Any) -> None:
+        self._log('fatal', message, **kwargs)
 
     def info(self, message: str, **kwargs: Any) -> None:
         self._log('info', message, **kwargs)
@@ -172,8 +184,34 @@ class TimerRecord:
     callback_group: Any = None
 
 
-class InvalidParameterValueException(Exception):
+class ParameterException(Exception):
+    """rclpy.exceptions.ParameterException, the base of rclpy's parameter errors."""
+
+
+class InvalidParameterValueException(ParameterException):
     """rclpy.exceptions.InvalidParameterValueException."""
+
+
+class InvalidParameterTypeException(ParameterException):
+    """rclpy.exceptions.InvalidParameterTypeException."""
+
+
+class Context:
+    """rclpy.context.Context: ``ok()`` turns False when ROS shuts down (Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.shut_down = False
+
+    def ok(self) -> bool:
+        return not self.shut_down
+
+
+#: Loggers made by ``rclpy.logging.get_logger`` (console only: no /rosout), by name.
+NAMED_LOGGERS: dict[str, Logger] = {}
+
+
+def get_logger(name: str) -> Logger:
+    return NAMED_LOGGERS.setdefault(name, Logger(name))
 
 
 class Node:
@@ -193,7 +231,8 @@ class Node:
         self.services: dict[str, Endpoint] = {}
         self.timers: list[TimerRecord] = []
         self.set_callbacks: list[Callable[[list[Any]], Any]] = []
-        self.logger = Logger()
+        self.logger = Logger(node_name)
+        self.context = Context()
         self.destroyed = False
         Node.instances.append(self)
 
@@ -210,7 +249,9 @@ class Node:
     def _check(name: str, value: Any, descriptor: Any) -> None:
         python_type = {1: bool, 2: int, 3: float, 4: str}[descriptor.type]
         if type(value) is not python_type:
-            raise InvalidParameterValueException(f'{name}: {value!r} is not {python_type}')
+            raise InvalidParameterTypeException(
+                f"Trying to set parameter '{name}' to '{value!r}' of type "
+                f"'{type(value).__name__}', expecting type '{python_type.__name__}': {name}")
         for ranges in (descriptor.integer_range, descriptor.floating_point_range):
             for bounds in ranges or ():
                 if not bounds.from_value <= value <= bounds.to_value:
@@ -230,7 +271,7 @@ class Node:
                 continue
             try:
                 self._check(parameter.name, parameter.value, descriptor)
-            except InvalidParameterValueException as err:
+            except ParameterException as err:
                 results.append(types.SimpleNamespace(successful=False, reason=str(err)))
                 continue
             result = types.SimpleNamespace(successful=True, reason='')
@@ -369,6 +410,7 @@ def install(monkeypatch: pytest.MonkeyPatch) -> None:
     Buffer.transforms = {}
     TransformBroadcaster.instances = []
     RclpyState.init_calls, RclpyState.shutdown_calls = [], 0
+    NAMED_LOGGERS.clear()
     MultiThreadedExecutor.on_spin = staticmethod(lambda nodes: None)
     modules = {
         name: _module(name, **{cls: message_class(cls, slots) for cls, slots in
@@ -381,6 +423,11 @@ def install(monkeypatch: pytest.MonkeyPatch) -> None:
     modules.update({
         'rclpy': _module('rclpy', init=init, try_shutdown=try_shutdown),
         'rclpy.node': _module('rclpy.node', Node=Node),
+        'rclpy.logging': _module('rclpy.logging', get_logger=get_logger),
+        'rclpy.exceptions': _module(
+            'rclpy.exceptions', ParameterException=ParameterException,
+            InvalidParameterValueException=InvalidParameterValueException,
+            InvalidParameterTypeException=InvalidParameterTypeException),
         'rclpy.callback_groups': _module(
             'rclpy.callback_groups',
             MutuallyExclusiveCallbackGroup=MutuallyExclusiveCallbackGroup),

@@ -37,6 +37,20 @@ def test_launch_arguments_have_descriptions() -> None:
         assert 'description' in keywords and 'default_value' in keywords, name
 
 
+def test_parameter_arguments_override_declared_parameters() -> None:
+    from vggt_mapper.ros.params import PARAMETERS
+
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    [overrides] = [node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                   and getattr(node.targets[0], 'id', '') == 'PARAMETER_ARGUMENTS']
+    names = ast.literal_eval(overrides)
+    assert 'model' in names and 'device' in names  # model:=tiny must not be silently ignored
+    assert set(names) <= {spec.name for spec in PARAMETERS}
+    arguments = launch_arguments()
+    for name in names:  # declared, defaulting to "keep the params file value"
+        assert ast.literal_eval(arguments[name]['default_value']) == '', name
+
+
 def test_launch_remaps_image_and_opens_the_rviz_config() -> None:
     source = LAUNCH_FILE.read_text()
     assert "('image', LaunchConfiguration('image'))" in source

@@ -78,7 +78,6 @@ FRAME_PERIOD_S = 0.2
 #: The tiny model needs seconds per window on a CPU; allow a slow shared CI machine.
 TOPIC_TIMEOUT_S = 120.0
 SERVICE_TIMEOUT_S = 60.0
-SHUTDOWN_TIMEOUT_S = 60
 
 
 def _params_file(directory: Path) -> Path:
@@ -116,11 +115,7 @@ def generate_test_description() -> tuple[LaunchDescription, dict[str, Any]]:
     mapper = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(str(SHARE_DIR / 'launch' / 'mapper.launch.py')),
         launch_arguments={'image': IMAGE_TOPIC,
-                          'params_file': str(_params_file(workdir)),
-                          # At shutdown mapper_node finishes the window in flight before it
-                          # exits; on a busy CPU that outlasts launch's default 5 s before
-                          # SIGTERM, so allow more here (the exit code is checked below).
-                          'sigterm_timeout': str(SHUTDOWN_TIMEOUT_S)}.items())
+                          'params_file': str(_params_file(workdir))}.items())
     return (LaunchDescription([mapper, launch_testing.actions.ReadyToTest()]),
             {'output_dir': workdir / 'output', 'workdir': tmp})
 

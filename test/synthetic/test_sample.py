@@ -49,4 +49,3 @@ def test_sample_maps_with_the_stand_in_predictor() -> None:
     error = trajectory_error(mapper.trajectory(), predictor.sequence)
     assert mapper.stats.windows_done >= 2
     assert error.rmse_percent < 1.0
-

@@ -1,4 +1,5 @@
-"""A real browser (headless Chromium) uploads images, presses Reconstruct, sees the 3D model.
+"""
+A real browser (headless Chromium) uploads images, presses Reconstruct, sees the 3D model.
 
 Needs Debian's ``chromium`` (``apt-get install chromium``) and the ``playwright`` Python package
 (its own browser download is not used). The screenshot goes to

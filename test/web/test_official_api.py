@@ -1,4 +1,5 @@
-"""The server's API equals the official VGGT demo's, endpoint by endpoint.
+"""
+The server's API equals the official VGGT demo's, endpoint by endpoint.
 
 ``official_api.json`` is the expected contract: derived by ``tools/derive_official_api.py``
 under gradio 5.17.1 from the official demo's interface (provenance inside the file).

@@ -1,4 +1,5 @@
-"""A gradio_client script written for the official demo, run against our server.
+"""
+A gradio_client script written for the official demo, run against our server.
 
 Only the URL differs from a script for the official demo: upload → target_dir →
 ``/gradio_demo`` → GLB saved locally → ``/update_visualization*`` re-renders from the cache.

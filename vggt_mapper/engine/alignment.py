@@ -133,8 +133,8 @@ def align_window(old_views: Sequence[OverlapView], new_views: Sequence[OverlapVi
         raise AlignmentError(f'need the same non-zero number of old and new overlap views, '
                              f'got {len(old_views)} and {len(new_views)}')
     budget = max(config.sample_points // len(old_views), 1)
-    parts = [_pairs(old, new, config, budget) for old, new in zip(old_views, new_views,
-                                                                    strict=True)]
+    parts = [_pairs(old, new, config, budget)
+             for old, new in zip(old_views, new_views, strict=True)]
     source = np.concatenate([p[0] for p in parts])
     target = np.concatenate([p[1] for p in parts])
     weights = np.concatenate([p[2] for p in parts])

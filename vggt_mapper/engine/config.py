@@ -168,7 +168,7 @@ class MapperConfig:
     overlap: int = 4
     scale: float = 1.0
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
-    map: MapConfig = field(default_factory=MapConfig)
+    map: MapConfig = field(default_factory=MapConfig)  # noqa: A003 (public API name)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
 
     def __post_init__(self) -> None:

@@ -211,7 +211,7 @@ class Mapper:
 
     @property
     def point_map(self) -> PointMap:
-        """The map store (for diagnostics and pose corrections)."""
+        """Return the map store (for diagnostics and pose corrections)."""
         return self._map
 
     def _process_window(self) -> WindowResult:

@@ -70,12 +70,12 @@ class PointMap:
 
     @property
     def num_points(self) -> int:
-        """Number of points (voxels) in the merged map."""
+        """Return the number of points (voxels) in the merged map."""
         return int(self._keys.shape[0])
 
     @property
     def points_fused(self) -> int:
-        """Number of source points merged into the grid (what the voxel counts add up to)."""
+        """Return how many source points were merged into the grid (the voxel counts' sum)."""
         return int(round(float(self._count.sum(dtype=np.float64))))
 
     @property

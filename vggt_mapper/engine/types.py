@@ -1,4 +1,5 @@
-"""Typed results the mapping engine hands to its callers (the doors).
+"""
+Typed results the mapping engine hands to its callers (the doors).
 
 Conventions (pinned by ``test/engine/test_convention_types.py``):
 
@@ -7,7 +8,7 @@ Conventions (pinned by ``test/engine/test_convention_types.py``):
 * ``cam_from_world`` maps world points into the camera frame: ``x_cam = R @ x_world + t``;
   ``world_from_cam`` is its inverse (its translation is the camera centre). Both are 4×4 float64.
 * Stamps are integer nanoseconds (``stamp_ns``), as in rosbag2 and ROS 2 ``Time``.
-"""
+"""  # noqa: A005 (public module name, imported as vggt_mapper.engine.types)
 
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ class MapSnapshot:
 
     @property
     def num_points(self) -> int:
-        """Number of points N."""
+        """Return the number of points N."""
         return int(self.points_world.shape[0])
 
 

@@ -48,7 +48,7 @@ class SavedMap:
 
     @property
     def paths(self) -> tuple[Path, Path, Path, Path]:
-        """The four files, in the order glb, ply, tum, cameras_json."""
+        """Return the four files, in the order glb, ply, tum, cameras_json."""
         return self.glb, self.ply, self.tum, self.cameras_json
 
 

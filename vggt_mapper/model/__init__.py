@@ -10,7 +10,6 @@ from vggt_mapper.model.config import (
     TrackHeadConfig,
     VGGTConfig,
 )
-from vggt_mapper.model.device import select_device_and_dtype
 from vggt_mapper.model.errors import ModelError, WeightsError
 from vggt_mapper.model.loading import checkpoint_filter_fn, DEFAULT_SOURCE, load_vggt
 from vggt_mapper.model.synthetic import build_vggt, fill_synthetic_, synthetic_tensor
@@ -34,6 +33,5 @@ __all__ = [
     'checkpoint_filter_fn',
     'fill_synthetic_',
     'load_vggt',
-    'select_device_and_dtype',
     'synthetic_tensor',
 ]

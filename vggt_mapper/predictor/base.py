@@ -1,4 +1,5 @@
-"""The predictor protocol: what the mapping engine asks of a feed-forward multi-view model.
+"""
+The predictor protocol: what the mapping engine asks of a feed-forward multi-view model.
 
 Conventions (pinned by ``test/predictor/test_convention_base.py``):
 
@@ -124,7 +125,7 @@ class WindowPrediction:
 
     @property
     def num_frames(self) -> int:
-        """Number of frames S in the window."""
+        """Return the number of frames S in the window."""
         return len(self.mappings)
 
     @property

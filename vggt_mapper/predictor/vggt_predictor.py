@@ -120,8 +120,8 @@ class VGGTPredictor:
         window = preprocess_frames(frames_rgb, mode=self.preprocess_mode,
                                    target_size=self.target_size)
         images = torch.from_numpy(window.images_chw_float32()).to(self.device)
-        with self._lock, torch.inference_mode(), autocast_context(self.device,
-                                                                 self.autocast_dtype):
+        with self._lock, torch.inference_mode(), autocast_context(
+                self.device, self.autocast_dtype):
             output = self.model(images, heads=self.heads)
         pose_enc = _to_numpy(output.pose_enc, 'pose_enc')[0].astype(np.float64)
         if not np.all(np.isfinite(pose_enc)):
@@ -136,8 +136,8 @@ class VGGTPredictor:
                 'to that floor (an untrained model does this)', int(small_fov.sum()),
                 MIN_FOV_RAD, float(pose_enc[:, 7:9].min()))
             pose_enc[:, 7:9] = np.maximum(pose_enc[:, 7:9], MIN_FOV_RAD)
-        cam_from_window, intrinsics = pose_encoding_to_extrinsics_intrinsics(pose_enc,
-                                                                            window.model_hw)
+        cam_from_window, intrinsics = pose_encoding_to_extrinsics_intrinsics(
+            pose_enc, window.model_hw)
         if not np.all(np.isfinite(cam_from_window)):
             raise PredictorError(f'the model returned a zero quaternion for a window of '
                                  f'{len(frames_rgb)} frames: {pose_enc[:, 3:7].tolist()}')

@@ -16,14 +16,32 @@ Frames follow REP 103/105 as described in ``vggt_mapper.ros.conversions``; every
 stamped with the image stamp of the latest keyframe. The image callback only decodes and
 enqueues into ``MappingWorker``'s bounded queue; VGGT runs in the worker thread and the save
 service hands its file I/O to the worker too.
+
+TF is re-sent with the map republish timer so that a listener started late still finds the
+``map`` frame: ``map -> odom`` with the current time (REP 105 practice: the correction holds
+until the next one), ``map -> camera_frame`` with the keyframe's stamp advanced by 1 ns per
+re-send (the camera really was there then; a repeated identical stamp would make every tf2
+listener warn TF_REPEATED_DATA, and the current time would claim the camera is still there).
+
+Python ``logging`` of the engine, predictor and worker (the ``vggt_mapper`` logger) is forwarded
+to the node's ROS logger (console, /rosout, log files) while the node lives.
+
+Shutdown (``close``) never waits for an inference before saving: launch escalates SIGINT to
+SIGTERM after 5 s and SIGKILL after 10 s more, and a VGGT window can take longer.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import wait
 from functools import partial
 import json
+import logging
+import os
 from pathlib import Path
 import sys
+import threading
+import time
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -41,6 +59,7 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.logging import get_logger as get_ros_logger
 from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
@@ -73,6 +92,12 @@ __all__ = ['MapperNode', 'main']
 #: How long a service waits for the worker (it may be inside a VGGT window first).
 SERVICE_TIMEOUT_S = 600.0
 WARN_THROTTLE_S = 5.0
+#: Diagnostics: outcomes of the last windows judged, and how long a drop/malformed/TF warning
+#: stays (so a 1 Hz monitor cannot miss it).
+DIAG_RECENT_WINDOWS = 10
+DIAG_STICKY_S = 30.0
+#: The Python logger whose records (engine, predictor, worker) go to the node's ROS logger.
+PACKAGE_LOGGER = 'vggt_mapper'
 _PARAMETER_TYPES = {'bool': ParameterType.PARAMETER_BOOL,
                     'int': ParameterType.PARAMETER_INTEGER,
                     'float': ParameterType.PARAMETER_DOUBLE,
@@ -95,6 +120,23 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return descriptor
 
 
+class _RosLogHandler(logging.Handler):
+    """Forward ``vggt_mapper`` Python log records to the node's ROS logger (see the module)."""
+
+    def __init__(self, node: MapperNode) -> None:
+        super().__init__()
+        self._node = node
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """
+        Log ``record`` through the node, with the module path after the package name.
+
+        :param record: the Python log record (any thread).
+        """
+        name = record.name.removeprefix(PACKAGE_LOGGER + '.')
+        self._node.log(record.levelno, f'[{name}] {self.format(record)}')
+
+
 class MapperNode(Node):
     """Subscribe a camera, map it with VGGT in a worker thread, publish map, path and TF."""
 
@@ -114,18 +156,39 @@ class MapperNode(Node):
             {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS})
         params = self._params
         self._types = conv.rclpy_message_types()
-        if predictor is None:
-            from vggt_mapper.predictor.factory import create_predictor
-            predictor = create_predictor(params.to_predictor_spec())
-        self._worker = MappingWorker(Mapper(params.to_mapper_config(), predictor),
-                                     params.queue_length, params.drop_policy)
         self._malformed = 0
         self._frame_warned = False
         self._tf_failures = 0
         self._camera_info: conv.CameraInfoRecord | None = None
         self._last_map_msg: Any = None
+        self._closing = False
+        # Diagnostics: recent window outcomes (True = accepted) and sticky warnings.
+        self._recent_windows: deque[bool] = deque(maxlen=DIAG_RECENT_WINDOWS)
         self._last_counts = (0, 0, 0)
+        self._warnings_until: dict[str, float] = {}
+        # Latest TF sent, for the periodic re-send: (parent_from_child, child, stamp_ns).
+        self._last_tf: tuple[np.ndarray, str, int] | None = None
+        self._tf_lock = threading.Lock()  # worker thread (new window) vs timer (re-send)
+        self._log_handler = _RosLogHandler(self)
+        package_logger = logging.getLogger(PACKAGE_LOGGER)
+        self._saved_logger_state = (package_logger.level, package_logger.propagate)
+        # ROS severities use the numbers of Python's levels (DEBUG 10 ... FATAL 50).
+        package_logger.setLevel(int(self.get_logger().get_effective_level()))
+        package_logger.propagate = False
+        package_logger.addHandler(self._log_handler)
+        try:
+            self._start(params, predictor)
+        except BaseException:
+            self._remove_log_handler()  # the node is not built: leave logging as it was
+            raise
 
+    def _start(self, params: NodeParams, predictor: Any) -> None:
+        """Build the engine and the ROS interfaces, start the worker (see ``__init__``)."""
+        if predictor is None:
+            from vggt_mapper.predictor.factory import create_predictor
+            predictor = create_predictor(params.to_predictor_spec())
+        self._worker = MappingWorker(Mapper(params.to_mapper_config(), predictor),
+                                     params.queue_length, params.drop_policy)
         latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -172,6 +235,32 @@ class MapperNode(Node):
     def worker(self) -> MappingWorker:
         """Return the mapping worker; its stats, trajectory and map snapshot are thread-safe."""
         return self._worker
+
+    def log(self, level: int, message: str) -> None:
+        """
+        Log through the node's ROS logger, or a console-only one once ROS is shut down.
+
+        After Ctrl-C the context is invalid and the node logger's /rosout publisher would
+        fail ("publisher's context is invalid") on every line.
+
+        :param level: a Python logging level (``logging.WARNING``...).
+        :param message: the text.
+        """
+        logger = (self.get_logger() if self.context.ok()
+                  else get_ros_logger(f'{self.get_logger().name}.shutdown'))
+        if level >= logging.CRITICAL:
+            logger.fatal(message)
+        elif level >= logging.ERROR:
+            logger.error(message)
+        elif level >= logging.WARNING:
+            logger.warning(message)
+        elif level >= logging.INFO:
+            logger.info(message)
+        else:
+            logger.debug(message)
+
+    def _can_publish(self) -> bool:
+        return not self._closing and self.context.ok()
 
     # -- callbacks (executor threads): convert, enqueue, answer; no inference, no file I/O --
 
@@ -241,21 +330,51 @@ class MapperNode(Node):
         return response
 
     def _republish_map(self) -> None:
+        if not self._can_publish():
+            return
         if self._last_map_msg is not None:
             self._map_pub.publish(self._last_map_msg)
+        with self._tf_lock:
+            if self._last_tf is None or self._tf_broadcaster is None:
+                return
+            parent_from_child, child, stamp_ns = self._last_tf
+            # See the module docstring: map -> odom holds from now on; map -> camera keeps
+            # (nearly) its keyframe stamp.
+            stamp_ns = (self.get_clock().now().nanoseconds
+                        if self._params.publish_tf == 'map_to_odom' else stamp_ns + 1)
+            self._last_tf = (parent_from_child, child, stamp_ns)
+            self._send_tf(parent_from_child, child, stamp_ns)
+
+    def _diagnostic_level(self, stats: Any) -> tuple[int, str]:
+        """Return the diagnostics level and message; warnings stay ``DIAG_STICKY_S``."""
+        if stats.fatal_error:
+            return DiagnosticStatus.ERROR, f'worker stopped: {stats.fatal_error}'
+        if not stats.running:
+            return DiagnosticStatus.ERROR, 'worker stopped: no frame is mapped any more'
+        now = time.monotonic()
+        counts = (stats.frames_dropped, self._malformed, self._tf_failures)
+        names = ('frames dropped (queue full: the mapper is slower than the camera)',
+                 'malformed images skipped', 'TF lookups failed')
+        for name, count, last in zip(names, counts, self._last_counts, strict=True):
+            if count > last:
+                self._warnings_until[name] = now + DIAG_STICKY_S
+        self._last_counts = counts
+        reasons = [name for name, until in self._warnings_until.items() if until > now]
+        recent = list(self._recent_windows)
+        bad = recent.count(False)
+        if recent and 2 * bad >= len(recent):
+            reasons.insert(0, f'{bad} of the last {len(recent)} windows rejected or failed')
+        if reasons:
+            return DiagnosticStatus.WARN, '; '.join(reasons)
+        return DiagnosticStatus.OK, 'mapping'
 
     def _publish_diagnostics(self) -> None:
+        if not self._can_publish():
+            return
         stats = self._worker.stats
         engine = stats.mapper
         rejected = engine.windows_rejected if engine else 0
-        counts = (stats.frames_dropped, stats.windows_failed, rejected)
-        if stats.fatal_error:
-            level, message = DiagnosticStatus.ERROR, f'worker stopped: {stats.fatal_error}'
-        elif counts != self._last_counts:
-            level, message = DiagnosticStatus.WARN, 'frames dropped or windows failed/rejected'
-        else:
-            level, message = DiagnosticStatus.OK, 'mapping'
-        self._last_counts = counts
+        level, message = self._diagnostic_level(stats)
         values = {
             'queue_depth': stats.queue_depth, 'queue_capacity': stats.queue_capacity,
             'frames_received': stats.frames_received, 'frames_dropped': stats.frames_dropped,
@@ -288,18 +407,15 @@ class MapperNode(Node):
         return paths
 
     def _on_window_failed(self, frame: InputFrame, error: BaseException) -> None:
-        self.get_logger().warning(f'window failed at {frame.name}, map kept: '
-                                  f'{type(error).__name__}: {error}',
-                                  throttle_duration_sec=WARN_THROTTLE_S)
+        # The worker has logged it (forwarded to the ROS logger); count it for diagnostics.
+        self._recent_windows.append(False)
 
     def _on_window(self, result: WindowResult) -> None:
         params, types = self._params, self._types
+        # A rejected window is logged by the engine (forwarded to the ROS logger).
+        self._recent_windows.append(bool(result.accepted))
         trajectory = self._worker.trajectory()
-        if not result.accepted:
-            self.get_logger().warning(f'window {result.window_index} rejected, map kept: '
-                                      f'{result.reason}', throttle_duration_sec=WARN_THROTTLE_S)
-            return
-        if not trajectory:
+        if not result.accepted or not trajectory or not self._can_publish():
             return
         latest = max(trajectory, key=lambda pose: pose.index)
         stamp_ns = latest.stamp_ns
@@ -343,31 +459,101 @@ class MapperNode(Node):
             parent_from_child = (map_from_cam @ np.linalg.inv(base_from_cam)
                                  @ np.linalg.inv(odom_from_base))
             child = params.odom_frame
-        self._tf_broadcaster.sendTransform(conv.matrix_to_transform(
-            parent_from_child, stamp_ns, params.map_frame, child, self._types))
+        with self._tf_lock:
+            self._last_tf = (parent_from_child, child, stamp_ns)
+            self._send_tf(parent_from_child, child, stamp_ns)
+
+    def _send_tf(self, parent_from_child: np.ndarray, child: str, stamp_ns: int) -> None:
+        if self._tf_broadcaster is not None:
+            self._tf_broadcaster.sendTransform(conv.matrix_to_transform(
+                parent_from_child, stamp_ns, self._params.map_frame, child, self._types))
 
     # -- shutdown ---------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Stop the worker (queued frames are dropped) and save when ``save_on_shutdown``."""
-        self._worker.stop(drain=False, timeout=SERVICE_TIMEOUT_S)
-        if not self._params.save_on_shutdown:
-            return
+    def close(self) -> bool:
+        """
+        Stop publishing, save what is mapped at once, then give the worker a bounded time.
+
+        An inference cannot be interrupted and may outlast launch's SIGKILL, so with
+        ``save_on_shutdown`` the map and trajectory of the windows done so far are saved first
+        (cached copies, no waiting). Then the last partial window is queued (it runs after the
+        window in flight, ahead of the queued frames, which are dropped) and the worker gets
+        ``shutdown_timeout_s`` for both; if that completed windows, the map is saved again.
+
+        :return: True if the worker thread has ended; False if a window is still running (the
+            process must then end with ``os._exit``, see ``main``).
+        """
+        self._closing = True
+        params = self._params
+        deadline = time.monotonic() + params.shutdown_timeout_s
+        try:
+            if not params.save_on_shutdown:
+                return self._worker.stop(drain=False, timeout=params.shutdown_timeout_s)
+            windows = self._worker.stats.windows_done
+            try:
+                flush = self._worker.flush()
+            except WorkerError:  # the worker already stopped (fatal error)
+                flush = None
+            self._worker.stop(drain=False, timeout=0.0)  # pending commands (the flush) still run
+            self._save_at_shutdown('map saved at shutdown')
+            if flush is not None:
+                wait([flush], timeout=max(0.0, deadline - time.monotonic()))
+                flush.cancel()  # not started yet (a window is still in flight): never start it
+            stopped = self._worker.stop(drain=False,
+                                        timeout=max(0.0, deadline - time.monotonic()))
+            if not stopped:
+                self.log(logging.WARNING, 'a window was still being mapped after '
+                         f'shutdown_timeout_s ({params.shutdown_timeout_s} s): abandoned, the '
+                         'saved map has the windows before it')
+            done = self._worker.stats.windows_done - windows
+            if done:
+                self._save_at_shutdown(f'map saved again at shutdown with {done} more '
+                                       f'window(s) (in flight and the last partial one)')
+            return stopped
+        finally:
+            self._remove_log_handler()
+
+    def _remove_log_handler(self) -> None:
+        package_logger = logging.getLogger(PACKAGE_LOGGER)
+        if self._log_handler in package_logger.handlers:
+            package_logger.removeHandler(self._log_handler)
+            package_logger.setLevel(self._saved_logger_state[0])
+            package_logger.propagate = self._saved_logger_state[1]
+
+    def _save_at_shutdown(self, what: str) -> None:
         outdir = self._params.output_path
+        # The worker is stopping: the writer runs here, at once, on the cached state.
         try:
             paths = self._worker.save(partial(self._write_outputs, outdir)).result()
         except (ExportError, OSError) as err:
-            self.get_logger().error(f'saving the map at shutdown failed: {err}')
+            self.log(logging.ERROR, f'saving the map at shutdown failed: {err}')
             return
-        self.get_logger().info('map saved at shutdown: ' + ' '.join(str(p) for p in paths))
+        self.log(logging.INFO, f'{what}: ' + ' '.join(str(p) for p in paths))
 
 
 def _startup_errors() -> tuple[type[Exception], ...]:
     """Errors that stop the node at start with a one-line message (no traceback)."""
+    from rclpy.exceptions import ParameterException
+
     from vggt_mapper.model.errors import ModelError
     from vggt_mapper.predictor.errors import PredictorError
 
-    return RosDoorError, EngineError, PredictorError, ModelError
+    # ParameterException: rclpy's wrong type / out of range / read-only at declaration.
+    return RosDoorError, EngineError, PredictorError, ModelError, ParameterException
+
+
+def _exit_abandoning_worker() -> None:
+    """
+    End the process now, without interpreter finalisation.
+
+    The daemon worker thread is inside an inference (native code): finalising the interpreter
+    under it aborts the process ("terminate called without an active exception", SIGABRT).
+    The map was saved before; flush what is buffered and exit with status 0.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -381,6 +567,7 @@ def main(args: list[str] | None = None) -> int:
     :return: process exit status (1 when the node cannot start).
     """
     rclpy.init(args=args)
+    worker_stopped = True
     try:
         try:
             node = MapperNode()
@@ -392,12 +579,14 @@ def main(args: list[str] | None = None) -> int:
         try:
             executor.spin()
         finally:
-            node.close()
+            worker_stopped = node.close()
             node.destroy_node()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         rclpy.try_shutdown()
+    if not worker_stopped:
+        _exit_abandoning_worker()
     return 0
 
 

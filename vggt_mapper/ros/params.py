@@ -113,8 +113,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'forward, x right, y down) the poses describe; match the image header frame.'),
     ParamSpec('publish_tf', 'map_to_camera', 'map_to_camera: publish map -> camera_frame; '
               'map_to_odom: publish the map -> odom correction from tf2 base_frame -> '
-              'camera_frame and odom -> base_frame; none: no TF.', choices=TF_MODES,
-              read_only=False),
+              'camera_frame and odom -> base_frame; none: no TF. Fixed at start-up (it '
+              'decides which tf2 listeners the node creates).', choices=TF_MODES),
     ParamSpec('tf_timeout_s', 0.05, 'How long a tf2 lookup may wait (map_to_odom mode).',
               min_value=0.0, max_value=5.0, read_only=False),
     # Engine
@@ -166,6 +166,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=False),
     ParamSpec('save_on_shutdown', True, 'Save the map into output_dir when the node stops.',
               read_only=False),
+    ParamSpec('shutdown_timeout_s', 3.0, 'At shutdown, after saving what is mapped, wait this '
+              'long for the window in flight and the last partial window, then save again; '
+              'keep it below the launch sigterm_timeout (default 5 s).', min_value=0.0,
+              max_value=3600.0, read_only=False),
 )
 
 _SPECS = {spec.name: spec for spec in PARAMETERS}
@@ -209,6 +213,7 @@ class NodeParams:
     map_publish_period_s: float = 5.0
     output_dir: str = 'vggt_mapper_output'
     save_on_shutdown: bool = True
+    shutdown_timeout_s: float = 3.0
 
     def __post_init__(self) -> None:
         for field in fields(self):

@@ -82,7 +82,7 @@ class Scene:
 
     @property
     def poses(self) -> list[KeyframePose]:
-        """The trajectory, in keyframe order."""
+        """Return the trajectory, in keyframe order."""
         return [keyframe.pose for keyframe in self.keyframes]
 
 

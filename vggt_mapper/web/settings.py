@@ -71,7 +71,7 @@ class WebSettings:
 
     @property
     def workdir_path(self) -> Path:
-        """The folder that holds the upload working folders."""
+        """Return the folder that holds the upload working folders."""
         if self.workdir_root is not None:
             return Path(self.workdir_root)
         return Path(tempfile.gettempdir()) / 'vggt_mapper_web'

@@ -44,7 +44,7 @@ class Workdir:
 
     @property
     def scene_path(self) -> Path:
-        """Cached per-keyframe predictions of the last reconstruction."""
+        """Return the path of the cached per-keyframe predictions of the last reconstruction."""
         return self.path / 'scene.npz'
 
 

@@ -32,8 +32,14 @@ EXTRAS = {
         'gradio>=6,<7',
         'gradio_client>=1.7',
         'playwright>=1.40',
-        'flake8>=6',
-        'pydocstyle>=6.3',
+        # ament_flake8's plugins and ament_pep257's checker, so CI runs the same lint as colcon test
+        'flake8~=7.5',
+        'flake8-builtins~=3.1',
+        'flake8-comprehensions~=3.17',
+        'flake8-docstrings~=1.7',
+        'flake8-import-order~=0.19',
+        'flake8-quotes~=3.4',
+        'pydocstyle~=6.3',
     ],
     'dev': ['ruff>=0.5', 'mypy>=1.10'],
 }

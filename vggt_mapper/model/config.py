@@ -1,4 +1,5 @@
-"""Architecture configuration of VGGT as data: one frozen dataclass per part, two variants.
+"""
+Architecture configuration of VGGT as data: one frozen dataclass per part, two variants.
 
 Every architectural number is a field, so both the official VGGT-1B (``VGGTConfig.vggt_1b()``,
 the defaults) and the reference's tiny test configuration (``VGGTConfig.tiny()``) are built by the

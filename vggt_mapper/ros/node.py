@@ -478,18 +478,20 @@ class MapperNode(Node):
         ``save_on_shutdown`` the map and trajectory of the windows done so far are saved first
         (cached copies, no waiting). Then the last partial window is queued (it runs after the
         window in flight, ahead of the queued frames, which are dropped) and the worker gets
-        ``shutdown_timeout_s`` for both; if that completed windows, the map is saved again.
+        ``shutdown_timeout_s`` for both; if that added accepted windows, the map is saved again.
 
         :return: True if the worker thread has ended; False if a window is still running (the
             process must then end with ``os._exit``, see ``main``).
         """
+        if self._closing:  # closed already: only report whether the worker has ended
+            return self._worker.stop(drain=False, timeout=0.0)
         self._closing = True
         params = self._params
         deadline = time.monotonic() + params.shutdown_timeout_s
         try:
             if not params.save_on_shutdown:
                 return self._worker.stop(drain=False, timeout=params.shutdown_timeout_s)
-            windows = self._worker.stats.windows_done
+            accepted = self._accepted_windows()
             try:
                 flush = self._worker.flush()
             except WorkerError:  # the worker already stopped (fatal error)
@@ -505,9 +507,9 @@ class MapperNode(Node):
                 self.log(logging.WARNING, 'a window was still being mapped after '
                          f'shutdown_timeout_s ({params.shutdown_timeout_s} s): abandoned, the '
                          'saved map has the windows before it')
-            done = self._worker.stats.windows_done - windows
-            if done:
-                self._save_at_shutdown(f'map saved again at shutdown with {done} more '
+            added = self._accepted_windows() - accepted
+            if added:
+                self._save_at_shutdown(f'map saved again at shutdown with {added} more '
                                        f'window(s) (in flight and the last partial one)')
             return stopped
         finally:
@@ -519,6 +521,10 @@ class MapperNode(Node):
             package_logger.removeHandler(self._log_handler)
             package_logger.setLevel(self._saved_logger_state[0])
             package_logger.propagate = self._saved_logger_state[1]
+
+    def _accepted_windows(self) -> int:
+        engine = self._worker.stats.mapper
+        return engine.windows_done - engine.windows_rejected if engine else 0
 
     def _save_at_shutdown(self, what: str) -> None:
         outdir = self._params.output_path

@@ -523,8 +523,8 @@ def test_republish_timer_resends_map_to_odom_with_the_current_time(
     ros_fakes.Buffer.transforms = {
         ('base_link', 'camera_optical'): conv.matrix_to_transform(
             np.eye(4), 0, 'base_link', 'camera_optical', types),
-        ('odom', 'base_link'): conv.matrix_to_transform(np.eye(4), 0, 'odom', 'base_link',
-                                                       types),
+        ('odom', 'base_link'): conv.matrix_to_transform(
+            np.eye(4), 0, 'odom', 'base_link', types),
     }
     node = make_node(publish_tf='map_to_odom', map_publish_period_s=1.0)
     feed(node, image_messages(frames[1]))

@@ -11,7 +11,8 @@ topic, and checks what a user sees:
 * the map is latched: a transient-local subscriber created afterwards still gets it;
 * ``~/save_map`` (std_srvs/Trigger) writes the map files into ``output_dir``;
 * ``~/reset`` (std_srvs/Trigger) leaves an empty latched map;
-* the node exits cleanly when the launch shuts down.
+* the node exits cleanly when the launch shuts down (SIGINT, launch's default timeouts), saves
+  the map at shutdown, and publishes or logs nothing on the dead ROS context.
 
 It needs ROS 2 (rclpy, launch_testing, launch_testing_ros) and vggt_mapper installed in an
 ament prefix (``colcon build`` then ``colcon test --packages-select vggt_mapper``), and is
@@ -97,7 +98,7 @@ def _params_file(directory: Path) -> Path:
         '    map_publish_period_s: 1.0\n'
         '    use_camera_info: false\n'
         f"    output_dir: '{directory / 'output'}'\n"
-        '    save_on_shutdown: false\n', encoding='utf-8')
+        '    save_on_shutdown: true\n', encoding='utf-8')
     return path
 
 
@@ -263,3 +264,11 @@ class TestMapperShutdown(unittest.TestCase):
     def test_exit_code(self, proc_info: Any) -> None:
         """mapper_node exits with status 0 on SIGINT."""
         launch_testing.asserts.assertExitCodes(proc_info)
+
+    def test_saved_at_shutdown_without_dead_context_errors(self, proc_output: Any) -> None:
+        """The shutdown save is logged; nothing is published on the shut-down context."""
+        # ROS 2 console logging goes to stderr (RCUTILS_LOGGING_USE_STDOUT unset): read both.
+        text = ''.join(io.text.decode(errors='replace') for io in proc_output)
+        self.assertIn('map saved at shutdown', text)
+        for symptom in ('context is invalid', 'RCLError', 'Traceback'):
+            self.assertNotIn(symptom, text)

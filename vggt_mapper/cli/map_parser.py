@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vggt_mapper.cli.arg_types import positive_float, positive_int
 from vggt_mapper.engine.config import KeyframeConfig, MapConfig, MapperConfig
 
 __all__ = ['MODEL_CHOICES', 'add_parser']
@@ -29,22 +30,6 @@ examples:
   vggt-mapper map my_bag/ -o out --topic /camera/image_raw --bag-out
   vggt-mapper map frames/ -o out --remote http://gpu-box:7860
 """
-
-
-def _positive_int(text: str) -> int:
-    """Parse an integer >= 1 (argparse type)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """Parse a float > 0 (argparse type)."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'must be > 0, got {value}')
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -113,12 +98,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                        help='predict on a vggt-mapper server (vggt-mapper serve) at URL')
 
     reading = parser.add_argument_group('input')
-    reading.add_argument('--max-frames', type=_positive_int, metavar='N',
+    reading.add_argument('--max-frames', type=positive_int, metavar='N',
                          help='stop after N input frames')
-    reading.add_argument('--fps', type=_positive_float, metavar='F',
+    reading.add_argument('--fps', type=positive_float, metavar='F',
                          help='video only: frames per second of video to use (default 1, '
                               'as the official VGGT demo)')
-    reading.add_argument('--every', type=_positive_int, metavar='N',
+    reading.add_argument('--every', type=positive_int, metavar='N',
                          help='use every N-th frame (any input; for a video it replaces --fps)')
     reading.add_argument('--topic', metavar='TOPIC',
                          help='rosbag2 only: image topic (default: the only image topic)')

@@ -12,6 +12,7 @@ from pathlib import Path
 import signal
 from types import FrameType
 
+from vggt_mapper.cli.arg_types import positive_float, positive_int
 from vggt_mapper.engine.config import MapperConfig
 
 __all__ = ['add_parser', 'run']
@@ -30,22 +31,6 @@ examples:
   vggt-mapper serve --model tiny                      # tiny random model (smoke test)
   vggt-mapper serve --host 0.0.0.0 --device cuda --sky-model skyseg.onnx
 """
-
-
-def _positive_int(text: str) -> int:
-    """Parse an integer >= 1 (argparse type)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
-
-
-def _positive_float(text: str) -> float:
-    """Parse a number > 0 (argparse type)."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f'must be > 0, got {value}')
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -75,26 +60,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     model.add_argument('--points', action='store_true',
                        help='also run the point-map head (enables "Pointmap Branch")')
     limits = parser.add_argument_group('limits')
-    limits.add_argument('--max-upload-mb', type=_positive_float, default=500.0,
+    limits.add_argument('--max-upload-mb', type=positive_float, default=500.0,
                         help='largest upload, all files together, in MiB (default 500)')
-    limits.add_argument('--max-files', type=_positive_int, default=500,
+    limits.add_argument('--max-files', type=positive_int, default=500,
                         help='most images in one upload (default 500)')
-    limits.add_argument('--max-frames', type=_positive_int, default=1000,
+    limits.add_argument('--max-frames', type=positive_int, default=1000,
                         help='most frames sampled from one video (default 1000)')
-    limits.add_argument('--queue-size', type=_positive_int, default=20,
+    limits.add_argument('--queue-size', type=positive_int, default=20,
                         help='most requests waiting for the model (default 20)')
     limits.add_argument('--workdir', type=Path, default=None,
                         help='folder for upload working folders (default: a temp folder)')
-    limits.add_argument('--workdir-max-age-s', type=_positive_float, default=3600.0,
+    limits.add_argument('--workdir-max-age-s', type=positive_float, default=3600.0,
                         help='delete upload working folders older than this (default 3600)')
     mapping = parser.add_argument_group('mapping')
-    mapping.add_argument('--video-fps', type=_positive_float, default=1.0,
+    mapping.add_argument('--video-fps', type=positive_float, default=1.0,
                          help='default frames per second sampled from videos (default 1)')
     engine = MapperConfig()
-    mapping.add_argument('--window-size', type=_positive_int, default=engine.window_size,
+    mapping.add_argument('--window-size', type=positive_int, default=engine.window_size,
                          help=f'keyframes per model call (default {engine.window_size}; larger '
                               'on a big GPU, smaller on a small one)')
-    mapping.add_argument('--overlap', type=_positive_int, default=engine.overlap,
+    mapping.add_argument('--overlap', type=positive_int, default=engine.overlap,
                          help=f'keyframes shared by consecutive windows (default '
                               f'{engine.overlap})')
     mapping.add_argument('--sky-model', type=Path, default=None, metavar='PATH',

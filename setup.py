@@ -32,7 +32,7 @@ EXTRAS = {
         'gradio>=6,<7',
         'gradio_client>=1.7',
         'playwright>=1.40',
-        # ament_flake8's plugins and ament_pep257's checker, so CI runs the same lint as colcon test
+        # ament_flake8's plugins and ament_pep257's checker: CI lints like colcon test
         'flake8~=7.5',
         'flake8-builtins~=3.1',
         'flake8-comprehensions~=3.17',

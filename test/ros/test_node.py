@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 import importlib
 import json
+import logging
 from pathlib import Path
 import sys
 import time
@@ -41,7 +42,14 @@ def frames() -> tuple[SyntheticSequence, list[np.ndarray]]:
 @pytest.fixture
 def node_module(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     ros_fakes.install(monkeypatch)
-    return importlib.import_module('vggt_mapper.ros.node')
+    module = importlib.import_module('vggt_mapper.ros.node')
+    # Where ROS 2 is installed, launch_testing's pytest plugin imports ``launch``, whose logger
+    # class makes every logger created afterwards non-propagating; mapper_node's own process
+    # does not import launch, so restore the standard behaviour for the package's loggers.
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if name.startswith('vggt_mapper.') and isinstance(logger, logging.Logger):
+            monkeypatch.setattr(logger, 'propagate', True)
+    return module
 
 
 @pytest.fixture
@@ -253,8 +261,9 @@ def test_queue_drops_are_counted(make_node: Callable[..., Any],
     assert stats.frames_received == NUM_FRAMES
     assert any('lagging' in m for m in node.logger.messages('warning'))
     node.timers[0].callback()
-    values = {kv.key: kv.value for kv in node.publishers['/diagnostics'].messages[-1]
-              .status[0].values}
+    status = node.publishers['/diagnostics'].messages[-1].status[0]
+    assert status.level == b'\x01' and 'frames dropped' in status.message
+    values = {kv.key: kv.value for kv in status.values}
     assert values['frames_dropped'] == str(stats.frames_dropped)
     assert set(values) >= {'queue_depth', 'windows_done', 'last_inference_s',
                            'rejected_alignments'}
@@ -474,9 +483,9 @@ def test_diagnostics_error_when_the_worker_stopped(make_node: Callable[..., Any]
 
 def test_engine_logging_reaches_the_ros_logger_until_close(
         make_node: Callable[..., Any]) -> None:
-    import logging
-
+    propagate = logging.getLogger('vggt_mapper').propagate
     node = make_node()
+    assert not logging.getLogger('vggt_mapper').propagate  # not printed twice (lastResort)
     engine_logger = logging.getLogger('vggt_mapper.engine.mapper')
     engine_logger.warning('window %d refused: %s', 3, 'too few inliers')
     engine_logger.info('an info line')
@@ -491,7 +500,7 @@ def test_engine_logging_reaches_the_ros_logger_until_close(
         '[engine.mapper] late error']
     node.close()
     assert node._log_handler not in logging.getLogger('vggt_mapper').handlers
-    assert logging.getLogger('vggt_mapper').propagate
+    assert logging.getLogger('vggt_mapper').propagate == propagate
 
 
 def test_publish_tf_is_read_only_at_runtime(make_node: Callable[..., Any]) -> None:

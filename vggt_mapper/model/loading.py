@@ -39,7 +39,7 @@ CHECKPOINT_FILENAMES = ('model.safetensors', 'model.pt')
 _LOCAL_SUFFIXES = ('.safetensors', '.pt', '.pth', '.bin')
 _REPO_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$')
 _HINT = ('download the checkpoint elsewhere and pass the local file with --checkpoint PATH '
-         '(a .safetensors or .pt state dict)')
+         '(ROS node: the checkpoint parameter), a .safetensors or .pt state dict')
 _LOG = logging.getLogger(__name__)
 
 
@@ -71,7 +71,8 @@ def _resolve_local(path: Path) -> Path:
                            f'{list(CHECKPOINT_FILENAMES)}')
     if not path.is_file():
         raise WeightsError(f'checkpoint file {str(path)!r} does not exist; pass an existing '
-                           '.safetensors or .pt file with --checkpoint PATH')
+                           '.safetensors or .pt file with --checkpoint PATH (ROS node: the '
+                           'checkpoint parameter)')
     return path
 
 

@@ -65,6 +65,10 @@ def test_ply_empty_and_bad_input(tmp_path: Path) -> None:
     assert points.shape == (0, 3) and colors.shape == (0, 3)
     with pytest.raises(ExportError, match='uint8'):
         write_ply(tmp_path / 'x.ply', np.zeros((2, 3)), np.zeros((2, 3), np.float32))
+    with pytest.raises(ExportError, match='1 non-finite'):
+        write_ply(tmp_path / 'nan.ply', np.array([[0, 0, 1], [np.nan, 0, 1]]),
+                  np.zeros((2, 3), np.uint8))
+    assert not (tmp_path / 'nan.ply').exists()
     (tmp_path / 'ascii.ply').write_text('ply\nformat ascii 1.0\nend_header\n')
     with pytest.raises(InputError, match='layout'):
         read_ply(tmp_path / 'ascii.ply')

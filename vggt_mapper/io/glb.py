@@ -23,6 +23,7 @@ import trimesh
 
 from vggt_mapper.engine.types import KeyframePose
 from vggt_mapper.io.atomic import atomic_write_bytes
+from vggt_mapper.io.cloud import check_colored_points
 from vggt_mapper.io.errors import ExportError
 
 __all__ = [
@@ -107,16 +108,7 @@ def build_scene(points_world: NDArray[np.floating], colors_rgb: NDArray[np.uint8
     :return: the scene, geometry already in glTF coordinates.
     :raises ExportError: if the arrays have wrong shapes or non-finite points.
     """
-    points = np.asarray(points_world, dtype=np.float64)
-    colors = np.asarray(colors_rgb)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ExportError(f'points_world must be (N, 3), got shape {points.shape}')
-    if colors.shape != points.shape:
-        raise ExportError(f'colors_rgb must be (N, 3) like points_world {points.shape}, '
-                          f'got shape {colors.shape}')
-    if not np.isfinite(points).all():
-        raise ExportError(f'points_world holds {int((~np.isfinite(points)).any(axis=1).sum())} '
-                          'non-finite points')
+    points, colors = check_colored_points(points_world, colors_rgb)
     to_gltf = gltf_from_world(poses)
     scene = trimesh.Scene()
     if len(points):

@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vggt_mapper.io.atomic import atomic_write
+from vggt_mapper.io.cloud import check_colored_points
 from vggt_mapper.io.errors import ExportError, InputError
 
 __all__ = ['PLY_VERTEX_DTYPE', 'read_ply', 'write_ply']
@@ -35,16 +36,10 @@ def write_ply(path: Path | str, points_world: NDArray[np.floating],
     :param colors_rgb: (N, 3) uint8 RGB colours.
     :param overwrite: replace an existing file.
     :return: the written path.
-    :raises ExportError: on mismatched shapes, an existing file without ``overwrite``, or a
-        write error.
+    :raises ExportError: on mismatched shapes, non-finite points, an existing file without
+        ``overwrite``, or a write error.
     """
-    points = np.asarray(points_world)
-    colors = np.asarray(colors_rgb)
-    if points.ndim != 2 or points.shape[1] != 3:
-        raise ExportError(f'points_world must be (N, 3), got shape {points.shape}')
-    if colors.shape != points.shape:
-        raise ExportError(f'colors_rgb must be (N, 3) like points_world {points.shape}, '
-                          f'got shape {colors.shape}')
+    points, colors = check_colored_points(points_world, colors_rgb)
     if colors.dtype != np.uint8:
         raise ExportError(f'colors_rgb must be uint8, got {colors.dtype}')
     vertices = np.empty(len(points), dtype=PLY_VERTEX_DTYPE)

@@ -21,7 +21,8 @@ import pytest
 
 from vggt_mapper.cli import main
 from vggt_mapper.cli import map as map_command
-from vggt_mapper.io import InputFrame, read_cameras_json, read_ply, read_tum
+from vggt_mapper.engine import InputFrame
+from vggt_mapper.io import read_cameras_json, read_ply, read_tum
 
 HERE = Path(__file__).resolve().parent
 FAKE = ['--predictor', 'cli_fakes:synthetic_predictor', '--window-size', '4', '--overlap', '2']

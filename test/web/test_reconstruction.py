@@ -8,7 +8,7 @@ from app_helpers import EXACT, MODEL_WIDTH
 import numpy as np
 
 from vggt_mapper.engine.mapper import Mapper
-from vggt_mapper.io.frames import InputFrame
+from vggt_mapper.engine.types import InputFrame
 from vggt_mapper.predictor.base import WindowPrediction
 from vggt_mapper.synthetic.predictor import SyntheticPredictor, SyntheticSequence
 from vggt_mapper.web.reconstruction import estimate_windows, reconstruct

@@ -19,7 +19,22 @@ from numpy.typing import NDArray
 
 from vggt_mapper.geometry.sim3 import Sim3
 
-__all__ = ['KeyframePose', 'MapSnapshot', 'MapperStats', 'WindowResult']
+__all__ = ['InputFrame', 'KeyframePose', 'MapSnapshot', 'MapperStats', 'WindowResult']
+
+
+@dataclass(frozen=True)
+class InputFrame:
+    """
+    One decoded camera frame, as every reader and door hands it to the engine.
+
+    :param image_rgb: (H, W, 3) uint8 RGB.
+    :param stamp_ns: timestamp in integer nanoseconds (message stamp, video PTS, or index-based).
+    :param name: a name for logs and exports (file name, ``frame_000123``).
+    """
+
+    image_rgb: NDArray[np.uint8]
+    stamp_ns: int
+    name: str
 
 
 @dataclass(frozen=True)

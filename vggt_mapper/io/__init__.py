@@ -12,7 +12,6 @@ from vggt_mapper.io.atomic import atomic_write, atomic_write_bytes, check_writab
 from vggt_mapper.io.cameras_json import read_cameras_json, write_cameras_json
 from vggt_mapper.io.errors import ExportError, InputError, IOErrorBase
 from vggt_mapper.io.export import MAP_FILE_NAMES, map_paths, save_map, SavedMap
-from vggt_mapper.io.frames import InputFrame
 from vggt_mapper.io.glb import build_scene, write_glb
 from vggt_mapper.io.ply import read_ply, write_ply
 from vggt_mapper.io.readers import (
@@ -34,7 +33,6 @@ __all__ = [
     'ExportError',
     'IOErrorBase',
     'InputError',
-    'InputFrame',
     'InputKind',
     'ReadStats',
     'SavedMap',

@@ -34,9 +34,8 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.serde import SerdeError
 from rosbags.typesys import get_typestore, Stores
 
-from vggt_mapper.engine.types import KeyframePose, MapSnapshot, WindowResult
+from vggt_mapper.engine.types import InputFrame, KeyframePose, MapSnapshot, WindowResult
 from vggt_mapper.io.errors import ExportError, InputError
-from vggt_mapper.io.frames import InputFrame
 from vggt_mapper.ros import conversions as conv
 from vggt_mapper.ros.errors import ConversionError
 

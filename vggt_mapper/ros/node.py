@@ -77,12 +77,11 @@ from tf2_ros.transform_listener import TransformListener
 
 from vggt_mapper.engine.errors import EngineError
 from vggt_mapper.engine.mapper import Mapper
-from vggt_mapper.engine.types import KeyframePose, MapSnapshot, WindowResult
+from vggt_mapper.engine.types import InputFrame, KeyframePose, MapSnapshot, WindowResult
 from vggt_mapper.engine.worker import MappingWorker, WorkerError
 from vggt_mapper.io.atomic import atomic_write_bytes
 from vggt_mapper.io.errors import ExportError
 from vggt_mapper.io.export import save_map
-from vggt_mapper.io.frames import InputFrame
 from vggt_mapper.ros import conversions as conv
 from vggt_mapper.ros.errors import ConversionError, ParameterError, RosDoorError
 from vggt_mapper.ros.params import NodeParams, PARAMETERS, ParamSpec

@@ -23,9 +23,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vggt_mapper.engine.config import MapperConfig
-from vggt_mapper.engine.types import KeyframePose, MapperStats, MapSnapshot, WindowResult
+from vggt_mapper.engine.types import (
+    InputFrame,
+    KeyframePose,
+    MapperStats,
+    MapSnapshot,
+    WindowResult,
+)
 from vggt_mapper.geometry.unproject import depth_to_points_cam
-from vggt_mapper.io.frames import InputFrame
 from vggt_mapper.predictor.base import Predictor, WindowPrediction
 from vggt_mapper.web.errors import WebError
 from vggt_mapper.web.scene import KeyframeCloud, Scene

@@ -4,6 +4,8 @@ Inputs and exports: image folders and videos in; GLB, PLY, TUM and cameras JSON 
 
 Rosbag2 reading and writing live in ``vggt_mapper.io.rosbag2`` and are not imported here (they
 pull in ``rosbags``; import that module where a bag is needed).
+``vggt_mapper.io.ros_messages`` holds the pure numpy ⇄ ROS message conversions that the rosbag2
+reader/writer and the ROS node share (no rclpy needed).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Graph (names relative to the node, ``~`` = node name):
   ``none``);
 * services ``~/save_map`` and ``~/reset`` (std_srvs/Trigger).
 
-Frames follow REP 103/105 as described in ``vggt_mapper.ros.conversions``; every output is
+Frames follow REP 103/105 as described in ``vggt_mapper.io.ros_messages``; every output is
 stamped with the image stamp of the latest keyframe. The image callback only decodes and
 enqueues into ``MappingWorker``'s bounded queue; VGGT runs in the worker thread and the save
 service hands its file I/O to the worker too.
@@ -79,11 +79,11 @@ from vggt_mapper.engine.errors import EngineError
 from vggt_mapper.engine.mapper import Mapper
 from vggt_mapper.engine.types import InputFrame, KeyframePose, MapSnapshot, WindowResult
 from vggt_mapper.engine.worker import MappingWorker, WorkerError
+from vggt_mapper.io import ros_messages as conv
 from vggt_mapper.io.atomic import atomic_write_bytes
-from vggt_mapper.io.errors import ExportError
+from vggt_mapper.io.errors import ConversionError, ExportError
 from vggt_mapper.io.export import save_map
-from vggt_mapper.ros import conversions as conv
-from vggt_mapper.ros.errors import ConversionError, ParameterError, RosDoorError
+from vggt_mapper.ros.errors import ParameterError, RosDoorError
 from vggt_mapper.ros.params import NodeParams, PARAMETERS, ParamSpec
 
 __all__ = ['MapperNode', 'main']

@@ -1,5 +1,5 @@
 """
-Round trips and malformed cases of vggt_mapper.ros.conversions, on rosbags message classes.
+Round trips and malformed cases of vggt_mapper.io.ros_messages, on rosbags message classes.
 
 rosbags messages are serialised to CDR and back, so the bytes are what a bag or a ROS graph
 carries; a second, minimal "rclpy-like" layout (array.array data, keyword construction) checks
@@ -17,8 +17,9 @@ import pytest
 from rosbags.typesys import get_typestore, Stores
 from scipy.spatial.transform import Rotation
 
-from vggt_mapper.ros import conversions
-from vggt_mapper.ros.conversions import (
+from vggt_mapper.io import ros_messages
+from vggt_mapper.io.errors import ConversionError
+from vggt_mapper.io.ros_messages import (
     cloud_to_points,
     compressed_to_rgb,
     IMAGE_ENCODINGS,
@@ -38,7 +39,6 @@ from vggt_mapper.ros.conversions import (
     stamp_to_ns,
     transform_to_matrix,
 )
-from vggt_mapper.ros.errors import ConversionError
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 
@@ -58,8 +58,8 @@ def plain_types() -> MessageTypes:
         cls.FLOAT32 = 7  # type: ignore[attr-defined]
         return cls
 
-    classes = {field: make(field) for field in conversions._TYPE_NAMES}
-    return MessageTypes(**classes, byte_array=conversions._array_bytes)
+    classes = {field: make(field) for field in ros_messages._TYPE_NAMES}
+    return MessageTypes(**classes, byte_array=ros_messages._array_bytes)
 
 
 @pytest.fixture(params=['rosbags', 'rclpy_like'])

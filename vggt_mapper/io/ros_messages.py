@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
-from vggt_mapper.ros.errors import ConversionError
+from vggt_mapper.io.errors import ConversionError
 
 __all__ = [
     'CLOUD_POINT_STEP',

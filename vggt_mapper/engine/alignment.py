@@ -18,9 +18,11 @@ from numpy.typing import NDArray
 
 from vggt_mapper.engine.config import AlignmentConfig
 from vggt_mapper.engine.errors import AlignmentError
+from vggt_mapper.geometry.se3 import transform_points
 from vggt_mapper.geometry.sim3 import DegenerateSim3Error, fit_sim3_robust, Sim3
+from vggt_mapper.geometry.unproject import unproject_pixels
 
-__all__ = ['AlignmentReport', 'OverlapView', 'align_window', 'backproject']
+__all__ = ['AlignmentReport', 'OverlapView', 'align_window']
 
 
 @dataclass(frozen=True)
@@ -62,21 +64,12 @@ class AlignmentReport:
     max_center_ratio: float
 
 
-def backproject(depth: NDArray[np.floating], intrinsics: NDArray[np.floating],
-                rows: NDArray[np.intp], cols: NDArray[np.intp]) -> NDArray[np.float64]:
-    """
-    Camera-frame points of selected pixels: ``depth · K⁻¹ [u, v, 1]``.
-
-    :param depth: (H, W) z-depth.
-    :param intrinsics: 3×3 K in the same pixels (centres at integers).
-    :param rows: (N,) pixel rows v.
-    :param cols: (N,) pixel columns u.
-    :return: (N, 3) float64 points in the camera frame, depth units.
-    """
-    k_inv = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
-    pix = np.stack([cols, rows, np.ones_like(cols)], axis=1).astype(np.float64)
-    rays = pix @ k_inv.T
-    return rays * np.asarray(depth, dtype=np.float64)[rows, cols][:, None]
+def _view_points(view: OverlapView, rows: NDArray[np.intp], cols: NDArray[np.intp]
+                 ) -> NDArray[np.float64]:
+    """Points of the selected pixels in the view's frame (world or window), (N, 3) float64."""
+    points_cam = unproject_pixels(np.stack([cols, rows], axis=-1), view.depth[rows, cols],
+                                  view.intrinsics)
+    return transform_points(view.cam_pose, points_cam)
 
 
 def _rotation_angle_deg(rotation_a: NDArray[np.float64], rotation_b: NDArray[np.float64]
@@ -107,10 +100,8 @@ def _pairs(old: OverlapView, new: OverlapView, config: AlignmentConfig, budget: 
     keep &= c_old >= np.percentile(c_old[usable], config.conf_percentile)
     keep &= c_new >= np.percentile(c_new[usable], config.conf_percentile)
     rows, cols = rows[keep], cols[keep]
-    points_world = backproject(old.depth, old.intrinsics, rows, cols)
-    points_world = points_world @ old.cam_pose[:3, :3].T + old.cam_pose[:3, 3]
-    points_window = backproject(new.depth, new.intrinsics, rows, cols)
-    points_window = points_window @ new.cam_pose[:3, :3].T + new.cam_pose[:3, 3]
+    points_world = _view_points(old, rows, cols)
+    points_window = _view_points(new, rows, cols)
     weights = np.sqrt(c_old[keep] * c_new[keep])
     return points_window, points_world, weights
 

@@ -20,13 +20,15 @@ import time
 import numpy as np
 from numpy.typing import NDArray
 
-from vggt_mapper.engine.alignment import align_window, backproject, OverlapView
+from vggt_mapper.engine.alignment import align_window, OverlapView
 from vggt_mapper.engine.config import MapperConfig
 from vggt_mapper.engine.errors import AlignmentError, EngineError, FrameError
 from vggt_mapper.engine.keyframes import KeyframeSelector
 from vggt_mapper.engine.point_map import PointMap
 from vggt_mapper.engine.types import KeyframePose, MapperStats, MapSnapshot, WindowResult
+from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.geometry.sim3 import Sim3
+from vggt_mapper.geometry.unproject import unproject_pixels
 from vggt_mapper.predictor.base import ImageMapping, Predictor, WindowPrediction
 
 __all__ = ['Mapper', 'validate_frame']
@@ -71,12 +73,7 @@ def _window_from_cam(prediction: WindowPrediction) -> NDArray[np.float64]:
     if orthogonality > 1e-3 or np.any(np.linalg.det(rotations) <= 0):
         raise AlignmentError(f'prediction has camera rotations that are not rotations '
                              f'(|R R^T - I| up to {orthogonality:.3g})')
-    window_from_cam = np.empty_like(cam_from_window)
-    window_from_cam[:] = np.eye(4)
-    transposed = np.transpose(rotations, (0, 2, 1))
-    window_from_cam[:, :3, :3] = transposed
-    window_from_cam[:, :3, 3] = -np.einsum('sij,sj->si', transposed, cam_from_window[:, :3, 3])
-    return window_from_cam
+    return inverse_se3(cam_from_window)
 
 
 def _copy_pose(pose: KeyframePose) -> KeyframePose:
@@ -282,7 +279,7 @@ class Mapper:
         if not anchors:
             # First window: the world is the first keyframe's camera, in the window's unit
             # times config.scale.
-            cam0_from_window = np.linalg.inv(window_from_cam[0])
+            cam0_from_window = inverse_se3(window_from_cam[0])
             scale = self.config.scale
             return Sim3(scale, cam0_from_window[:3, :3], scale * cam0_from_window[:3, 3])
         old_views = [OverlapView(a.pose.world_from_cam, a.depth_world, a.conf,
@@ -321,6 +318,7 @@ class Mapper:
                             cfg.conf_min)
             valid &= conf_s >= threshold
         rows, cols = rows[valid], cols[valid]
-        points_cam = backproject(depth_world, prediction.intrinsics[slot], rows, cols)
+        points_cam = unproject_pixels(np.stack([cols, rows], axis=-1), depth_world[rows, cols],
+                                      prediction.intrinsics[slot])
         colours = prediction.images_rgb[slot][rows, cols]
         return points_cam.astype(np.float32), colours

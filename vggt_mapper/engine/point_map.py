@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from vggt_mapper.engine.config import MapConfig
 from vggt_mapper.engine.types import MapSnapshot
+from vggt_mapper.geometry.se3 import transform_points
 
 __all__ = ['PointMap']
 
@@ -33,11 +34,6 @@ class _LocalCloud:
     points_cam: NDArray[np.float32]
     colors_rgb: NDArray[np.uint8]
     world_from_cam: NDArray[np.float64]
-
-
-def _transform(points_cam: NDArray[np.float32], world_from_cam: NDArray[np.float64]
-               ) -> NDArray[np.float64]:
-    return points_cam.astype(np.float64) @ world_from_cam[:3, :3].T + world_from_cam[:3, 3]
 
 
 class PointMap:
@@ -221,7 +217,7 @@ class PointMap:
         local = np.ascontiguousarray(points_cam, dtype=np.float32)
         colours = np.ascontiguousarray(colors_rgb, dtype=np.uint8)
         pose = np.asarray(world_from_cam, dtype=np.float64).copy()
-        points_world = _transform(local, pose)
+        points_world = transform_points(pose, local)
         self._fuse(points_world, colours, 1.0)
         if self.config.active_keyframes > 0:
             self._local[index] = _LocalCloud(local, colours, pose)
@@ -242,11 +238,12 @@ class PointMap:
         if cloud is None:
             return False
         voxel_before = self.voxel_size
-        self._fuse(_transform(cloud.points_cam, cloud.world_from_cam), cloud.colors_rgb, -1.0)
+        self._fuse(transform_points(cloud.world_from_cam, cloud.points_cam), cloud.colors_rgb,
+                   -1.0)
         if self.voxel_size != voxel_before:
             _LOG.warning('voxel grid coarsened during a pose update of keyframe %d', index)
         cloud.world_from_cam = np.asarray(world_from_cam, dtype=np.float64).copy()
-        self._fuse(_transform(cloud.points_cam, cloud.world_from_cam), cloud.colors_rgb, 1.0)
+        self._fuse(transform_points(cloud.world_from_cam, cloud.points_cam), cloud.colors_rgb, 1.0)
         return True
 
     def active_keyframes(self) -> list[int]:

@@ -79,6 +79,7 @@ from vggt_mapper.engine.errors import EngineError
 from vggt_mapper.engine.mapper import Mapper
 from vggt_mapper.engine.types import InputFrame, KeyframePose, MapSnapshot, WindowResult
 from vggt_mapper.engine.worker import MappingWorker, WorkerError
+from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.io import ros_messages as conv
 from vggt_mapper.io.atomic import atomic_write_bytes
 from vggt_mapper.io.errors import ConversionError, ExportError
@@ -455,8 +456,8 @@ class MapperNode(Node):
                 self.get_logger().warning(f'no map -> {params.odom_frame} correction: {err}',
                                           throttle_duration_sec=WARN_THROTTLE_S)
                 return
-            parent_from_child = (map_from_cam @ np.linalg.inv(base_from_cam)
-                                 @ np.linalg.inv(odom_from_base))
+            parent_from_child = (map_from_cam @ inverse_se3(base_from_cam)
+                                 @ inverse_se3(odom_from_base))
             child = params.odom_frame
         with self._tf_lock:
             self._last_tf = (parent_from_child, child, stamp_ns)

@@ -80,7 +80,7 @@ def test_inverse_se3(vectors, tolerances) -> None:
 
 def unproject_to_world(depth: NDArray[Any], cam_from_world: NDArray[Any],
                        intrinsics: NDArray[Any]) -> NDArray[np.float64]:
-    """The reference's depth → world points, composed from the one implementation of each step."""
+    """Unproject depth to world points as the reference does, one geometry function per step."""
     points_cam = depth_to_points_cam(depth, intrinsics)
     # The inverse is taken in the extrinsic's own precision (as the reference does), then widened.
     world_from_cam = inverse_se3(cam_from_world).astype(np.float64)

@@ -60,6 +60,8 @@ def inverse_se3(transform: ArrayLike) -> NDArray[np.floating[Any]]:
 @overload
 def transform_points(b_from_a: NDArray[np.float64],
                      points_a: ArrayLike) -> NDArray[np.float64]: ...
+
+
 @overload
 def transform_points(b_from_a: ArrayLike, points_a: ArrayLike) -> NDArray[np.floating[Any]]: ...
 

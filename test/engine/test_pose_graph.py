@@ -409,23 +409,25 @@ def test_convention_edges_measure_a_from_b() -> None:
 def test_convention_tangent_order_is_rotation_translation_log_scale() -> None:
     twice = sim3_to_gtsam(Sim3(2.0, np.eye(3), np.zeros(3)))
     np.testing.assert_allclose(gtsam.Similarity3.Logmap(twice), [0] * 6 + [math.log(2.0)])
-    # Two edges on one node pair: the first fixes rotation and translation (its log-scale
-    # sigma is huge), the second fixes only log-scale. Each wins exactly its own components.
-    a_from_b = _some_sim3(3)
-    other = Sim3(a_from_b.scale * 1.5, a_from_b.rotation @ _rotation([0, 0, 0.3]),
-                 a_from_b.translation + 1.0)
+    # Three edges on one node pair, each tight in one block of the tangent and loose in the
+    # others, each measuring something else: the result takes each block from its own edge.
+    base = _some_sim3(3)
+    by_rotation = perturbed(base, np.array([0.3, -0.2, 0.1]), np.zeros(3), 0.0)
+    by_translation = perturbed(base, np.array([-0.2, 0.1, 0.2]), np.array([0.5, -1.0, 0.3]), 0.2)
+    by_scale = perturbed(base, np.array([0.1, 0.3, -0.2]), np.array([-0.4, 0.2, 0.6]), -0.4)
     graph = PoseGraph()
     graph.add_node(0, Sim3.identity(), segment=0)
     graph.add_node(1, Sim3.identity(), segment=0)
-    graph.add_odometry(0, 1, a_from_b, EdgeNoise(1e-4, 1e-4, 1e3))
-    graph.add_odometry(0, 1, other, EdgeNoise(1e3, 1e3, 1e-4))
+    graph.add_odometry(0, 1, by_rotation, EdgeNoise(1e-4, 1e3, 1e3))
+    graph.add_odometry(0, 1, by_translation, EdgeNoise(1e3, 1e-4, 1e3))
+    graph.add_odometry(0, 1, by_scale, EdgeNoise(1e3, 1e3, 1e-4))
 
     optimise_in_place(graph)
 
     value = graph.value(1)
-    assert value.scale == pytest.approx(other.scale, rel=1e-4)
-    np.testing.assert_allclose(value.rotation, a_from_b.rotation, atol=1e-4)
-    np.testing.assert_allclose(value.translation, a_from_b.translation, atol=1e-4)
+    np.testing.assert_allclose(value.rotation, by_rotation.rotation, atol=1e-4)
+    np.testing.assert_allclose(value.translation, by_translation.translation, atol=1e-4)
+    assert value.scale == pytest.approx(by_scale.scale, rel=1e-4)
 
 
 def test_convention_sigma_trans_is_in_the_first_nodes_units() -> None:

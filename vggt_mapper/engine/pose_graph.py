@@ -21,7 +21,8 @@ The first node of a segment anchors it with a prior at its value (fixing the seg
 gauge); edges never cross segments; ``merge_segments`` carries one segment into another's frame
 and drops its anchor, after which loops between them are ordinary edges.
 
-Off the hot path: ``PoseGraph.snapshot()`` copies the problem (cheap, immutable, picklable),
+Off the hot path: ``PoseGraph.snapshot()`` copies the problem (a few numpy columns: cheap to
+copy and to pickle to a worker process),
 ``optimize`` (a pure function) builds the gtsam graph and runs Levenberg-Marquardt, and
 ``PoseGraph.apply`` writes the result back while keeping nodes added meanwhile glued to their
 neighbours. gtsam holds the GIL while it optimises (measured in ``benchmarks/pose_graph.py``),
@@ -31,6 +32,7 @@ every other Python thread, frame intake included, for the whole solve.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import concurrent.futures
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -38,11 +40,12 @@ import enum
 import math
 import multiprocessing
 import time
-from typing import Literal
+from typing import Any, Literal
 import uuid
 
 import gtsam
 import numpy as np
+from numpy.typing import NDArray
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -55,7 +58,6 @@ __all__ = [
     'EdgeCounts',
     'EdgeKind',
     'EdgeNoise',
-    'GraphNode',
     'GraphProblem',
     'LoopReport',
     'LoopVerdict',
@@ -64,6 +66,7 @@ __all__ = [
     'PoseGraph',
     'PoseGraphConfig',
     'PoseGraphError',
+    'Sim3Array',
     'optimize',
     'sim3_from_gtsam',
     'sim3_to_gtsam',
@@ -73,6 +76,8 @@ LoopKernel = Literal['cauchy', 'huber', 'none']
 _LOOP_KERNELS = ('cauchy', 'huber', 'none')
 # gtsam keys are 64-bit Symbols: one character and a 56-bit index.
 _MAX_KEY = 2**56 - 1
+_MAX_SEGMENT = 2**63 - 1
+_NO_LOOP = -1
 _ROTATION_TOL = 1e-6
 
 
@@ -204,39 +209,105 @@ class EdgeCounts:
 
 
 @dataclass(frozen=True)
-class GraphNode:
+class Sim3Array:
     """
-    A keyframe node as a snapshot or a result holds it.
+    N similarity transforms as columns, each ``x_target = s R x_source + t`` like ``Sim3``.
 
-    :param key: the caller's keyframe key.
-    :param segment: the segment it belonged to at the snapshot.
-    :param world_from_node: its value in that segment's frame.
+    Columns make snapshots and results cheap to copy and to pickle (a process worker gets
+    them in a few array buffers instead of thousands of small objects).
+
+    :param scales: (N,) float64, > 0.
+    :param rotations: (N, 3, 3) float64 rotation matrices.
+    :param translations: (N, 3) float64, in target units.
     """
 
-    key: int
-    segment: int
-    world_from_node: Sim3
+    scales: NDArray[np.float64]
+    rotations: NDArray[np.float64]
+    translations: NDArray[np.float64]
+
+    @classmethod
+    def from_sim3s(cls, transforms: Sequence[Sim3]) -> Sim3Array:
+        """
+        Stack transforms into columns.
+
+        :param transforms: the transforms, in order.
+        :return: their columns.
+        """
+        return cls(np.array([t.scale for t in transforms], dtype=np.float64).reshape(-1),
+                   np.array([t.rotation for t in transforms], dtype=np.float64).reshape(-1, 3, 3),
+                   np.array([t.translation for t in transforms],
+                            dtype=np.float64).reshape(-1, 3))
+
+    def __len__(self) -> int:
+        """Return N."""
+        return len(self.scales)
+
+    def __getitem__(self, index: int) -> Sim3:
+        """
+        Return one transform.
+
+        :param index: its row.
+        :return: it as a ``Sim3`` (copies).
+        """
+        return Sim3(float(self.scales[index]), self.rotations[index].copy(),
+                    self.translations[index].copy())
+
+    def left_compose(self, transform: Sim3) -> Sim3Array:
+        """
+        Return ``transform ∘ self[i]`` for every row (a new frame for all of them).
+
+        :param transform: maps this array's target frame to the new one.
+        :return: the composed transforms.
+        """
+        return Sim3Array(transform.scale * self.scales,
+                         np.matmul(transform.rotation, self.rotations),
+                         transform.apply(self.translations))
 
 
 @dataclass(frozen=True)
 class GraphProblem:
     """
-    An immutable, picklable copy of a pose graph: what ``optimize`` solves.
+    A copy of a pose graph: what ``optimize`` solves. Owns its arrays; do not modify them.
 
-    :param nodes: every node, in insertion order.
-    :param edges: every edge, in insertion order.
-    :param anchors: keys of the segment anchors (one per segment) whose prior fixes the gauge.
+    :param keys: (N,) int64 node keys, in insertion order.
+    :param segments: (N,) int64 segment of each node at the snapshot.
+    :param world_from_node: (N) node values, in their segment's frame.
+    :param edge_keys: (E, 2) int64 keys ``a, b`` of each edge, in insertion order.
+    :param edge_loop_ids: (E,) int64 loop id of each loop edge, -1 for odometry.
+    :param a_from_b: (E) edge measurements.
+    :param edge_sigmas: (E, 3) float64 sigmas: rotation (rad), translation (``a``'s units),
+        log-scale.
+    :param anchors: (S,) int64 keys of the segment anchors whose prior fixes the gauge.
     :param graph_id: identity of the ``PoseGraph`` it was taken from.
     :param revision: that graph's revision at the snapshot (it grows with every change).
     :param merge_count: segment merges done before the snapshot.
     """
 
-    nodes: tuple[GraphNode, ...]
-    edges: tuple[Edge, ...]
-    anchors: tuple[int, ...]
+    keys: NDArray[np.int64]
+    segments: NDArray[np.int64]
+    world_from_node: Sim3Array
+    edge_keys: NDArray[np.int64]
+    edge_loop_ids: NDArray[np.int64]
+    a_from_b: Sim3Array
+    edge_sigmas: NDArray[np.float64]
+    anchors: NDArray[np.int64]
     graph_id: str
     revision: int
     merge_count: int
+
+    def edge(self, index: int) -> Edge:
+        """
+        Return one edge as an ``Edge``.
+
+        :param index: its row (insertion order).
+        :return: the edge.
+        """
+        loop_id = int(self.edge_loop_ids[index])
+        rot, trans, log_scale = (float(v) for v in self.edge_sigmas[index])
+        return Edge(EdgeKind.LOOP if loop_id != _NO_LOOP else EdgeKind.ODOMETRY,
+                    int(self.edge_keys[index, 0]), int(self.edge_keys[index, 1]),
+                    self.a_from_b[index], EdgeNoise(rot, trans, log_scale),
+                    loop_id if loop_id != _NO_LOOP else None)
 
 
 class LoopVerdict(enum.Enum):
@@ -275,8 +346,10 @@ class OptimizationResult:
     """
     What ``optimize`` found for a snapshot.
 
-    :param nodes: optimised nodes (segment as at the snapshot); nodes not linked to their
-        segment's anchor by edges are left out and listed in ``unconstrained``.
+    :param keys: (M,) int64 keys of the optimised nodes, in insertion order; nodes not linked
+        to their segment's anchor by edges are left out and listed in ``unconstrained``.
+    :param segments: (M,) int64 their segments as at the snapshot.
+    :param world_from_node: (M) their optimised values, in those segments' frames.
     :param loops: a report per optimised loop edge, in insertion order.
     :param unconstrained: keys left out: no chain of edges links them to their anchor.
     :param initial_error: gtsam graph error (½ Σ robust squared whitened residuals) before.
@@ -289,7 +362,9 @@ class OptimizationResult:
     :param merge_count: the ``GraphProblem``'s.
     """
 
-    nodes: tuple[GraphNode, ...]
+    keys: NDArray[np.int64]
+    segments: NDArray[np.int64]
+    world_from_node: Sim3Array
     loops: tuple[LoopReport, ...]
     unconstrained: tuple[int, ...]
     initial_error: float
@@ -308,7 +383,7 @@ class OptimizationResult:
 
     def values(self) -> dict[int, Sim3]:
         """Return the optimised ``world_from_node`` per key."""
-        return {node.key: node.world_from_node for node in self.nodes}
+        return {int(key): self.world_from_node[i] for i, key in enumerate(self.keys)}
 
     def loop(self, loop_id: int) -> LoopReport:
         """
@@ -360,18 +435,20 @@ def node_symbol(key: int) -> int:
     return int(gtsam.symbol('x', key))
 
 
-def odometry_noise(noise: EdgeNoise, a_from_b: Sim3) -> gtsam.noiseModel.Diagonal:
+def edge_noise(sigmas: NDArray[np.float64], scale_a_from_b: float
+               ) -> gtsam.noiseModel.Diagonal:
     """
     Return the Gaussian noise model of an edge, sigmas in gtsam's tangent order.
 
-    :param noise: sigmas, translation in ``a``'s units.
-    :param a_from_b: the measurement; its scale turns ``a``'s units into ``b``'s, the units of
-        the factor's translation error.
+    :param sigmas: (3,) rotation (rad), translation (``a``'s units), log-scale.
+    :param scale_a_from_b: the measurement's scale; it turns ``a``'s units into ``b``'s, the
+        units of the factor's translation error.
     :return: a diagonal model over ``[ω, u, λ]``.
     """
-    sigma_trans_b = noise.sigma_trans / a_from_b.scale
+    sigma_rot, sigma_trans_a, sigma_log_scale = (float(v) for v in sigmas)
+    sigma_trans_b = sigma_trans_a / scale_a_from_b
     return gtsam.noiseModel.Diagonal.Sigmas(np.array(
-        [noise.sigma_rot_rad] * 3 + [sigma_trans_b] * 3 + [noise.sigma_log_scale]))
+        [sigma_rot] * 3 + [sigma_trans_b] * 3 + [sigma_log_scale]))
 
 
 def loop_kernel(config: PoseGraphConfig
@@ -405,51 +482,59 @@ def gauge_noise(config: PoseGraphConfig, world_from_anchor: Sim3) -> gtsam.noise
 
 @dataclass(frozen=True)
 class _LoopFactor:
-    edge: Edge
+    loop_id: int
+    a: int
+    b: int
     factor: gtsam.BetweenFactorSimilarity3
     gaussian: gtsam.noiseModel.Diagonal
 
 
-def _constrained_keys(problem: GraphProblem) -> set[int]:
-    """Return the keys linked to their segment's anchor by a chain of edges."""
-    index = {node.key: i for i, node in enumerate(problem.nodes)}
-    rows = [index[edge.a] for edge in problem.edges]
-    cols = [index[edge.b] for edge in problem.edges]
-    size = len(problem.nodes)
-    adjacency = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(size, size))
+def _rows_of(keys: NDArray[np.int64], wanted: NDArray[np.int64]) -> NDArray[np.intp]:
+    """Return the rows of ``wanted`` keys in ``keys`` (all present)."""
+    order = np.argsort(keys, kind='stable')
+    return order[np.searchsorted(keys, wanted, sorter=order)]
+
+
+def _constrained_rows(problem: GraphProblem) -> NDArray[np.bool_]:
+    """Return which nodes a chain of edges links to their segment's anchor."""
+    size = len(problem.keys)
+    ends = _rows_of(problem.keys, problem.edge_keys)
+    adjacency = coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(size, size))
     _, labels = connected_components(adjacency, directed=False)
-    anchored = {labels[index[key]] for key in problem.anchors}
-    return {node.key for node in problem.nodes if labels[index[node.key]] in anchored}
+    anchored = labels[_rows_of(problem.keys, problem.anchors)]
+    return np.isin(labels, anchored)
 
 
-def _build_graph(problem: GraphProblem, config: PoseGraphConfig, keys: set[int]
+def _build_graph(problem: GraphProblem, config: PoseGraphConfig,
+                 constrained: NDArray[np.bool_]
                  ) -> tuple[gtsam.NonlinearFactorGraph, gtsam.Values, list[_LoopFactor]]:
     graph = gtsam.NonlinearFactorGraph()
     initial = gtsam.Values()
-    values = {}
-    for node in problem.nodes:
-        if node.key in keys:
-            values[node.key] = node.world_from_node
-            initial.insert(node_symbol(node.key), sim3_to_gtsam(node.world_from_node))
-    for key in problem.anchors:
-        graph.add(gtsam.PriorFactorSimilarity3(node_symbol(key), sim3_to_gtsam(values[key]),
-                                               gauge_noise(config, values[key])))
+    for row in np.flatnonzero(constrained).tolist():
+        initial.insert(node_symbol(int(problem.keys[row])),
+                       sim3_to_gtsam(problem.world_from_node[row]))
+    for row in _rows_of(problem.keys, problem.anchors).tolist():
+        world_from_anchor = problem.world_from_node[row]
+        graph.add(gtsam.PriorFactorSimilarity3(node_symbol(int(problem.keys[row])),
+                                               sim3_to_gtsam(world_from_anchor),
+                                               gauge_noise(config, world_from_anchor)))
     kernel = loop_kernel(config)
+    # Edges never leave a connected component: both ends of an edge are in or out together.
+    edge_in = constrained[_rows_of(problem.keys, problem.edge_keys[:, 0])]
     loops = []
-    for edge in problem.edges:
-        if edge.a not in keys:
-            continue  # edges never leave a component: both ends are out
-        gaussian = odometry_noise(edge.noise, edge.a_from_b)
-        noise: gtsam.noiseModel.Base
-        if edge.kind is EdgeKind.LOOP and kernel is not None:
+    for index in np.flatnonzero(edge_in).tolist():
+        a, b = (int(key) for key in problem.edge_keys[index])
+        a_from_b = problem.a_from_b[index]
+        gaussian = edge_noise(problem.edge_sigmas[index], a_from_b.scale)
+        loop_id = int(problem.edge_loop_ids[index])
+        noise: gtsam.noiseModel.Base = gaussian
+        if loop_id != _NO_LOOP and kernel is not None:
             noise = gtsam.noiseModel.Robust.Create(kernel, gaussian)
-        else:
-            noise = gaussian
-        factor = gtsam.BetweenFactorSimilarity3(node_symbol(edge.a), node_symbol(edge.b),
-                                                sim3_to_gtsam(edge.a_from_b), noise)
+        factor = gtsam.BetweenFactorSimilarity3(node_symbol(a), node_symbol(b),
+                                                sim3_to_gtsam(a_from_b), noise)
         graph.add(factor)
-        if edge.kind is EdgeKind.LOOP:
-            loops.append(_LoopFactor(edge, factor, gaussian))
+        if loop_id != _NO_LOOP:
+            loops.append(_LoopFactor(loop_id, a, b, factor, gaussian))
     return graph, initial, loops
 
 
@@ -484,9 +569,8 @@ def _loop_report(loop: _LoopFactor, initial: gtsam.Values, final: gtsam.Values,
         verdict = LoopVerdict.DOWN_WEIGHTED
     else:
         verdict = LoopVerdict.INLIER
-    assert loop.edge.loop_id is not None  # set by PoseGraph.add_loop
-    return LoopReport(loop.edge.loop_id, loop.edge.a, loop.edge.b,
-                      _whitened_norm(loop, initial), final_error, weight, verdict)
+    return LoopReport(loop.loop_id, loop.a, loop.b, _whitened_norm(loop, initial), final_error,
+                      weight, verdict)
 
 
 def optimize(problem: GraphProblem, config: PoseGraphConfig) -> OptimizationResult:
@@ -499,17 +583,17 @@ def optimize(problem: GraphProblem, config: PoseGraphConfig) -> OptimizationResu
     :raises OptimizationError: if gtsam fails (e.g. an indeterminant linear system).
     """
     start = time.perf_counter()
-    keys = _constrained_keys(problem)
-    graph, initial, loops = _build_graph(problem, config, keys)
+    constrained = _constrained_rows(problem)
+    graph, initial, loops = _build_graph(problem, config, constrained)
     built = time.perf_counter()
     final, iterations = _levenberg_marquardt(graph, initial, config)
-    nodes = tuple(GraphNode(node.key, node.segment,
-                            sim3_from_gtsam(final.atSimilarity3(node_symbol(node.key))))
-                  for node in problem.nodes if node.key in keys)
+    keys = problem.keys[constrained]
+    optimised = Sim3Array.from_sim3s(
+        [sim3_from_gtsam(final.atSimilarity3(node_symbol(int(key)))) for key in keys])
     reports = tuple(_loop_report(loop, initial, final, config) for loop in loops)
     return OptimizationResult(
-        nodes=nodes, loops=reports,
-        unconstrained=tuple(node.key for node in problem.nodes if node.key not in keys),
+        keys=keys, segments=problem.segments[constrained], world_from_node=optimised,
+        loops=reports, unconstrained=tuple(int(key) for key in problem.keys[~constrained]),
         initial_error=float(graph.error(initial)), final_error=float(graph.error(final)),
         iterations=iterations, build_seconds=built - start,
         solve_seconds=time.perf_counter() - built, graph_id=problem.graph_id,
@@ -534,6 +618,35 @@ def _check_transform(transform: Sim3, what: str) -> None:
                              f'det = {np.linalg.det(rotation):.3g})')
 
 
+def _check_int(value: object, low: int, high: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise PoseGraphError(f'{what} must be an int, got {type(value).__name__}')
+    if not low <= value <= high:
+        raise PoseGraphError(f'{what} must be in [{low}, {high}], got {value}')
+    return int(value)
+
+
+class _Columns:
+    """Append-only numpy columns with amortised O(1) appends (capacity doubles when full)."""
+
+    def __init__(self, row_shapes: dict[str, tuple[tuple[int, ...], type]]) -> None:
+        self._data: dict[str, NDArray[Any]] = {
+            name: np.empty((16, *shape), dtype) for name, (shape, dtype) in row_shapes.items()}
+        self.size = 0
+
+    def append(self, **row: object) -> None:
+        if self.size == len(next(iter(self._data.values()))):
+            self._data = {name: np.concatenate([column, np.empty_like(column)])
+                          for name, column in self._data.items()}
+        for name, column in self._data.items():
+            column[self.size] = row[name]
+        self.size += 1
+
+    def __getitem__(self, name: str) -> NDArray[Any]:
+        """Return a view of a column's filled rows (writable: updates go to the table)."""
+        return self._data[name][:self.size]
+
+
 @dataclass(frozen=True)
 class _Merge:
     keep: int
@@ -546,7 +659,8 @@ class PoseGraph:
     The keyframe pose graph the engine owns: nodes, odometry and loop edges, segments.
 
     Not thread-safe: one owner calls every method; optimisation works on ``snapshot()`` copies
-    (see ``optimize`` and ``BackgroundOptimizer``) and comes back through ``apply``.
+    (see ``optimize`` and ``BackgroundOptimizer``) and comes back through ``apply``. Nodes and
+    edges are stored as numpy columns, so a snapshot of a 20k-keyframe graph is a few copies.
 
     :param config: how snapshots are optimised (kept for callers; ``optimize`` takes it too).
     """
@@ -554,11 +668,16 @@ class PoseGraph:
     def __init__(self, config: PoseGraphConfig | None = None) -> None:
         self.config = config if config is not None else PoseGraphConfig()
         self._graph_id = uuid.uuid4().hex
-        self._values: dict[int, Sim3] = {}  # insertion order is the nodes' order
-        self._segment_of: dict[int, int] = {}
+        self._keys: list[int] = []  # row -> key; rows are in insertion order
+        self._row_of: dict[int, int] = {}
+        self._nodes = _Columns({'scale': ((), np.float64), 'rotation': ((3, 3), np.float64),
+                                'translation': ((3,), np.float64), 'segment': ((), np.int64)})
+        self._edges = _Columns({'keys': ((2,), np.int64), 'loop_id': ((), np.int64),
+                                'scale': ((), np.float64), 'rotation': ((3, 3), np.float64),
+                                'translation': ((3,), np.float64),
+                                'sigmas': ((3,), np.float64)})
         self._anchors: dict[int, int] = {}  # segment -> anchor key
         self._absorbed_into: dict[int, int] = {}  # merged-away segment -> keeping segment
-        self._edges: list[Edge] = []
         self._loop_count = 0
         self._merges: list[_Merge] = []
         self._revision = 0
@@ -572,22 +691,21 @@ class PoseGraph:
 
         :param key: the keyframe's key, a new integer in [0, 2**56).
         :param world_from_node: initial value, in the segment's frame.
-        :param segment: the segment (any integer not merged away yet).
+        :param segment: the segment, an integer in [0, 2**63) not merged away yet.
         :raises PoseGraphError: duplicate or out-of-range key, bad transform, merged segment.
         """
-        if isinstance(key, bool) or not isinstance(key, (int, np.integer)):
-            raise PoseGraphError(f'node key must be an int, got {type(key).__name__}')
-        if not 0 <= key <= _MAX_KEY:
-            raise PoseGraphError(f'node key must be in [0, 2**56), got {key}')
-        if key in self._values:
-            raise PoseGraphError(f'node {key} already exists (segment {self._segment_of[key]})')
+        key = _check_int(key, 0, _MAX_KEY, 'node key')
+        segment = _check_int(segment, 0, _MAX_SEGMENT, 'segment')
+        if key in self._row_of:
+            raise PoseGraphError(f'node {key} already exists (segment {self.segment_of(key)})')
         if segment in self._absorbed_into:
             raise PoseGraphError(f'segment {segment} was merged into segment '
                                  f'{self._absorbed_into[segment]}; add the node there')
         _check_transform(world_from_node, f'world_from_node of node {key}')
-        key, segment = int(key), int(segment)
-        self._values[key] = world_from_node
-        self._segment_of[key] = segment
+        self._row_of[key] = len(self._keys)
+        self._keys.append(key)
+        self._nodes.append(scale=world_from_node.scale, rotation=world_from_node.rotation,
+                           translation=world_from_node.translation, segment=segment)
         self._anchors.setdefault(segment, key)
         self._revision += 1
 
@@ -601,9 +719,7 @@ class PoseGraph:
         :param noise: its sigmas (translation in ``a``'s units).
         :raises PoseGraphError: unknown node, nodes in different segments, bad measurement.
         """
-        self._check_edge(a, b, a_from_b, noise, 'odometry')
-        self._edges.append(Edge(EdgeKind.ODOMETRY, a, b, a_from_b, noise))
-        self._revision += 1
+        self._add_edge(a, b, a_from_b, noise, _NO_LOOP)
 
     def add_loop(self, a: int, b: int, a_from_b: Sim3, noise: EdgeNoise) -> int:
         """
@@ -616,27 +732,30 @@ class PoseGraph:
         :return: the loop id, which names this loop in ``OptimizationResult.loops``.
         :raises PoseGraphError: unknown node, nodes in different segments, bad measurement.
         """
-        self._check_edge(a, b, a_from_b, noise, 'loop')
         loop_id = self._loop_count
+        self._add_edge(a, b, a_from_b, noise, loop_id)
         self._loop_count += 1
-        self._edges.append(Edge(EdgeKind.LOOP, a, b, a_from_b, noise, loop_id))
-        self._revision += 1
         return loop_id
 
-    def _check_edge(self, a: int, b: int, a_from_b: Sim3, noise: EdgeNoise, kind: str) -> None:
+    def _add_edge(self, a: int, b: int, a_from_b: Sim3, noise: EdgeNoise, loop_id: int) -> None:
+        kind = 'odometry' if loop_id == _NO_LOOP else 'loop'
         for key in (a, b):
-            if key not in self._values:
+            if key not in self._row_of:
                 raise PoseGraphError(f'{kind} edge {a} -> {b}: node {key} does not exist')
         if a == b:
             raise PoseGraphError(f'{kind} edge {a} -> {b}: an edge needs two different nodes')
-        if self._segment_of[a] != self._segment_of[b]:
+        if self.segment_of(a) != self.segment_of(b):
             raise PoseGraphError(
-                f'{kind} edge {a} -> {b} crosses segments {self._segment_of[a]} and '
-                f'{self._segment_of[b]}; call merge_segments first to put them in one frame')
+                f'{kind} edge {a} -> {b} crosses segments {self.segment_of(a)} and '
+                f'{self.segment_of(b)}; call merge_segments first to put them in one frame')
         if not isinstance(noise, EdgeNoise):
             raise PoseGraphError(f'{kind} edge {a} -> {b}: noise must be an EdgeNoise, got '
                                  f'{type(noise).__name__}')
         _check_transform(a_from_b, f'{kind} edge {a} -> {b}: a_from_b')
+        self._edges.append(keys=(a, b), loop_id=loop_id, scale=a_from_b.scale,
+                           rotation=a_from_b.rotation, translation=a_from_b.translation,
+                           sigmas=(noise.sigma_rot_rad, noise.sigma_trans, noise.sigma_log_scale))
+        self._revision += 1
 
     def merge_segments(self, keep: int, absorb: int, keep_world_from_absorb_world: Sim3) -> None:
         """
@@ -657,44 +776,63 @@ class PoseGraph:
         if keep == absorb:
             raise PoseGraphError(f'cannot merge segment {keep} with itself')
         _check_transform(keep_world_from_absorb_world, 'keep_world_from_absorb_world')
-        for key, segment in self._segment_of.items():
-            if segment == absorb:
-                self._values[key] = keep_world_from_absorb_world.compose(self._values[key])
-                self._segment_of[key] = keep
+        rows = np.flatnonzero(self._nodes['segment'] == absorb)
+        self._set_rows(rows, self._node_values(rows).left_compose(keep_world_from_absorb_world))
+        self._nodes['segment'][rows] = keep
         del self._anchors[absorb]
-        self._absorbed_into[absorb] = keep
         for old, into in self._absorbed_into.items():
             if into == absorb:
                 self._absorbed_into[old] = keep
+        self._absorbed_into[absorb] = keep
         self._merges.append(_Merge(keep, absorb, keep_world_from_absorb_world))
         self._revision += 1
+
+    def _node_values(self, rows: NDArray[np.intp]) -> Sim3Array:
+        return Sim3Array(self._nodes['scale'][rows], self._nodes['rotation'][rows],
+                         self._nodes['translation'][rows])
+
+    def _set_value(self, row: int, value: Sim3) -> None:
+        self._nodes['scale'][row] = value.scale
+        self._nodes['rotation'][row] = value.rotation
+        self._nodes['translation'][row] = value.translation
+
+    def _set_rows(self, rows: NDArray[np.intp], values: Sim3Array) -> None:
+        self._nodes['scale'][rows] = values.scales
+        self._nodes['rotation'][rows] = values.rotations
+        self._nodes['translation'][rows] = values.translations
 
     # -- reading ---------------------------------------------------------------------------
 
     def __len__(self) -> int:
         """Return the number of nodes."""
-        return len(self._values)
+        return len(self._keys)
 
     def __contains__(self, key: object) -> bool:
         """Return whether a node with this key exists."""
-        return key in self._values
+        return key in self._row_of
+
+    def _row(self, key: int) -> int:
+        try:
+            return self._row_of[key]
+        except KeyError:
+            raise PoseGraphError(f'node {key} does not exist') from None
 
     def value(self, key: int) -> Sim3:
         """
         Return a node's ``world_from_node`` (in its segment's frame).
 
         :param key: the node's key.
-        :return: its current value.
+        :return: its current value (a copy).
         :raises PoseGraphError: if the node does not exist.
         """
-        try:
-            return self._values[key]
-        except KeyError:
-            raise PoseGraphError(f'node {key} does not exist') from None
+        row = self._row(key)
+        return Sim3(float(self._nodes['scale'][row]), self._nodes['rotation'][row].copy(),
+                    self._nodes['translation'][row].copy())
 
     def values(self) -> dict[int, Sim3]:
-        """Return every node's ``world_from_node``, in insertion order (a copy)."""
-        return dict(self._values)
+        """Return every node's ``world_from_node``, in insertion order (copies)."""
+        values = self._node_values(np.arange(len(self._keys)))
+        return {key: values[row] for row, key in enumerate(self._keys)}
 
     def segment_of(self, key: int) -> int:
         """
@@ -704,15 +842,12 @@ class PoseGraph:
         :return: its segment.
         :raises PoseGraphError: if the node does not exist.
         """
-        try:
-            return self._segment_of[key]
-        except KeyError:
-            raise PoseGraphError(f'node {key} does not exist') from None
+        return int(self._nodes['segment'][self._row(key)])
 
     def segments(self) -> dict[int, list[int]]:
         """Return the keys of each segment, in insertion order."""
         out: dict[int, list[int]] = {segment: [] for segment in self._anchors}
-        for key, segment in self._segment_of.items():
+        for key, segment in zip(self._keys, self._nodes['segment'].tolist(), strict=True):
             out[segment].append(key)
         return out
 
@@ -730,12 +865,13 @@ class PoseGraph:
             raise PoseGraphError(f'segment {segment} does not exist') from None
 
     def edges(self) -> tuple[Edge, ...]:
-        """Return every edge, in insertion order."""
-        return tuple(self._edges)
+        """Return every edge, in insertion order (built on demand: O(edges) objects)."""
+        problem = self.snapshot()
+        return tuple(problem.edge(index) for index in range(len(problem.edge_keys)))
 
     def edge_counts(self) -> EdgeCounts:
         """Return how many odometry and loop edges the graph holds."""
-        return EdgeCounts(len(self._edges) - self._loop_count, self._loop_count)
+        return EdgeCounts(self._edges.size - self._loop_count, self._loop_count)
 
     @property
     def revision(self) -> int:
@@ -746,14 +882,21 @@ class PoseGraph:
 
     def snapshot(self) -> GraphProblem:
         """
-        Return an immutable copy of the problem for ``optimize`` (O(nodes + edges), no gtsam).
+        Return a copy of the problem for ``optimize``: a few array copies, no gtsam.
 
         :return: nodes, edges and anchors as they are now.
         """
-        nodes = tuple(GraphNode(key, self._segment_of[key], value)
-                      for key, value in self._values.items())
-        return GraphProblem(nodes, tuple(self._edges), tuple(self._anchors.values()),
-                            self._graph_id, self._revision, len(self._merges))
+        nodes, edges = self._nodes, self._edges
+        return GraphProblem(
+            keys=np.array(self._keys, dtype=np.int64), segments=nodes['segment'].copy(),
+            world_from_node=Sim3Array(nodes['scale'].copy(), nodes['rotation'].copy(),
+                                      nodes['translation'].copy()),
+            edge_keys=edges['keys'].copy(), edge_loop_ids=edges['loop_id'].copy(),
+            a_from_b=Sim3Array(edges['scale'].copy(), edges['rotation'].copy(),
+                               edges['translation'].copy()),
+            edge_sigmas=edges['sigmas'].copy(),
+            anchors=np.array(list(self._anchors.values()), dtype=np.int64),
+            graph_id=self._graph_id, revision=self._revision, merge_count=len(self._merges))
 
     def apply(self, result: OptimizationResult) -> None:
         """
@@ -776,37 +919,51 @@ class PoseGraph:
             raise PoseGraphError(f'stale result: its snapshot (revision {result.revision}) is '
                                  f'older than the result already applied (revision '
                                  f'{self._applied_revision})')
-        optimised = self._in_current_frames(result)
-        old = self._values
-        new: dict[int, Sim3] = {}
-        nearest_ref: dict[int, int] = {}  # segment -> latest optimised key seen so far
-        for key, value in old.items():
-            segment = self._segment_of[key]
-            if key in optimised:
-                new[key] = optimised[key]
-                nearest_ref[segment] = key
-            elif segment in nearest_ref:
-                ref = nearest_ref[segment]
-                correction = new[ref].compose(old[ref].inverse())
-                new[key] = correction.compose(value)
-            else:
-                new[key] = value
-        self._values = new
+        optimised_rows = np.array([self._row_of[int(key)] for key in result.keys], dtype=np.intp)
+        carried_rows, refs = self._nearest_earlier(optimised_rows)
+        old_refs, old_carried = self._node_values(refs), self._node_values(carried_rows)
+        self._set_rows(optimised_rows, self._in_current_frames(result))
+        new_refs = self._node_values(refs)
+        for index, row in enumerate(carried_rows.tolist()):
+            correction = new_refs[index].compose(old_refs[index].inverse())
+            self._set_value(row, correction.compose(old_carried[index]))
         self._applied_revision = result.revision
         self._revision += 1
 
-    def _in_current_frames(self, result: OptimizationResult) -> dict[int, Sim3]:
+    def _nearest_earlier(self, optimised_rows: NDArray[np.intp]
+                         ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """Pair each non-optimised node with the latest earlier optimised node of its segment."""
+        is_optimised = np.zeros(len(self._keys), dtype=bool)
+        is_optimised[optimised_rows] = True
+        segments = self._nodes['segment']
+        carried, refs = [], []
+        for segment in np.unique(segments[~is_optimised]):
+            in_segment = segments == segment
+            candidates = np.flatnonzero(in_segment & is_optimised)  # sorted rows
+            others = np.flatnonzero(in_segment & ~is_optimised)
+            position = np.searchsorted(candidates, others) - 1
+            has_ref = position >= 0  # a node before any optimised one stays where it is
+            carried.append(others[has_ref])
+            refs.append(candidates[position[has_ref]])
+        if not carried:
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+        return np.concatenate(carried), np.concatenate(refs)
+
+    def _in_current_frames(self, result: OptimizationResult) -> Sim3Array:
         """Carry a result's values through the merges done since its snapshot."""
-        later = self._merges[result.merge_count:]
-        out = {}
-        for node in result.nodes:
-            value, segment = node.world_from_node, node.segment
-            for merge in later:
+        values = result.world_from_node
+        scales, rotations = values.scales.copy(), values.rotations.copy()
+        translations = values.translations.copy()
+        for segment in np.unique(result.segments):
+            rows = np.flatnonzero(result.segments == segment)
+            moved = Sim3Array(scales[rows], rotations[rows], translations[rows])
+            for merge in self._merges[result.merge_count:]:
                 if merge.absorb == segment:
-                    value = merge.keep_world_from_absorb_world.compose(value)
+                    moved = moved.left_compose(merge.keep_world_from_absorb_world)
                     segment = merge.keep
-            out[node.key] = value
-        return out
+            scales[rows], rotations[rows] = moved.scales, moved.rotations
+            translations[rows] = moved.translations
+        return Sim3Array(scales, rotations, translations)
 
 
 # ---- off the hot path -----------------------------------------------------------------------

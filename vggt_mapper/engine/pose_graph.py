@@ -355,8 +355,9 @@ class OptimizationResult:
     :param initial_error: gtsam graph error (½ Σ robust squared whitened residuals) before.
     :param final_error: the same after optimisation.
     :param iterations: Levenberg-Marquardt iterations run.
-    :param build_seconds: time spent building the gtsam graph and values in Python.
-    :param solve_seconds: time spent in the optimiser and the reports.
+    :param build_seconds: Python time building the gtsam graph and initial values.
+    :param solve_seconds: time in gtsam's Levenberg-Marquardt.
+    :param readout_seconds: Python time reading the values and loop reports back.
     :param graph_id: the ``GraphProblem``'s.
     :param revision: the ``GraphProblem``'s.
     :param merge_count: the ``GraphProblem``'s.
@@ -372,14 +373,15 @@ class OptimizationResult:
     iterations: int
     build_seconds: float
     solve_seconds: float
+    readout_seconds: float
     graph_id: str
     revision: int
     merge_count: int
 
     @property
     def seconds(self) -> float:
-        """Return the total time of ``optimize`` (build and solve)."""
-        return self.build_seconds + self.solve_seconds
+        """Return the total time of ``optimize`` (build, solve and readout)."""
+        return self.build_seconds + self.solve_seconds + self.readout_seconds
 
     def values(self) -> dict[int, Sim3]:
         """Return the optimised ``world_from_node`` per key."""
@@ -587,6 +589,7 @@ def optimize(problem: GraphProblem, config: PoseGraphConfig) -> OptimizationResu
     graph, initial, loops = _build_graph(problem, config, constrained)
     built = time.perf_counter()
     final, iterations = _levenberg_marquardt(graph, initial, config)
+    solved = time.perf_counter()
     keys = problem.keys[constrained]
     optimised = Sim3Array.from_sim3s(
         [sim3_from_gtsam(final.atSimilarity3(node_symbol(int(key)))) for key in keys])
@@ -595,8 +598,8 @@ def optimize(problem: GraphProblem, config: PoseGraphConfig) -> OptimizationResu
         keys=keys, segments=problem.segments[constrained], world_from_node=optimised,
         loops=reports, unconstrained=tuple(int(key) for key in problem.keys[~constrained]),
         initial_error=float(graph.error(initial)), final_error=float(graph.error(final)),
-        iterations=iterations, build_seconds=built - start,
-        solve_seconds=time.perf_counter() - built, graph_id=problem.graph_id,
+        iterations=iterations, build_seconds=built - start, solve_seconds=solved - built,
+        readout_seconds=time.perf_counter() - solved, graph_id=problem.graph_id,
         revision=problem.revision, merge_count=problem.merge_count)
 
 
@@ -954,13 +957,14 @@ class PoseGraph:
         values = result.world_from_node
         scales, rotations = values.scales.copy(), values.rotations.copy()
         translations = values.translations.copy()
-        for segment in np.unique(result.segments):
+        for segment in np.unique(result.segments).tolist():
             rows = np.flatnonzero(result.segments == segment)
             moved = Sim3Array(scales[rows], rotations[rows], translations[rows])
+            frame = segment  # follows the segment through later merges
             for merge in self._merges[result.merge_count:]:
-                if merge.absorb == segment:
+                if merge.absorb == frame:
                     moved = moved.left_compose(merge.keep_world_from_absorb_world)
-                    segment = merge.keep
+                    frame = merge.keep
             scales[rows], rotations[rows] = moved.scales, moved.rotations
             translations[rows] = moved.translations
         return Sim3Array(scales, rotations, translations)

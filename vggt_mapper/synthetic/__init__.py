@@ -1,16 +1,17 @@
 """
-Synthetic worlds with ground truth, and a predictor that answers (and errs) like VGGT would.
+Synthetic worlds with ground truth, and a predictor that answers (and fails) like VGGT would.
 
 For tests and benchmarks of everything downstream of the model: ``SyntheticSequence`` renders a
 camera path through a textured world (``default_room``, a ``loop_path``, a repeating
 ``corridor_room``), ``SyntheticPredictor`` answers windows from its ground truth with the errors
 a ``PredictionNoise`` preset asks for (``NOISE_LEVELS``: none, default, high, realistic,
-hostile).
+hostile), and ``FaultyPredictor`` makes chosen calls of any predictor fail outright.
 """
 
 from __future__ import annotations
 
-from vggt_mapper.synthetic.errors import UnknownFrameError
+from vggt_mapper.synthetic.errors import SyntheticFailure, UnknownFrameError
+from vggt_mapper.synthetic.faults import FaultMode, FaultRecord, FaultyPredictor
 from vggt_mapper.synthetic.noise import (
     NOISE_LEVELS,
     NOISE_SEVERITY_ORDER,
@@ -35,9 +36,13 @@ __all__ = [
     'NOISE_LEVELS',
     'NOISE_SEVERITY_ORDER',
     'Box',
+    'FaultMode',
+    'FaultRecord',
+    'FaultyPredictor',
     'PredictionNoise',
     'RepeatingRoom',
     'Room',
+    'SyntheticFailure',
     'SyntheticPredictor',
     'SyntheticSequence',
     'UnknownFrameError',

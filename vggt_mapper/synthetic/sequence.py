@@ -37,7 +37,7 @@ PATCH = 14
 COVISIBILITY_GRID_HW = (24, 32)
 """Coarse pixel grid (height, width) on which covisibility is measured."""
 _COARSE_CACHE = 512
-_PAIR_CACHE = 65536
+_PAIR_CACHE = 16384
 
 
 def _pixel_affine(scale_x: float, scale_y: float, top: float = 0.0) -> NDArray[np.float64]:

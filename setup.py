@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     'av>=12',
     'tqdm>=4.60',
     'PyYAML>=6',
+    'faiss-cpu>=1.8',  # place recognition index (engine/places.py)
 ]
 
 EXTRAS = {

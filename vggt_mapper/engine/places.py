@@ -132,7 +132,7 @@ class GradientGridDescriber:
     _COLOUR_GRID = (4, 3)
     _COLOUR_WEIGHT = 0.5
     _COLOUR_FLOOR = 2.0  # a*, b* units: grey images get (close to) zero colour
-    _MIN_CONTRAST = 2.0 / 255.0  # grey standard deviation below which an image is blank
+    _MIN_CONTRAST = 1.0 / 255.0  # grey standard deviation (64 × 48) below which it is blank
     dim = (sum(cols * rows for cols, rows in _GRIDS) * _BINS
            + _COLOUR_GRID[0] * _COLOUR_GRID[1] * 2)
 

@@ -58,8 +58,8 @@ def test_descriptors_survive_the_remote_round_trip(predictor: VGGTPredictor, fra
     assert loaded.descriptors.dtype == np.float32
 
 
-def test_a_prediction_file_without_descriptors_still_loads(predictor: VGGTPredictor, frames,
-                                                            tmp_path: Path) -> None:
+def test_a_prediction_file_without_descriptors_still_loads(
+        predictor: VGGTPredictor, frames, tmp_path: Path) -> None:
     older = replace(predictor.predict(frames[:2]), descriptors=None)
     path = save_window_prediction(tmp_path / 'older', older)
     with np.load(path) as data:

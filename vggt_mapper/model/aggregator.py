@@ -39,7 +39,7 @@ class Aggregated(NamedTuple):
 
 def pool_frame_descriptors(patch_tokens: torch.Tensor) -> torch.Tensor:
     """
-    Pool one frame's DINO patch tokens into a global descriptor for place recognition.
+    Pool each frame's DINO patch tokens into one global descriptor for place recognition.
 
     Mean pooling, not GeM: the tokens leave DINO's final LayerNorm signed, and GeM's p-th power
     needs non-negative inputs (clamping them would drop half of each channel's range); the

@@ -243,9 +243,9 @@ class PlaceIndex:
     Exact cosine-similarity search over one descriptor per key, with temporal exclusion.
 
     Backed by faiss ``IndexFlatIP`` (inner product = cosine on unit rows). Flat is enough for a
-    mapping run: at 20,000 keyframes of 1024 floats a query streams 80 MB and takes about
-    25 ms on one core (75 ms with two contended OpenMP threads on a loaded 2-core VM:
-    ``benchmarks/place_recognition.py``), once per keyframe, next to seconds of model time per
+    mapping run: at 20,000 keyframes of 1024 floats a query streams 80 MB (memory-bound) and
+    took 40-75 ms on the shared, loaded 2-core VM where it was measured
+    (``benchmarks/place_recognition.py``), once per keyframe, next to seconds of model time per
     window. An IVF or graph index would need training or lose recall, which the geometric
     verification after it cannot win back. Memory: ``dim`` float32 plus one int64 key per
     keyframe (``nbytes``; 4,104 bytes at dim 1024, 2,024 at the weight-free 504).

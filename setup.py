@@ -23,6 +23,7 @@ INSTALL_REQUIRES = [
     'tqdm>=4.60',
     'PyYAML>=6',
     'gtsam>=4.2',  # keyframe Sim(3) pose graph (engine/pose_graph.py)
+    'faiss-cpu>=1.8',  # place recognition index (engine/places.py)
 ]
 
 EXTRAS = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ['AlignmentError', 'ConfigError', 'EngineError', 'FrameError']
+__all__ = ['AlignmentError', 'ConfigError', 'EngineError', 'FrameError', 'PlaceError']
 
 
 class EngineError(Exception):
@@ -19,3 +19,7 @@ class FrameError(EngineError, ValueError):
 
 class AlignmentError(EngineError):
     """A window's Sim(3) alignment is ill-conditioned; the window is refused, the map kept."""
+
+
+class PlaceError(EngineError, ValueError):
+    """A place descriptor is malformed, duplicated or from another describer than the index's."""

@@ -88,7 +88,7 @@ def test_image_folder_skips_and_counts_corrupt_images(tmp_path: Path,
 
 
 def test_image_folder_max_frames_and_rgba_on_white(tmp_path: Path) -> None:
-    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba = np.zeros((30, 40, 4), np.uint8)  # the size of the other frames
     rgba[..., 3] = 0  # fully transparent: becomes white, as in the VGGT loader
     Image.fromarray(rgba, mode='RGBA').save(tmp_path / 'f0.png')
     for number in range(1, 5):

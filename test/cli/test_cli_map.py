@@ -93,9 +93,12 @@ def test_existing_outputs_are_refused_in_one_line(frames_dir: Path, tmp_path: Pa
 
 
 @pytest.mark.parametrize(('argv_tail', 'message'), [
-    (['--window-size', '4', '--overlap', '4'], 'overlap must be in'),
-    (['--conf-percentile', '120'], 'conf_percentile must be in [0, 100]'),
-    (['--device', 'tpu'], 'device must be'),
+    # Messages name the flags the user typed, not the engine's field names.
+    (['--window-size', '4', '--overlap', '4'], '--overlap must be in [1, --window-size - 1]'),
+    (['--window-size', '1'], '--window-size must be >= 2, got 1'),
+    (['--conf-percentile', '120'], '--conf-percentile must be in [0, 100]'),
+    (['--min-gap', '5', '--max-gap', '3'], '--max-gap (3) must be >= --min-gap (5)'),
+    (['--device', 'tpu'], "--device must be 'auto'"),
     (['--predictor', 'no_such_module_xyz:thing'], 'no_such_module_xyz'),
 ])
 def test_known_errors_are_one_line(frames_dir: Path, tmp_path: Path, argv_tail: list[str],
@@ -184,7 +187,7 @@ def test_ctrl_c_still_writes_what_was_mapped(frames_dir: Path, tmp_path: Path,
     captured = capsys.readouterr()
     assert status == 130
     assert 'Interrupted' in captured.err
-    assert '(interrupted)' in captured.out and 'from 10 frames' in captured.out
+    assert '(interrupted by SIGINT)' in captured.out and 'from 10 frames' in captured.out
     trajectory = read_tum(outdir / 'trajectory.tum')
     assert 2 <= len(trajectory)
     # Only the first ten frames (index stamps < 10 / 30 s) can have been mapped.

@@ -22,7 +22,7 @@ from vggt_mapper.engine.config import KeyframeConfig, MapConfig, MapperConfig
 from vggt_mapper.engine.mapper import Mapper
 from vggt_mapper.engine.types import WindowResult
 from vggt_mapper.io.errors import ExportError, InputError
-from vggt_mapper.io.readers import ReadStats
+from vggt_mapper.io.readers import iter_input, ReadStats
 from vggt_mapper.io.rosbag2 import iter_bag_frames, OutputBagWriter
 from vggt_mapper.ros import conversions as conv
 from vggt_mapper.synthetic import SyntheticPredictor, SyntheticSequence
@@ -231,3 +231,49 @@ def test_output_bag_refuses_existing_paths(tmp_path: Path) -> None:
         assert bag.windows_written == 0
     with pytest.raises(ExportError, match='unknown rosbag2 storage'):
         OutputBagWriter(tmp_path / 'x', storage='zip')
+
+
+def _record_cut_bag(bag: Path, num_frames: int, keep: float, metadata: bool = True) -> None:
+    """Record an mcap bag with rosbags, then cut its file like a killed recorder would."""
+    frames = [np.full((240, 320, 3), 10 * index, np.uint8) for index in range(num_frames)]
+    write_bag(bag, 'mcap', {'/camera': ('sensor_msgs/msg/Image', image_msgs(frames))})
+    (storage,) = bag.glob('*.mcap')
+    data = storage.read_bytes()
+    storage.write_bytes(data[:int(len(data) * keep)])  # no summary, no footer
+    if not metadata:
+        (bag / 'metadata.yaml').unlink()
+
+
+def test_truncated_mcap_is_read_up_to_the_cut(tmp_path: Path) -> None:
+    # 230 kB frames: rosbags closes a chunk every ~1 MiB, so a cut leaves whole chunks.
+    _record_cut_bag(tmp_path / 'cut', num_frames=20, keep=0.6)
+    stats = ReadStats()
+
+    frames = list(iter_bag_frames(tmp_path / 'cut', stats=stats))
+
+    assert 0 < len(frames) < 20
+    assert [int(frame.image_rgb[0, 0, 0]) for frame in frames] == [
+        10 * index for index in range(len(frames))]
+    assert [frame.stamp_ns for frame in frames] == [
+        STAMP0_NS + index * STEP_NS for index in range(len(frames))]
+    assert len(stats.notes) == 1
+    assert f'{20 - len(frames)} of the 20 messages metadata.yaml announces are lost' \
+        in stats.notes[0]
+
+
+def test_killed_recording_without_metadata_is_read_too(tmp_path: Path) -> None:
+    _record_cut_bag(tmp_path / 'killed', num_frames=12, keep=0.7, metadata=False)
+    stats = ReadStats()
+
+    frames = list(iter_input(tmp_path / 'killed', stats=stats))
+
+    assert 0 < len(frames) < 12 and stats.frames_expected == len(frames)
+    assert 'how many messages were lost is unknown' in stats.notes[0]
+
+
+def test_unreadable_bag_is_still_an_input_error(tmp_path: Path) -> None:
+    bag = tmp_path / 'junk'
+    bag.mkdir()
+    (bag / 'junk_0.mcap').write_bytes(b'not an mcap file at all')
+    with pytest.raises(InputError, match='cannot open rosbag2'):
+        iter_bag_frames(bag)

@@ -18,8 +18,8 @@ _INSTALLED = ('import torch, vggt_mapper.cli.map, vggt_mapper.io.glb, vggt_mappe
               'vggt_mapper.model.loading, av, mcap, tqdm')
 
 
-def test_without_weights_it_maps_the_sample_with_the_stand_in_and_says_so(tmp_path: Path
-                                                                         ) -> None:
+def test_without_weights_it_maps_the_sample_with_the_stand_in_and_says_so(
+        tmp_path: Path) -> None:
     env = {**os.environ, 'PYTHON': sys.executable, 'PYTHONPATH': str(REPO),
            # No weights to be had: offline, and an empty cache.
            'HF_HUB_OFFLINE': '1', 'HF_HOME': str(tmp_path / 'hf'),

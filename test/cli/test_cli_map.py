@@ -383,7 +383,7 @@ def test_signal_mid_inference_still_writes_what_was_mapped(frames_dir: Path, tmp
 
 
 def _read_only_folder(tmp_path: Path) -> Path:
-    """A folder this process cannot write into: chmod for users, a sysfs folder for root."""
+    """Return a folder this process cannot write into: chmod for users, sysfs for root."""
     folder = tmp_path / 'read_only'
     folder.mkdir()
     folder.chmod(0o555)

@@ -51,7 +51,7 @@ def test_min_gap_holds_keyframes_back() -> None:
 
 
 def _every_frame_a_keyframe() -> KeyframeSelector:
-    """A selector that makes every trackable frame a keyframe (parallax test off)."""
+    """Make a selector that makes every trackable frame a keyframe (parallax test off)."""
     return KeyframeSelector(KeyframeConfig(min_parallax_px=0.0, duplicate_px=0.0, max_gap=10))
 
 

@@ -213,7 +213,7 @@ def test_output_folder_under_a_file_is_refused_naming_the_file(tmp_path: Path) -
 
 
 def _read_only_folder(tmp_path: Path) -> Path:
-    """A folder this process cannot write into: chmod for users, a sysfs folder for root."""
+    """Return a folder this process cannot write into: chmod for users, sysfs for root."""
     folder = tmp_path / 'read_only'
     folder.mkdir()
     folder.chmod(0o555)

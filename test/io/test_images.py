@@ -14,7 +14,7 @@ from vggt_mapper.ros import conversions as conv
 
 
 def _grey16() -> np.ndarray:
-    """A 16-bit grey ramp over the whole range (a mono16 camera's frame)."""
+    """Make a 16-bit grey ramp over the whole range (a mono16 camera's frame)."""
     return (np.arange(48 * 64, dtype=np.uint32).reshape(48, 64) * 21).astype(np.uint16)
 
 

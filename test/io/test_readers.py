@@ -227,7 +227,7 @@ def _truncate(path: Path, fraction: float) -> Path:
 
 
 def _write_fast_start_mp4(path: Path, num_frames: int) -> None:
-    """An mp4 whose index comes first (as streamed files), so a cut file still opens."""
+    """Write an mp4 whose index comes first (as streamed files), so a cut file still opens."""
     with av.open(str(path), 'w', options={'movflags': 'faststart'}) as container:
         stream = container.add_stream('mpeg4', rate=10)
         stream.width, stream.height, stream.pix_fmt = 64, 48, 'yuv420p'

@@ -306,7 +306,7 @@ def _skip_reasons(read_stats: ReadStats, stats: MapperStats) -> ReadStats:
 
 def _summary(outcome: MappingOutcome, read_stats: ReadStats, num_points: int,
              signals: StopSignals) -> str:
-    """The one-line report of a run."""
+    """Write the one-line report of a run."""
     stats = outcome.stats
     skipped = _skip_reasons(read_stats, stats).describe_skips()
     stopped = f' (interrupted by {signals.name})' if outcome.interrupted else ''

@@ -79,7 +79,7 @@ def recover_map(outdir: Path | str) -> Recovery:
 
 def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
              show_cameras: bool) -> dict[str, EntryWriter]:
-    """The writer of each file of the set, keyed by file name."""
+    """Return the writer of each file of the set, keyed by file name."""
     # Imported here: trimesh takes seconds to import, and map_paths/recover_map (the CLI's
     # checks before mapping) must stay quick.
     from vggt_mapper.io.glb import write_glb

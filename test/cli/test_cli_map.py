@@ -498,3 +498,15 @@ def test_summary_counts_every_skip_reason() -> None:
 
     assert merged.describe_skips() == ('4 skipped: 2 untrackable (blank or over-exposed), '
                                        '1 other size, 1 refused by the engine')
+
+
+@pytest.mark.parametrize(('library', 'cli'), [
+    ("CUDA is not available; use device='cpu' or 'auto'",
+     "CUDA is not available; use --device cpu or 'auto'"),
+    ("outputs already exist: ['/r/scale (1)/map.ply']; pass overwrite=True (CLI: --overwrite)",
+     "outputs already exist: ['/r/scale (1)/map.ply']; pass --overwrite"),
+    ("give either predictor ('m:a') or remote_url ('http://h'), not both",
+     "give either --predictor ('m:a') or --remote ('http://h'), not both"),
+])
+def test_library_messages_name_the_flags(library: str, cli: str) -> None:
+    assert map_command.flag_message(library) == cli

@@ -70,7 +70,7 @@ _FIELD_FLAGS = {
 }
 _ASSIGNMENT = re.compile(r"\b([a-z_]+)=(?:'([^']*)'|(\w+))")
 # A field name used as the subject of a message: "overlap must ...", "predictor ('x')".
-_SUBJECT = re.compile(r"(?<![\w.'-])([a-z_]+)(?= must\b| \(|:)")
+_SUBJECT = re.compile(r"(?<![\w.'/-])([a-z_]+)(?= must\b| \(|:)")
 
 
 class NothingMappedError(RuntimeError):
@@ -96,7 +96,7 @@ def flag_message(text: str) -> str:
     text = _ASSIGNMENT.sub(assignment, text).replace(' (CLI: --overwrite)', '')
     text = _SUBJECT.sub(subject, text)
     # Field names with an underscore are never English words: translate them anywhere.
-    return re.sub(r"(?<![\w.'-])([a-z]+_[a-z_]+)\b",
+    return re.sub(r"(?<![\w.'/-])([a-z]+_[a-z_]+)\b(?!\.)",
                   lambda match: _FIELD_FLAGS.get(match.group(1), match.group(1)), text)
 
 

@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     'scipy>=1.10',
     'trimesh>=4.0',
     'rosbags>=0.10',
+    'mcap>=1.1',  # reads mcap bags cut short (no footer), which rosbags refuses
     'av>=12',
     'tqdm>=4.60',
     'PyYAML>=6',

@@ -86,7 +86,8 @@ def _create_predictor(args: argparse.Namespace) -> Predictor:
 
     device = args.device if args.device is not None else 'auto'
     spec = PredictorSpec(model=args.model, checkpoint=args.checkpoint, device=device,
-                         predictor=args.predictor, remote_url=args.remote, token=args.token)
+                         predictor=args.predictor, remote_url=args.remote, token=args.token,
+                         int8=args.int8)
     predictor: Predictor = create_predictor(spec)
     return predictor
 

@@ -570,6 +570,11 @@ def main(argv: list[str] | None = None) -> None:
           'Linear, measured above)')
     for line in _ratio_lines(rows, args.smoke):
         print(line)
+    for r in rows:
+        if r['config'] == 'ours/mapping':
+            split = ', '.join(f'{child} {100 * gflop / r["gflop"]:.1f} %'
+                              for child, gflop in r['gflop_by_child'].items())
+            print(f"FLOP split, ours/mapping S={r['frames']}: {split}")
     noisy = [f"{r['config']} S={r['frames']}" for r in rows if r['too_noisy']]
     if noisy:
         print(f'WARNING: IQR > {SPREAD_LIMIT:.0%} of the median for {", ".join(noisy)}: the '

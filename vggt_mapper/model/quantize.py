@@ -7,7 +7,7 @@ VGGT's arithmetic in ``nn.Linear`` layers (``benchmarks/model_forward.py`` print
 kernels: int8 weights per output channel, activations quantised per tensor at run time, int32
 accumulation), which runs on AVX2, AVX-512-VNNI and AMX alike and holds the weights in a quarter
 of the memory. The heads stay float32: the camera head costs little and the pose is the output
-most sensitive to small errors (``/work/shared/reference`` mutation study); the DPT heads are
+most sensitive to small numeric changes (its four refinement steps feed back); the DPT heads are
 convolutions.
 
 This is a CPU mode: the quantised kernels exist only on the CPU. Errors measured on the

@@ -18,12 +18,13 @@ IQR exceeds 10 % of its median is flagged (the machine was busy: rerun it). Conf
   orientation, never as a ratio.
 
 Speed against the machine's limit: the first untimed run of each configuration counts its FLOPs
-from the model itself (``vggt_mapper.model.count_flops``), and the machine's own GEMM throughput
-is measured with the same threads (float32 ``torch.mm``; the dynamic int8 Linear for the int8
-configuration; the autocast dtype on CUDA), so each row gives GFLOP/s and its percentage of that
-limit. Peak memory is the process RSS sampled every 10 ms (all resident models included) or
-``torch.cuda.max_memory_allocated``. Weights are the synthetic "vggt-synth-v1" ones: the geometry
-is meaningless and the int8 error only indicative of real weights; the cost is real.
+from the model itself (``vggt_mapper.model.count_flops``), and the machine's own matrix-product
+throughput is timed in the same turns and threads as ``limit/*`` rows (float32 ``torch.mm``, the
+autocast dtype on CUDA; the dynamic int8 Linear on the CPU), so each row gives GFLOP/s and its
+percentage of that limit, under the same load. Peak memory is the process RSS sampled every
+10 ms (all resident models included) or ``torch.cuda.max_memory_allocated``. Weights are the
+synthetic "vggt-synth-v1" ones: the geometry is meaningless and the int8 error only indicative of
+real weights; the cost is real.
 
 ``--isa avx2`` re-runs the process with ATen, MKL, oneDNN and fbgemm limited to AVX2, to measure
 what an AVX2-only CPU would get from a newer one. ``--smoke`` runs everything on the tiny model
@@ -84,6 +85,8 @@ SPREAD_LIMIT = 0.10
 MIN_TIMINGS_FOR_SPREAD = 3
 # The 1B model's MLP product for one frame's tokens: (28·37 + 5) × 1024 @ 1024 × 4096.
 GEMM_MNK = (1041, 1024, 4096)
+GEMM_CALLS = 10
+"""Products per timed call of a limit (one in a smoke run)."""
 # Orientation only (TIMING.md: reference VGGT-1B, all heads, median of 2, 2 threads, AMD EPYC,
 # torch 2.14.1): another machine and run, so it is printed apart and never divided by.
 TIMING_MD_REFERENCE_ALL_S = {1: 20.29, 2: 38.63, 4: 83.54}
@@ -178,41 +181,48 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best_throughput(fn: Callable[[], object], flops: float, device: torch.device,
-                     repeats: int) -> float:
-    """Return ``flops`` / median seconds of ``fn`` (after one warm-up), in GFLOP/s."""
-    fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return flops / statistics.median(times) / 1e9
+@dataclass
+class Config:
+    """One timed configuration: a model, its call, and the arithmetic it does."""
+
+    name: str
+    model: nn.Module
+    call: Callable[[], object]
+    limit_key: str
+    flops: int = 0
+    by_child: dict[str, int] = field(default_factory=dict)
+    first_output: object = None
 
 
-def gemm_throughput(device: torch.device, dtype: torch.dtype, repeats: int) -> dict[str, float]:
+def _limit_configs(device: torch.device, dtype: torch.dtype, calls: int) -> list[Config]:
     """
-    Measure this machine's matrix-product throughput with the current thread count.
+    Return this machine's matrix-product limits as configurations timed with the models.
 
-    :param device: where to measure.
-    :param dtype: float32, or the autocast dtype on CUDA.
-    :param repeats: timed products (median).
-    :return: ``{'float_gflops': ..., 'int8_linear_gops': ...}`` (int8 on the CPU only).
+    Timed in the same turns as the models, they see the same load. Each call runs
+    ``calls`` products of the 1B model's MLP shape: float (the autocast dtype on CUDA)
+    ``torch.mm``, and on the CPU the dynamic int8 Linear that ``quantize_int8_`` makes.
     """
     m, k, n = GEMM_MNK
-    flops = 2.0 * m * k * n
     generator = torch.Generator().manual_seed(SEED)
     a = torch.randn(m, k, generator=generator).to(device, dtype)
     b = torch.randn(k, n, generator=generator).to(device, dtype)
-    result = {'float_gflops': _best_throughput(lambda: torch.mm(a, b), flops, device, repeats)}
+
+    def gemm() -> None:
+        for _ in range(calls):
+            torch.mm(a, b)
+
+    dtype_name = str(dtype).removeprefix('torch.')
+    configs = [Config(f'limit/{dtype_name}-gemm', nn.Module(), gemm, '')]
     if device.type == 'cpu':
         int8 = quantize_linear_int8_(nn.Sequential(nn.Linear(k, n)))
-        with torch.inference_mode():
-            result['int8_linear_gops'] = _best_throughput(lambda: int8(a), flops, device,
-                                                          repeats)
-    return result
+
+        def int8_linear() -> None:
+            with torch.inference_mode():
+                for _ in range(calls):
+                    int8(a)
+
+        configs.append(Config('limit/int8-linear', int8, int8_linear, ''))
+    return configs
 
 
 def _inputs(frames: int, image_hw: tuple[int, int],
@@ -254,19 +264,6 @@ def _int8_copy(model: nn.Module) -> nn.Module:
     memo: dict[int, Any] = {id(t): t for t in [*model.parameters(), *model.buffers()]}
     twin = copy.deepcopy(model, memo)
     return quantize_int8_(twin)
-
-
-@dataclass
-class Config:
-    """One timed configuration: a model, its call, and the arithmetic it does."""
-
-    name: str
-    model: nn.Module
-    call: Callable[[], object]
-    limit_key: str
-    flops: int = 0
-    by_child: dict[str, int] = field(default_factory=dict)
-    first_output: object = None
 
 
 def _time_round_robin(configs: list[Config], device: torch.device, warmup: int,
@@ -346,13 +343,13 @@ def _configs(ours: nn.Module, ours_int8: nn.Module | None, reference: nn.Module 
              dtype: torch.dtype) -> list[Config]:
     forward = functools.partial(_forward, images=images, queries=queries, device=device,
                                 dtype=dtype)
-    float_limit = 'float_gflops'
+    float_limit = f"limit/{str(dtype).removeprefix('torch.')}-gemm"
     configs = [Config('ours/mapping', ours, functools.partial(forward, ours, heads=MAPPING_HEADS),
                       float_limit)]
     if ours_int8 is not None:
         configs.append(Config('ours/mapping-int8', ours_int8,
                               functools.partial(forward, ours_int8, heads=MAPPING_HEADS),
-                              'int8_linear_gops'))
+                              'limit/int8-linear'))
     configs.append(Config('ours/all', ours, functools.partial(forward, ours), float_limit))
     if reference is not None:
         configs.append(Config('reference/all', reference, functools.partial(forward, reference),
@@ -360,8 +357,8 @@ def _configs(ours: nn.Module, ours_int8: nn.Module | None, reference: nn.Module 
     return configs
 
 
-def run(args: argparse.Namespace, device: torch.device, dtype: torch.dtype,
-        limits: dict[str, float]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def run(args: argparse.Namespace, device: torch.device,
+        dtype: torch.dtype) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """
     Build the models once and time every configuration for each frame count.
 
@@ -372,23 +369,25 @@ def run(args: argparse.Namespace, device: torch.device, dtype: torch.dtype,
     ours = build_vggt(config, device=device)
     ours_int8 = _int8_copy(ours) if device.type == 'cpu' and not args.no_int8 else None
     reference = None if args.no_reference or args.smoke else _build_reference(device)
+    limits = _limit_configs(device, dtype, _gemm_calls(args))
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     for frames in args.frames:
         images, queries = _inputs(frames, image_hw, device)
-        configs = _configs(ours, ours_int8, reference, images, queries, device, dtype)
+        configs = _configs(ours, ours_int8, reference, images, queries, device, dtype) + limits
         timed = _time_round_robin(configs, device, args.warmup, args.repeats)
+        throughput = {c.name: c.flops / timed[c.name]['spread'].median_s / 1e9 for c in configs}
         for c in configs:
             spread: Spread = timed[c.name]['spread']
-            gflops = c.flops / spread.median_s / 1e9
+            gflops = throughput[c.name]
             rows.append({
                 'config': c.name, 'frames': frames, 'times_s': list(spread.times_s),
                 'median_s': spread.median_s, 'min_s': spread.min_s, 'iqr_s': spread.iqr_s,
                 'iqr_fraction': spread.iqr_fraction, 'too_noisy': spread.too_noisy,
                 'gflop': c.flops / 1e9, 'gflop_by_child': {k: v / 1e9 for k, v in
                                                            c.by_child.items()},
-                'gflops': gflops, 'limit': c.limit_key,
-                'fraction_of_limit': gflops / limits[c.limit_key],
+                'gflops': gflops, 'limit': c.limit_key or None,
+                'fraction_of_limit': gflops / throughput[c.limit_key] if c.limit_key else None,
                 'peak_rss_gib': rss_bytes() / 2**30 + timed[c.name]['forward_extra_rss_gib'],
                 **{k: v for k, v in timed[c.name].items() if k != 'spread'},
             })
@@ -408,9 +407,11 @@ def _timing_table(rows: list[dict[str, Any]], device: torch.device) -> str:
     for r in rows:
         peak = r['cuda_max_allocated_gib'] if device.type == 'cuda' else r['peak_rss_gib']
         iqr = '-' if r['iqr_fraction'] is None else f"{100 * r['iqr_fraction']:.1f}"
+        fraction = ('-' if r['fraction_of_limit'] is None
+                    else f"{100 * r['fraction_of_limit']:.1f}")
         lines.append(f"{r['config']:18s} {r['frames']:2d} {r['median_s']:9.3f} "
                      f"{r['min_s']:8.3f} {iqr:>6s} {r['gflop']:7.1f} "
-                     f"{r['gflops']:8.1f} {100 * r['fraction_of_limit']:8.1f} {peak:9.2f}"
+                     f"{r['gflops']:8.1f} {fraction:>8s} {peak:9.2f}"
                      + ('  (IQR > 10 %)' if r['too_noisy'] else ''))
     return '\n'.join(lines)
 
@@ -475,8 +476,8 @@ def _machine_name(device: torch.device) -> str:
     return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')[:60]
 
 
-def _metadata(device: torch.device, dtype: torch.dtype, args: argparse.Namespace,
-              limits: dict[str, float]) -> dict[str, object]:
+def _metadata(device: torch.device, dtype: torch.dtype,
+              args: argparse.Namespace) -> dict[str, object]:
     def git(*cmd: str) -> str:
         try:
             return subprocess.run(['git', *cmd], capture_output=True, text=True, check=False,
@@ -501,10 +502,14 @@ def _metadata(device: torch.device, dtype: torch.dtype, args: argparse.Namespace
         'warmup': args.warmup,
         'repeats': args.repeats,
         'gemm_mnk': list(GEMM_MNK),
-        'limits': limits,
+        'gemm_calls': _gemm_calls(args),
         'weights': 'synthetic vggt-synth-v1 (meaningless geometry)',
         'config': 'tiny' if args.smoke else 'vggt-1b',
     }
+
+
+def _gemm_calls(args: argparse.Namespace) -> int:
+    return 1 if args.smoke else GEMM_CALLS
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -560,14 +565,12 @@ def main(argv: list[str] | None = None) -> None:
           f'device {device} ({dtype}, CPU kernels {torch.backends.cpu.get_cpu_capability()}'
           f'{", ISA limited to AVX2" if args.isa == "avx2" else ""}), '
           f'{torch.get_num_threads()} threads', flush=True)
-    limits = gemm_throughput(device, dtype, repeats=3 if args.smoke else 10)
-    limit_text = ', '.join(f'{k}: {v:.0f}' for k, v in limits.items())
-    print(f'machine limit, {GEMM_MNK[0]}×{GEMM_MNK[1]} @ {GEMM_MNK[1]}×{GEMM_MNK[2]} '
-          f'({dtype}, same threads): {limit_text}', flush=True)
-    rows, errors = run(args, device, dtype, limits)
+    meta = _metadata(device, dtype, args)  # the code and machine as they are at the start
+    rows, errors = run(args, device, dtype)
     print(_timing_table(rows, device))
-    print('(GFLOP counted from the model; % limit: of the fp32 GEMM, for int8 of the int8 '
-          'Linear, measured above)')
+    print(f'(GFLOP counted from the model; limit/*: {_gemm_calls(args)} products '
+          f'{GEMM_MNK[0]}×{GEMM_MNK[1]} @ {GEMM_MNK[1]}×{GEMM_MNK[2]} per call, timed in the '
+          f'same turns; % limit: of the float GEMM, for int8 of the int8 Linear)')
     for line in _ratio_lines(rows, args.smoke):
         print(line)
     for r in rows:
@@ -582,7 +585,6 @@ def main(argv: list[str] | None = None) -> None:
               f'--repeats before quoting these')
     if errors:
         print(_error_table(errors))
-    meta = _metadata(device, dtype, args, limits)
     machine = args.machine or str(meta['device_name'])
     suite = f'{SUITE}-smoke' if args.smoke else SUITE
     isa = '-avx2' if args.isa == 'avx2' else ''

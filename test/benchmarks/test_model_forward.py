@@ -45,11 +45,13 @@ def test_smoke_run_prints_the_tables_and_writes_one_json(tmp_path: Path) -> None
     [path] = tmp_path.glob('model_forward-smoke--*--cpu.json')
     report = json.loads(path.read_text())
     rows = {row['config']: row for row in report['results']}
-    assert set(rows) == {'ours/mapping', 'ours/mapping-int8', 'ours/all'}
+    limits = {'limit/float32-gemm', 'limit/int8-linear'}
+    assert set(rows) == {'ours/mapping', 'ours/mapping-int8', 'ours/all', *limits}
     assert rows['ours/all']['gflop'] > rows['ours/mapping']['gflop'] > 0
     assert rows['ours/mapping-int8']['gflop'] == rows['ours/mapping']['gflop']
-    assert all(row['fraction_of_limit'] > 0 for row in rows.values())
-    assert report['metadata']['limits']['float_gflops'] > 0
+    assert rows['ours/mapping-int8']['limit'] == 'limit/int8-linear'
+    assert all(rows[name]['gflops'] > 0 for name in limits)
+    assert all(row['fraction_of_limit'] > 0 for name, row in rows.items() if name not in limits)
     [error] = report['int8_error']
     assert error['frames'] == 2 and all(math.isfinite(v) for v in error.values())
 

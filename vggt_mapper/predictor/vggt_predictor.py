@@ -21,7 +21,7 @@ heads run ``OOM_RETRY_FRAMES_CHUNK_SIZE`` frame at a time, after the failed atte
 released; if that fails too, ``PredictorOutOfMemoryError`` tells the caller to split the window.
 
 Int8 (``int8=True``, CPU only): the aggregator's Linear layers run dynamically quantised int8
-(``vggt_mapper.model.quantize``); faster on the CPU and a quarter of the weight memory, at an
+(``vggt_mapper.model.quantize``); faster on the CPU and less weight memory, at a depth and pose
 error stated in the README. Off by default.
 """
 

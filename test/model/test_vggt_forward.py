@@ -159,3 +159,28 @@ def test_only_layers_read_by_the_selected_heads_are_kept(
 def test_query_batch_must_match_images(model: VGGT, images: torch.Tensor) -> None:
     with pytest.raises(ValueError, match='query_points must be'):
         model(torch.stack([images, images]), QUERIES[None])
+
+
+def test_heads_in_smaller_frame_chunks_give_the_same_result(
+        model: VGGT, images: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> None:
+    spans: list[tuple[int, int]] = []
+    run_span = model.depth_head._forward
+
+    def recording(tokens: list[torch.Tensor], frames: torch.Tensor, patch_start_idx: int,
+                  start: int, end: int) -> object:
+        spans.append((start, end))
+        return run_span(tokens, frames, patch_start_idx, start, end)
+
+    with torch.inference_mode():
+        whole = model(images, heads=MAPPING_HEADS)
+        monkeypatch.setattr(model.depth_head, '_forward', recording)
+        chunked = model(images, heads=MAPPING_HEADS, frames_chunk_size=1)
+
+    assert spans == [(0, 1), (1, 2)]
+    torch.testing.assert_close(chunked.depth, whole.depth, rtol=1e-5, atol=0)
+    torch.testing.assert_close(chunked.pose_enc, whole.pose_enc, rtol=0, atol=0)
+
+
+def test_frames_chunk_size_below_one_is_refused(model: VGGT, images: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match='frames_chunk_size'):
+        model(images, heads=MAPPING_HEADS, frames_chunk_size=0)

@@ -151,7 +151,8 @@ def _predictor_spec(args: argparse.Namespace) -> PredictorSpec:
 
     device = args.device if args.device is not None else 'auto'
     return PredictorSpec(model=args.model, checkpoint=args.checkpoint, device=device,
-                         predictor=args.predictor, remote_url=args.remote, token=args.token)
+                         predictor=args.predictor, remote_url=args.remote, token=args.token,
+                         int8=args.int8)
 
 
 def _create_predictor(spec: PredictorSpec) -> Predictor:

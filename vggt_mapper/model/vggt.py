@@ -15,11 +15,13 @@ from vggt_mapper.model.heads.camera_head import CameraHead
 from vggt_mapper.model.heads.dpt_head import DPTHead
 from vggt_mapper.model.heads.track_head import TrackHead
 
-__all__ = ['HEAD_NAMES', 'MAPPING_HEADS', 'VGGT', 'VGGTOutput']
+__all__ = ['DEFAULT_FRAMES_CHUNK_SIZE', 'HEAD_NAMES', 'MAPPING_HEADS', 'VGGT', 'VGGTOutput']
 
 HEAD_NAMES = frozenset({'camera', 'depth', 'point', 'track'})
 # What the mapper needs: poses and depth (points are unprojected from depth).
 MAPPING_HEADS = frozenset({'camera', 'depth'})
+DEFAULT_FRAMES_CHUNK_SIZE = 8
+"""Frames the depth and point heads process at a time (the reference's default)."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,8 @@ class VGGT(nn.Module):
         return {i % depth for i in layers}  # negative indices count from the end
 
     def forward(self, images: torch.Tensor, query_points: torch.Tensor | None = None, *,
-                heads: Collection[str] | None = None) -> VGGTOutput:
+                heads: Collection[str] | None = None,
+                frames_chunk_size: int | None = DEFAULT_FRAMES_CHUNK_SIZE) -> VGGTOutput:
         """
         Predict cameras, depth, points and tracks for one or more frame sequences.
 
@@ -134,9 +137,14 @@ class VGGT(nn.Module):
         :param query_points: pixel (x, y) in frame 0, [N, 2] or [B, N, 2], or None.
         :param heads: subset of ``{'camera', 'depth', 'point', 'track'}`` to run; None runs
             every enabled head (track only when query points are given).
+        :param frames_chunk_size: frames the depth and point heads process at a time; smaller
+            chunks lower their peak memory, not their result; None: all frames at once.
         :return: the predictions; fields of heads that did not run are None.
-        :raises ValueError: for bad shapes or a head that is unknown, disabled or lacks queries.
+        :raises ValueError: for bad shapes, a chunk size below 1, or a head that is unknown,
+            disabled or lacks queries.
         """
+        if frames_chunk_size is not None and frames_chunk_size < 1:
+            raise ValueError(f'frames_chunk_size must be >= 1 or None, got {frames_chunk_size}')
         if images.dim() == 4:
             images = images.unsqueeze(0)
         if images.dim() != 5:
@@ -167,11 +175,11 @@ class VGGT(nn.Module):
             if 'depth' in selected:
                 assert self.depth_head is not None
                 fields['depth'], fields['depth_conf'] = self.depth_head(
-                    tokens, images, patch_start_idx)
+                    tokens, images, patch_start_idx, frames_chunk_size)
             if 'point' in selected:
                 assert self.point_head is not None
                 fields['world_points'], fields['world_points_conf'] = self.point_head(
-                    tokens, images, patch_start_idx)
+                    tokens, images, patch_start_idx, frames_chunk_size)
         if 'track' in selected:
             assert self.track_head is not None and query_points is not None
             track_list, fields['vis'], fields['conf'] = self.track_head(

@@ -17,6 +17,7 @@ from vggt_mapper.predictor.errors import (
     FrameFormatError,
     LoadObjectError,
     PredictorError,
+    PredictorOutOfMemoryError,
     PredictorSpecError,
 )
 from vggt_mapper.predictor.factory import (
@@ -43,6 +44,7 @@ __all__ = [
     'LoadObjectError',
     'Predictor',
     'PredictorError',
+    'PredictorOutOfMemoryError',
     'PredictorSpec',
     'PredictorSpecError',
     'PreprocessedWindow',

@@ -78,6 +78,8 @@ class PredictorSpec:
     :param compute_points: also return the point head's points (local VGGT only).
     :param preprocess_mode: ``'crop'`` or ``'pad'`` (local VGGT only).
     :param remote_timeout_s: seconds allowed for each remote window.
+    :param int8: run the aggregator's Linear layers in dynamic int8 (local VGGT on the CPU only;
+        off by default: see the README for its measured speed and error).
     :raises PredictorSpecError: on any invalid or conflicting field.
     """
 
@@ -90,6 +92,7 @@ class PredictorSpec:
     compute_points: bool = False
     preprocess_mode: str = 'crop'
     remote_timeout_s: float = 120.0
+    int8: bool = False
 
     def __post_init__(self) -> None:
         """Check every field and their combinations; raise ``PredictorSpecError``."""
@@ -124,6 +127,12 @@ class PredictorSpec:
         if not self.remote_timeout_s > 0:
             raise PredictorSpecError(f'remote_timeout_s must be > 0, '
                                      f'got {self.remote_timeout_s}')
+        if self.int8 and (self.predictor or self.remote_url):
+            raise PredictorSpecError('int8 only applies to the local VGGT model; drop it or drop '
+                                     'predictor/remote_url')
+        if self.int8 and self.device not in ('auto', 'cpu'):
+            raise PredictorSpecError(f'int8 is a CPU mode, but device is {self.device!r}; use '
+                                     f"device 'cpu' or drop int8")
 
     @property
     def kind(self) -> str:
@@ -208,7 +217,7 @@ def _build_local(spec: PredictorSpec) -> Predictor:
         source = spec.checkpoint or DEFAULT_CHECKPOINT
         model = load_vggt(source, config=config, token=spec.token, device=device)
     return VGGTPredictor(model, device=str(device), preprocess_mode=spec.preprocess_mode,
-                         compute_points=spec.compute_points)
+                         compute_points=spec.compute_points, int8=spec.int8)
 
 
 def create_predictor(spec: PredictorSpec) -> Predictor:

@@ -15,14 +15,24 @@ gives arbitrary extrinsics, frame 0 included.
 Fields of view: VGGT clamps its FoV outputs with a ReLU, so an untrained model can return exactly
 0 (an infinite focal length). Such values are raised to ``MIN_FOV_RAD`` (1°) with a logged
 warning, so the prediction stays finite; a trained model never gets near it.
+
+Out of device memory: a window that exhausts the GPU is retried once with the depth (and point)
+heads run ``OOM_RETRY_FRAMES_CHUNK_SIZE`` frame at a time, after the failed attempt's memory is
+released; if that fails too, ``PredictorOutOfMemoryError`` tells the caller to split the window.
+
+Int8 (``int8=True``, CPU only): the aggregator's Linear layers run dynamically quantised int8
+(``vggt_mapper.model.quantize``); faster on the CPU and less weight memory, at a depth and pose
+error stated in the README. Off by default.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+import inspect
 import logging
 import math
 import threading
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,7 +41,11 @@ import torch
 from vggt_mapper.geometry import pose_encoding_to_extrinsics_intrinsics
 from vggt_mapper.predictor.base import WindowPrediction
 from vggt_mapper.predictor.device import autocast_context, select_device_and_dtype
-from vggt_mapper.predictor.errors import PredictorError, PredictorSpecError
+from vggt_mapper.predictor.errors import (
+    PredictorError,
+    PredictorOutOfMemoryError,
+    PredictorSpecError,
+)
 from vggt_mapper.predictor.preprocess import (
     PATCH_SIZE,
     preprocess_frames,
@@ -39,12 +53,15 @@ from vggt_mapper.predictor.preprocess import (
     TARGET_SIZE,
 )
 
-__all__ = ['MIN_FOV_RAD', 'VGGTPredictor']
+__all__ = ['MIN_FOV_RAD', 'OOM_RETRY_FRAMES_CHUNK_SIZE', 'VGGTPredictor']
 
 _LOGGER = logging.getLogger(__name__)
 
 MIN_FOV_RAD = math.radians(1.0)
 """Smallest field of view passed on; smaller (ReLU-clamped zero) values are raised to it."""
+
+OOM_RETRY_FRAMES_CHUNK_SIZE = 1
+"""Frames per head chunk on the retry after an out-of-memory error (the heads' minimum)."""
 
 
 def _to_numpy(tensor: torch.Tensor | None, name: str) -> NDArray[np.float32]:
@@ -60,19 +77,23 @@ class VGGTPredictor:
 
     :param model: a ``vggt_mapper.model.VGGT`` (or any module with the same call signature:
         ``model(images[S,3,H,W], heads={...})`` returning ``pose_enc``, ``depth``,
-        ``depth_conf`` and optionally ``world_points``/``world_points_conf`` with a batch dim).
+        ``depth_conf`` and optionally ``world_points``/``world_points_conf`` with a batch dim;
+        a ``frames_chunk_size`` keyword, if it takes one, lets it retry out-of-memory windows).
     :param device: ``'auto'``, ``'cpu'``, ``'cuda'``, ``'cuda:N'`` or ``'mps'``; the model is
         moved there and set to eval mode.
     :param preprocess_mode: ``'crop'`` (width 518) or ``'pad'`` (518×518 with white borders).
     :param compute_points: also run the point head and fill ``points_window``/``points_conf``.
     :param target_size: model image width (crop) or side (pad), a multiple of 14; VGGT was
         trained at 518.
-    :raises PredictorSpecError: for a bad device, mode, or a head the model lacks.
+    :param int8: quantise the aggregator's Linear layers to dynamic int8, in place (CPU only;
+        ``model`` must be a ``vggt_mapper.model.VGGT``).
+    :raises PredictorSpecError: for a bad device, mode, a head the model lacks, or int8 on a
+        device other than the CPU or with another model.
     """
 
     def __init__(self, model: torch.nn.Module, *, device: str = 'auto',
                  preprocess_mode: str = 'crop', compute_points: bool = False,
-                 target_size: int = TARGET_SIZE) -> None:
+                 target_size: int = TARGET_SIZE, int8: bool = False) -> None:
         if preprocess_mode not in PREPROCESS_MODES:
             raise PredictorSpecError(f'preprocess_mode must be one of {PREPROCESS_MODES}, '
                                      f'got {preprocess_mode!r}')
@@ -91,18 +112,49 @@ class VGGTPredictor:
                                      f'(it has {sorted(enabled)}); build it with them enabled'
                                      + (' or set compute_points=False' if compute_points else ''))
         self.model = model.to(self.device).eval()
+        self.int8 = int8
+        if int8:
+            _quantize_int8(self.model, self.device)
+        self._can_chunk_heads = 'frames_chunk_size' in inspect.signature(model.forward).parameters
         self._warned_small_fov = False
         # One forward at a time: callers on several threads (ROS worker, web queue) would
         # otherwise stack activations on one device.
         self._lock = threading.Lock()
-        _LOGGER.info('VGGTPredictor on %s (autocast %s), preprocess %s, heads %s', self.device,
-                     self.autocast_dtype, preprocess_mode, sorted(self.heads))
+        _LOGGER.info('VGGTPredictor on %s (autocast %s%s), preprocess %s, heads %s',
+                     self.device, self.autocast_dtype, ', int8 aggregator' if int8 else '',
+                     preprocess_mode, sorted(self.heads))
 
     def __repr__(self) -> str:
         """Return a short description (device, precision, mode)."""
         return (f'VGGTPredictor(device={str(self.device)!r}, autocast={self.autocast_dtype}, '
                 f'preprocess_mode={self.preprocess_mode!r}, '
-                f'compute_points={self.compute_points})')
+                f'compute_points={self.compute_points}, int8={self.int8})')
+
+    def _forward(self, images: torch.Tensor, frames_chunk_size: int | None) -> Any:
+        kwargs = {} if frames_chunk_size is None else {'frames_chunk_size': frames_chunk_size}
+        with torch.inference_mode(), autocast_context(self.device, self.autocast_dtype):
+            return self.model(images, heads=self.heads, **kwargs)
+
+    def _forward_retrying_oom(self, images: torch.Tensor) -> Any:
+        """Run the model; after an out-of-memory error, once more with smaller head chunks."""
+        num_frames = int(images.shape[0])
+        retry = (OOM_RETRY_FRAMES_CHUNK_SIZE
+                 if self._can_chunk_heads and num_frames > OOM_RETRY_FRAMES_CHUNK_SIZE else None)
+        attempts: list[int | None] = [None] if retry is None else [None, retry]
+        for chunk_size in attempts:
+            try:
+                return self._forward(images, chunk_size)
+            except torch.OutOfMemoryError as err:
+                detail = str(err).strip().splitlines()[0] if str(err).strip() else 'no detail'
+            # Outside the except block: the traceback, and through its frames the failed
+            # attempt's activations, are gone, so the cache can really be released.
+            _release_device_memory(self.device)
+            again = chunk_size is None and retry is not None
+            _LOGGER.warning('out of %s memory on a window of %d frames%s; %s', self.device,
+                            num_frames,
+                            '' if chunk_size is None else f' with {chunk_size}-frame head chunks',
+                            f'retrying with {retry}-frame head chunks' if again else 'refusing it')
+        raise PredictorOutOfMemoryError(num_frames, detail, retry)
 
     def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
         """
@@ -116,14 +168,15 @@ class VGGTPredictor:
             mappings back to the original frames and, when the model computes them, one place
             descriptor per frame.
         :raises FrameFormatError: for an empty window or frames that are not uint8 images.
+        :raises PredictorOutOfMemoryError: when the device runs out of memory on this window,
+            also with the heads in one-frame chunks: retry with fewer frames.
         :raises PredictorError: when the model returns a non-finite pose.
         """
         window = preprocess_frames(frames_rgb, mode=self.preprocess_mode,
                                    target_size=self.target_size)
         images = torch.from_numpy(window.images_chw_float32()).to(self.device)
-        with self._lock, torch.inference_mode(), autocast_context(
-                self.device, self.autocast_dtype):
-            output = self.model(images, heads=self.heads)
+        with self._lock:
+            output = self._forward_retrying_oom(images)
         pose_enc = _to_numpy(output.pose_enc, 'pose_enc')[0].astype(np.float64)
         if not np.all(np.isfinite(pose_enc)):
             raise PredictorError(f'the model returned a non-finite pose encoding for a window of '
@@ -161,3 +214,26 @@ class VGGTPredictor:
             points_conf=points_conf,
             descriptors=descriptors,
         )
+
+
+def _release_device_memory(device: torch.device) -> None:
+    """Hand the allocator's cached blocks back, so the retry starts from a clean pool."""
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+
+
+def _quantize_int8(model: torch.nn.Module, device: torch.device) -> None:
+    """Quantise ``model``'s aggregator to int8 in place, or say why it cannot be."""
+    from vggt_mapper.model import ModelError, VGGT
+    from vggt_mapper.model.quantize import quantize_int8_
+
+    if device.type != 'cpu':
+        raise PredictorSpecError(f'int8 is a CPU mode (quantised kernels exist only there), but '
+                                 f'the device is {device}; use device cpu or drop int8')
+    if not isinstance(model, VGGT):
+        raise PredictorSpecError(f'int8 quantises a vggt_mapper.model.VGGT; got a '
+                                 f'{type(model).__name__}')
+    try:
+        quantize_int8_(model)
+    except ModelError as err:
+        raise PredictorSpecError(f'int8: {err}') from err

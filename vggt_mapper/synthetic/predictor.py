@@ -121,6 +121,7 @@ class SyntheticSequence:
         self.intrinsics = intrinsics_for(height, width, hfov_deg)
         self.match_thumbnails = match_thumbnails
         self._index_by_key: dict[bytes, int] = {}
+        self._intrinsics_by_key: dict[bytes, NDArray[np.float64]] = {}
         self._thumbs: dict[int, NDArray[np.float32]] = {}
         self.cache_renders = cache_renders
         self._renders: OrderedDict[tuple[int, bytes, int, int],
@@ -181,6 +182,28 @@ class SyntheticSequence:
         if self.match_thumbnails:
             self._thumbs[index] = _thumbnail(image)
         return image
+
+    def register(self, image_rgb: NDArray[np.uint8], index: int,
+                 intrinsics: NDArray[np.floating]) -> None:
+        """
+        Recognise ``image_rgb`` as frame ``index`` from now on (e.g. a resized copy of it).
+
+        :param image_rgb: the image.
+        :param index: its frame.
+        :param intrinsics: 3×3 K of that image, in its pixels.
+        """
+        key = _image_key(image_rgb)
+        self._index_by_key[key] = index
+        self._intrinsics_by_key[key] = np.asarray(intrinsics, dtype=np.float64)
+
+    def intrinsics_of(self, image_rgb: NDArray[np.uint8]) -> NDArray[np.float64]:
+        """
+        Return the K of an image of this sequence (a registered copy's own, else the original's).
+
+        :param image_rgb: a frame or a registered copy.
+        :return: 3×3 K in the image's pixels.
+        """
+        return self._intrinsics_by_key.get(_image_key(image_rgb), self.intrinsics)
 
     def depth(self, index: int) -> NDArray[np.float32]:
         """Render the true z-depth of frame ``index``: (H, W) float32, metres."""
@@ -247,7 +270,7 @@ class SyntheticPredictor:
         indices = [seq.index_of(frame) for frame in frames_rgb]
         mapping = model_mapping(frames_rgb[0].shape[:2], self.model_width)
         model_h, model_w = mapping.model_hw
-        k_model = mapping.model_from_original @ seq.intrinsics
+        k_model = mapping.model_from_original @ seq.intrinsics_of(frames_rgb[0])
         window_from_world = np.linalg.inv(seq.poses_world_from_cam[indices[0]])
         num = len(indices)
         depths = np.empty((num, model_h, model_w), np.float32)
@@ -262,6 +285,9 @@ class SyntheticPredictor:
                                             np.log(noise.scale_range)))
                 window_scale = factor / float(np.median(depth_m))
             images[slot] = self._model_image(frame, mapping)
+            # A model image fed back (loop verification re-predicts stored keyframes) is the
+            # same frame, as it would be for VGGT.
+            seq.register(images[slot], index, k_model)
             confs[slot] = self._confidence(depth_m)
             noisy = depth_m * (1.0 + noise.depth_bias_rel * rng.standard_normal())
             noisy = noisy * (1.0 + noise.depth_rel * rng.standard_normal(noisy.shape))

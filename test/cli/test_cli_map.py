@@ -8,7 +8,6 @@ through ``--predictor``), so they check the whole door without torch.
 from __future__ import annotations
 
 from collections.abc import Iterator
-import importlib.util
 import json
 from pathlib import Path
 import shutil
@@ -21,7 +20,8 @@ import pytest
 
 from vggt_mapper.cli import main
 from vggt_mapper.cli import map as map_command
-from vggt_mapper.io import InputFrame, read_cameras_json, read_ply, read_tum
+from vggt_mapper.engine import InputFrame
+from vggt_mapper.io import read_cameras_json, read_ply, read_tum
 
 HERE = Path(__file__).resolve().parent
 FAKE = ['--predictor', 'cli_fakes:synthetic_predictor', '--window-size', '4', '--overlap', '2']
@@ -235,14 +235,8 @@ def test_missing_checkpoint_is_a_one_line_weights_error(frames_dir: Path, tmp_pa
     assert not (tmp_path / 'out').exists()
 
 
-def _skip_without_rosbag2_module() -> None:
-    if importlib.util.find_spec('vggt_mapper.io.rosbag2') is None:
-        pytest.skip("vggt_mapper.io.rosbag2 (the ROS door helper's module) is not there yet")
-
-
 def test_map_rosbag2_input_with_topic(tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
-    _skip_without_rosbag2_module()
     import cli_fakes
 
     bag = cli_fakes.write_bag(tmp_path / 'bag')
@@ -263,7 +257,6 @@ def test_map_rosbag2_input_with_topic(tmp_path: Path,
 
 
 def test_bag_out_writes_a_rosbag2(frames_dir: Path, tmp_path: Path) -> None:
-    _skip_without_rosbag2_module()
     outdir = tmp_path / 'out'
 
     status = main(['map', str(frames_dir), '-o', str(outdir), '--bag-out', *FAKE])
@@ -293,8 +286,6 @@ def test_sample_with_ground_truth_predictor_matches_ground_truth(tmp_path: Path)
     from evo.tools import file_interface
 
     sample = _sample_or_skip()
-    if importlib.util.find_spec('vggt_mapper.synthetic.sample') is None:
-        pytest.skip('vggt_mapper.synthetic.sample (ground-truth stand-in) is not there yet')
     outdir = tmp_path / 'out'
 
     status = main(['map', '-o', str(outdir), '--max-frames', '24',

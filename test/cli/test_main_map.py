@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from vggt_mapper.cli.main_map import map_sequence
+from vggt_mapper.engine import InputFrame
 from vggt_mapper.engine.types import KeyframePose, MapperStats, MapSnapshot, WindowResult
-from vggt_mapper.io import InputFrame
 
 
 def _frames(count: int) -> Iterator[InputFrame]:

@@ -76,3 +76,24 @@ def test_unfuse_after_the_grid_coarsened_still_balances() -> None:
     assert point_map.voxel_size > 0.001
     point_map.unfuse(first, first_colours)
     assert point_map.points_fused == 600
+
+
+def test_voxel_cells_are_floored_on_both_sides_of_zero() -> None:
+    # Cell index = floor(x / voxel_size): -0.2 and -0.8 share cell -1, 0.2 is in cell 0.
+    # Truncation towards zero would put all three in cell 0 (and y = z = -0.5 too).
+    point_map = PointMap(MapConfig(voxel_size=1.0))
+    points = np.array([[-0.2, -0.5, -0.5], [-0.8, -0.5, -0.5], [0.2, -0.5, -0.5]], np.float32)
+    point_map.fuse(points, np.zeros((3, 3), np.uint8))
+    xs = np.sort(point_map.snapshot().points_world[:, 0])
+    np.testing.assert_allclose(xs, [-0.5, 0.2], atol=1e-6)
+
+
+def test_coarsening_halves_negative_cells_by_floor_too() -> None:
+    # Cells -2, -1, 0 at voxel 1; the cap of 2 doubles the voxel: cells -2 and -1 merge into
+    # cell -1 (centroid -1.0), cell 0 stays alone.
+    point_map = PointMap(MapConfig(voxel_size=1.0, max_points=2))
+    points = np.array([[-1.5, 0.5, 0.5], [-0.5, 0.5, 0.5], [0.5, 0.5, 0.5]], np.float32)
+    point_map.fuse(points, np.zeros((3, 3), np.uint8))
+    assert point_map.voxel_size == 2.0
+    xs = np.sort(point_map.snapshot().points_world[:, 0])
+    np.testing.assert_allclose(xs, [-1.0, 0.5], atol=1e-6)

@@ -14,9 +14,14 @@ import numpy as np
 import pytest
 
 from vggt_mapper.engine.errors import AlignmentError
-from vggt_mapper.engine.types import KeyframePose, MapperStats, MapSnapshot, WindowResult
+from vggt_mapper.engine.types import (
+    InputFrame,
+    KeyframePose,
+    MapperStats,
+    MapSnapshot,
+    WindowResult,
+)
 from vggt_mapper.engine.worker import DropPolicy, MappingWorker, WorkerError
-from vggt_mapper.io.frames import InputFrame
 
 TIMEOUT_S = 10.0
 

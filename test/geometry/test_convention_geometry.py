@@ -6,18 +6,14 @@ import numpy as np
 import pytest
 
 from vggt_mapper.geometry import (
-    camera_centers_world,
-    depth_to_points_world,
-    extrinsics_intrinsics_to_pose_encoding,
+    depth_to_points_cam,
     GeometryError,
     inverse_se3,
     matrix_to_quat_xyzw,
     pose_encoding_to_extrinsics_intrinsics,
-    project_points_world,
     quat_xyzw_to_matrix,
-    se3_to_4x4,
     transform_points,
-    unproject_depth_maps,
+    unproject_pixels,
 )
 
 
@@ -77,39 +73,45 @@ def test_convention_180_degree_rotations_round_trip() -> None:
 
 def test_convention_camera_centre_is_minus_r_transpose_t() -> None:
     cam_from_world = random_cam_from_world(10)
-    centres = camera_centers_world(cam_from_world)
-    for extrinsic, centre in zip(cam_from_world, centres, strict=True):
+    world_from_cam = inverse_se3(cam_from_world)
+    for extrinsic, pose in zip(cam_from_world, world_from_cam, strict=True):
+        centre = pose[:3, 3]
+        np.testing.assert_allclose(centre, -extrinsic[:, :3].T @ extrinsic[:, 3], atol=1e-12)
         # The camera centre maps to the camera origin.
         np.testing.assert_allclose(transform_points(extrinsic, centre), np.zeros(3), atol=1e-12)
-    world_from_cam = inverse_se3(cam_from_world)
-    np.testing.assert_allclose(world_from_cam[:, :3, 3], centres, atol=1e-12)
 
 
 def test_convention_inverse_se3_round_trip() -> None:
     cam_from_world = random_cam_from_world(10)
-    product = se3_to_4x4(cam_from_world) @ inverse_se3(cam_from_world)
+    homogeneous = np.concatenate([cam_from_world, np.tile([[[0.0, 0, 0, 1]]], (10, 1, 1))],
+                                 axis=1)
+    product = homogeneous @ inverse_se3(cam_from_world)
     np.testing.assert_allclose(product, np.broadcast_to(np.eye(4), (10, 4, 4)), atol=1e-12)
-    np.testing.assert_allclose(inverse_se3(inverse_se3(cam_from_world)),
-                               se3_to_4x4(cam_from_world), atol=1e-12)
+    np.testing.assert_allclose(inverse_se3(inverse_se3(cam_from_world)), homogeneous,
+                               atol=1e-12)
+    assert inverse_se3(cam_from_world.astype(np.float32)).dtype == np.float32
 
 
-def test_convention_pose_encoding_round_trip_and_first_camera_identity() -> None:
+def test_convention_pose_encoding_is_cam_from_world_t_quat_xyzw_fov() -> None:
     image_hw = (392, 518)
     cam_from_world = random_cam_from_world(6)
     cam_from_world[0] = np.eye(3, 4)
-    intrinsics = np.zeros((6, 3, 3))
-    intrinsics[:, 0, 0] = np.linspace(300, 600, 6)
-    intrinsics[:, 1, 1] = np.linspace(320, 620, 6)
-    intrinsics[:, 0, 2] = 259.0
-    intrinsics[:, 1, 2] = 196.0
-    intrinsics[:, 2, 2] = 1.0
-    encoding = extrinsics_intrinsics_to_pose_encoding(cam_from_world, intrinsics, image_hw)
-    np.testing.assert_allclose(encoding[0, :7], [0, 0, 0, 0, 0, 0, 1], atol=0)
-    np.testing.assert_allclose(encoding[:, :3], cam_from_world[:, :, 3], atol=0)
-    back_extrinsics, back_intrinsics = pose_encoding_to_extrinsics_intrinsics(encoding, image_hw)
-    np.testing.assert_allclose(back_extrinsics, cam_from_world, atol=1e-12)
-    np.testing.assert_allclose(back_intrinsics, intrinsics, atol=1e-9)
-    np.testing.assert_allclose(back_extrinsics[0], np.eye(3, 4), atol=0)
+    focal_x, focal_y = np.linspace(300, 600, 6), np.linspace(320, 620, 6)
+    encoding = np.concatenate([
+        cam_from_world[:, :, 3], matrix_to_quat_xyzw(cam_from_world[:, :, :3]),
+        2 * np.arctan(image_hw[0] / 2 / focal_y)[:, None],
+        2 * np.arctan(image_hw[1] / 2 / focal_x)[:, None]], axis=1)
+    extrinsics, intrinsics = pose_encoding_to_extrinsics_intrinsics(encoding, image_hw)
+    np.testing.assert_allclose(extrinsics, cam_from_world, atol=1e-12)
+    np.testing.assert_allclose(extrinsics[0], np.eye(3, 4), atol=0)
+    np.testing.assert_allclose(intrinsics[:, 0, 0], focal_x, rtol=1e-12)
+    np.testing.assert_allclose(intrinsics[:, 1, 1], focal_y, rtol=1e-12)
+    np.testing.assert_allclose(intrinsics[:, :2, 2], [[259.0, 196.0]] * 6, atol=0)
+    # The network's quaternions are not unit: only their direction matters.
+    scaled = encoding.copy()
+    scaled[:, 3:7] *= 3.0
+    np.testing.assert_allclose(pose_encoding_to_extrinsics_intrinsics(scaled, image_hw)[0],
+                               cam_from_world, atol=1e-12)
 
 
 def test_convention_fov_to_focal_length() -> None:
@@ -121,24 +123,31 @@ def test_convention_fov_to_focal_length() -> None:
 
 def test_convention_pixel_centres_at_integers_and_projection_inverts_unprojection() -> None:
     height, width = 5, 7
-    cam_from_world = random_cam_from_world(2, seed=4)
-    intrinsics = np.array([[[6.0, 0, 3.5], [0, 5.0, 2.5], [0, 0, 1]]] * 2)
-    depth = np.random.default_rng(5).uniform(0.5, 3.0, (2, height, width))
-    points = unproject_depth_maps(depth, cam_from_world, intrinsics)
-    for index in range(2):
-        uv, points_cam = project_points_world(points[index].reshape(-1, 3),
-                                              cam_from_world[index:index + 1],
-                                              intrinsics[index:index + 1])
-        rows, cols = np.mgrid[0:height, 0:width]
-        np.testing.assert_allclose(uv[0].reshape(height, width, 2),
-                                   np.stack([cols, rows], axis=-1), atol=1e-9)
-        np.testing.assert_allclose(points_cam[0, 2].reshape(height, width), depth[index],
-                                   atol=1e-12)
-    # Pixel (u, v) = (cx, cy) lies on the optical axis, in the camera frame of frame 0.
-    world, cam, valid = depth_to_points_world(np.full((5, 7), 2.0), np.eye(3, 4), intrinsics[0])
-    np.testing.assert_allclose(cam[2, 3], [-0.5 * 2.0 / 6.0, -0.5 * 2.0 / 5.0, 2.0])
-    assert valid.all()
-    np.testing.assert_allclose(world, cam, atol=0)
+    intrinsics = np.array([[6.0, 0, 3.5], [0, 5.0, 2.5], [0, 0, 1]])
+    depth = np.random.default_rng(5).uniform(0.5, 3.0, (height, width))
+    points_cam = depth_to_points_cam(depth, intrinsics)
+    # Projecting back (K · p / z, written out here) lands on the integer pixel centres.
+    projected = (points_cam / points_cam[..., 2:3]) @ intrinsics.T
+    rows, cols = np.mgrid[0:height, 0:width]
+    np.testing.assert_allclose(projected[..., :2], np.stack([cols, rows], axis=-1), atol=1e-12)
+    np.testing.assert_allclose(points_cam[..., 2], depth, atol=0)
+    # Pixel (u, v) = (cx, cy) lies on the optical axis; (3, 2) is half a pixel up-left of it.
+    np.testing.assert_allclose(unproject_pixels([3.5, 2.5], 2.0, intrinsics), [0, 0, 2.0])
+    np.testing.assert_allclose(depth_to_points_cam(np.full((5, 7), 2.0), intrinsics)[2, 3],
+                               [-0.5 * 2.0 / 6.0, -0.5 * 2.0 / 5.0, 2.0])
+
+
+def test_convention_selected_pixels_unproject_like_the_whole_map() -> None:
+    # The engine unprojects selected pixels, the web door whole maps: one formula for both.
+    intrinsics = np.array([[40.0, 0, 15.5], [0, 42.0, 11.0], [0, 0, 1]])
+    depth = np.random.default_rng(6).uniform(0.5, 3.0, (24, 32))
+    rows, cols = np.mgrid[1:24:5, 2:32:7]
+    rows, cols = rows.ravel(), cols.ravel()
+    selected = unproject_pixels(np.stack([cols, rows], axis=-1), depth[rows, cols], intrinsics)
+    np.testing.assert_array_equal(selected, depth_to_points_cam(depth, intrinsics)[rows, cols])
+    # Depth 1 gives rays with z = 1 (the frustum corners of the GLB, the renderer's rays).
+    rays = unproject_pixels([[-0.5, -0.5], [31.5, 23.5]], 1.0, intrinsics)
+    np.testing.assert_allclose(rays, [[-16 / 40, -11.5 / 42, 1], [16 / 40, 12.5 / 42, 1]])
 
 
 def test_convention_shape_errors_are_explicit() -> None:
@@ -146,8 +155,18 @@ def test_convention_shape_errors_are_explicit() -> None:
         quat_xyzw_to_matrix(np.zeros((3, 3)))
     with pytest.raises(GeometryError, match='transform must have shape'):
         inverse_se3(np.zeros((3, 3)))
-    with pytest.raises(GeometryError, match='distortion must be'):
-        project_points_world(np.zeros((2, 3)), np.eye(3, 4)[None], np.eye(3)[None],
-                             distortion=np.zeros((1, 3)))
     with pytest.raises(GeometryError, match='image_hw'):
         pose_encoding_to_extrinsics_intrinsics(np.zeros(9), (0, 10))
+    with pytest.raises(GeometryError, match='does not broadcast'):
+        unproject_pixels(np.zeros((4, 2)), np.ones(3), np.eye(3))
+
+
+@pytest.mark.parametrize('intrinsics', [
+    [[5.0, 0.5, 3], [0, 5.0, 2], [0, 0, 1]],  # skew
+    [[5.0, 0, 3], [0, 5.0, 2], [0.1, 0, 1]],  # projective last row
+    [[0.0, 0, 3], [0, 5.0, 2], [0, 0, 1]],  # zero focal length
+    [[np.nan, 0, 3], [0, 5.0, 2], [0, 0, 1]],
+])
+def test_convention_unprojection_refuses_a_non_pinhole_k(intrinsics) -> None:
+    with pytest.raises(GeometryError, match='pinhole K'):
+        depth_to_points_cam(np.ones((2, 3)), intrinsics)

@@ -21,9 +21,9 @@ from rosbags.typesys import get_typestore, Stores
 from vggt_mapper.engine.config import KeyframeConfig, MapConfig, MapperConfig
 from vggt_mapper.engine.mapper import Mapper
 from vggt_mapper.engine.types import WindowResult
+from vggt_mapper.io import ros_messages as conv
 from vggt_mapper.io.errors import ExportError, InputError
 from vggt_mapper.io.rosbag2 import iter_bag_frames, OutputBagWriter
-from vggt_mapper.ros import conversions as conv
 from vggt_mapper.synthetic import SyntheticPredictor, SyntheticSequence
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)

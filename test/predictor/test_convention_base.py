@@ -5,12 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vggt_mapper.geometry import (
-    camera_centers_world,
-    inverse_se3,
-    project_points_world,
-    unproject_depth_maps,
-)
+from vggt_mapper.geometry import depth_to_points_cam, inverse_se3, transform_points
 from vggt_mapper.predictor import ImageMapping, preprocess_frames, WindowPrediction
 
 
@@ -60,16 +55,16 @@ def test_convention_cam_from_window_maps_window_points_into_cameras() -> None:
     # Camera 1 sits 1 unit to the right of camera 0 (the window frame): x_cam = x_window - 1.
     cam_from_window = np.stack([np.eye(3, 4), np.hstack([np.eye(3), [[-1.0], [0.0], [0.0]]])])
     prediction = make_prediction(cam_from_window=cam_from_window)
-    np.testing.assert_allclose(camera_centers_world(prediction.cam_from_window),
-                               [[0, 0, 0], [1, 0, 0]])
-    np.testing.assert_allclose(inverse_se3(prediction.cam_from_window)[1, :3, 3], [1, 0, 0])
+    window_from_cam = inverse_se3(prediction.cam_from_window)
+    np.testing.assert_allclose(window_from_cam[:, :3, 3], [[0, 0, 0], [1, 0, 0]])
     # Depth is the camera z: the point at depth 1 on camera 0's optical axis is at (0, 0, 1).
-    points = unproject_depth_maps(prediction.depth, prediction.cam_from_window,
-                                  prediction.intrinsics)
-    np.testing.assert_allclose(points[0, 2, 3], [0.0, 0.0, 1.0])
-    uv, _ = project_points_world(points[0, 2, 3][None], prediction.cam_from_window,
-                                 prediction.intrinsics)
-    np.testing.assert_allclose(uv[:, 0], [[3.0, 2.0], [3.0 - 5.0, 2.0]])
+    points_cam = depth_to_points_cam(prediction.depth[0], prediction.intrinsics[0])
+    point_window = transform_points(window_from_cam[0], points_cam[2, 3])
+    np.testing.assert_allclose(point_window, [0.0, 0.0, 1.0])
+    # Camera 1 sees it 1 unit to its left: pixel u = cx - fx · 1 / 1.
+    in_cam1 = transform_points(prediction.cam_from_window[1], point_window)
+    np.testing.assert_allclose(prediction.intrinsics[1] @ (in_cam1 / in_cam1[2]),
+                               [3.0 - 5.0, 2.0, 1.0])
 
 
 @pytest.mark.parametrize(('overrides', 'message'), [

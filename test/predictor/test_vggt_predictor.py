@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vggt_mapper.geometry import pose_encoding_to_extrinsics_intrinsics, unproject_depth_maps
+from vggt_mapper.geometry import depth_to_points_cam, pose_encoding_to_extrinsics_intrinsics
 from vggt_mapper.predictor import (
     FrameFormatError,
     Predictor,
@@ -172,9 +172,9 @@ def test_tiny_vggt_gives_a_valid_prediction_for_mixed_sizes(tiny_model) -> None:
     rotations = prediction.cam_from_window[:, :, :3]
     np.testing.assert_allclose(rotations @ rotations.transpose(0, 2, 1),
                                np.broadcast_to(np.eye(3), (3, 3, 3)), atol=1e-9)
-    # World points from depth exist for every pixel (the mapper's path).
-    points = unproject_depth_maps(prediction.depth, prediction.cam_from_window,
-                                  prediction.intrinsics)
+    # Camera points from depth exist for every pixel (the mapper's path).
+    points = np.stack([depth_to_points_cam(depth, intrinsics) for depth, intrinsics
+                       in zip(prediction.depth, prediction.intrinsics, strict=True)])
     assert points.shape == (3, 112, 112, 3) and np.all(np.isfinite(points))
     # Deterministic: the same window gives the same answer.
     again = predictor.predict(frames)

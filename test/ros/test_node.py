@@ -23,7 +23,7 @@ import pytest
 import ros_fakes
 from scipy.spatial.transform import Rotation
 
-from vggt_mapper.ros import conversions as conv
+from vggt_mapper.io import ros_messages as conv
 from vggt_mapper.ros.errors import ParameterError
 from vggt_mapper.synthetic import SyntheticPredictor, SyntheticSequence
 

@@ -8,7 +8,7 @@ from app_helpers import EXACT, MODEL_WIDTH
 import numpy as np
 
 from vggt_mapper.engine.mapper import Mapper
-from vggt_mapper.io.frames import InputFrame
+from vggt_mapper.engine.types import InputFrame
 from vggt_mapper.predictor.base import WindowPrediction
 from vggt_mapper.synthetic.predictor import SyntheticPredictor, SyntheticSequence
 from vggt_mapper.web.reconstruction import estimate_windows, reconstruct
@@ -62,10 +62,13 @@ class _WithPointMap:
         self.inner = inner
 
     def predict(self, frames_rgb: list[np.ndarray]) -> WindowPrediction:
-        from vggt_mapper.geometry.unproject import unproject_depth_maps
+        from vggt_mapper.geometry import depth_to_points_cam, inverse_se3, transform_points
 
         base = self.inner.predict(frames_rgb)
-        points = unproject_depth_maps(base.depth, base.cam_from_window, base.intrinsics)
+        points = np.stack([
+            transform_points(window_from_cam, depth_to_points_cam(depth, intrinsics))
+            for depth, window_from_cam, intrinsics in zip(
+                base.depth, inverse_se3(base.cam_from_window), base.intrinsics, strict=True)])
         return replace(base, points_window=points.astype(np.float32),
                        points_conf=base.depth_conf.copy())
 

@@ -13,8 +13,13 @@ import logging
 import time
 
 from vggt_mapper.engine.mapper import Mapper
-from vggt_mapper.engine.types import KeyframePose, MapperStats, MapSnapshot, WindowResult
-from vggt_mapper.io.frames import InputFrame
+from vggt_mapper.engine.types import (
+    InputFrame,
+    KeyframePose,
+    MapperStats,
+    MapSnapshot,
+    WindowResult,
+)
 
 __all__ = ['MappingOutcome', 'map_sequence']
 

@@ -19,11 +19,10 @@ import sys
 from typing import Any, TYPE_CHECKING
 
 from vggt_mapper.engine.config import KeyframeConfig, MapConfig, MapperConfig
-from vggt_mapper.engine.types import MapperStats, WindowResult
+from vggt_mapper.engine.types import InputFrame, MapperStats, WindowResult
 from vggt_mapper.io.atomic import check_writable
 from vggt_mapper.io.errors import ExportError, InputError
 from vggt_mapper.io.export import map_paths, save_map
-from vggt_mapper.io.frames import InputFrame
 from vggt_mapper.io.readers import (
     detect_input_kind,
     InputKind,

@@ -5,7 +5,13 @@ from __future__ import annotations
 from vggt_mapper.engine.config import AlignmentConfig, KeyframeConfig, MapConfig, MapperConfig
 from vggt_mapper.engine.errors import AlignmentError, ConfigError, EngineError, FrameError
 from vggt_mapper.engine.mapper import Mapper
-from vggt_mapper.engine.types import KeyframePose, MapperStats, MapSnapshot, WindowResult
+from vggt_mapper.engine.types import (
+    InputFrame,
+    KeyframePose,
+    MapperStats,
+    MapSnapshot,
+    WindowResult,
+)
 
 __all__ = [
     'AlignmentConfig',
@@ -13,6 +19,7 @@ __all__ = [
     'ConfigError',
     'EngineError',
     'FrameError',
+    'InputFrame',
     'KeyframeConfig',
     'KeyframePose',
     'MapConfig',

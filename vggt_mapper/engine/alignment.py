@@ -18,10 +18,11 @@ from numpy.typing import NDArray
 
 from vggt_mapper.engine.config import AlignmentConfig
 from vggt_mapper.engine.errors import AlignmentError
+from vggt_mapper.geometry.se3 import inverse_se3, transform_points
 from vggt_mapper.geometry.sim3 import DegenerateSim3Error, fit_sim3_robust, Sim3
+from vggt_mapper.geometry.unproject import unproject_pixels
 
-__all__ = ['AlignmentReport', 'OverlapView', 'PointView', 'align_window', 'backproject',
-           'sample_view']
+__all__ = ['AlignmentReport', 'OverlapView', 'PointView', 'align_window', 'sample_view']
 
 
 @dataclass(frozen=True)
@@ -63,21 +64,12 @@ class AlignmentReport:
     max_center_ratio: float
 
 
-def backproject(depth: NDArray[np.floating], intrinsics: NDArray[np.floating],
-                rows: NDArray[np.intp], cols: NDArray[np.intp]) -> NDArray[np.float64]:
-    """
-    Camera-frame points of selected pixels: ``depth · K⁻¹ [u, v, 1]``.
-
-    :param depth: (H, W) z-depth.
-    :param intrinsics: 3×3 K in the same pixels (centres at integers).
-    :param rows: (N,) pixel rows v.
-    :param cols: (N,) pixel columns u.
-    :return: (N, 3) float64 points in the camera frame, depth units.
-    """
-    k_inv = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
-    pix = np.stack([cols, rows, np.ones_like(cols)], axis=1).astype(np.float64)
-    rays = pix @ k_inv.T
-    return rays * np.asarray(depth, dtype=np.float64)[rows, cols][:, None]
+def _view_points(view: OverlapView, rows: NDArray[np.intp], cols: NDArray[np.intp]
+                 ) -> NDArray[np.float64]:
+    """Points of the selected pixels in the view's frame (world or window), (N, 3) float64."""
+    points_cam = unproject_pixels(np.stack([cols, rows], axis=-1), view.depth[rows, cols],
+                                  view.intrinsics)
+    return transform_points(view.cam_pose, points_cam)
 
 
 def _rotation_angle_deg(rotation_a: NDArray[np.float64], rotation_b: NDArray[np.float64]
@@ -126,8 +118,7 @@ def sample_view(view: OverlapView, budget: int) -> PointView:
     conf = view.conf[rows, cols].astype(np.float64)
     usable = np.isfinite(depth) & (depth > 0) & np.isfinite(conf)
     rows, cols = rows[usable], cols[usable]
-    points = backproject(view.depth, view.intrinsics, rows, cols)
-    points = points @ view.cam_pose[:3, :3].T + view.cam_pose[:3, 3]
+    points = _view_points(view, rows, cols)
     return PointView(view.cam_pose, points, rows, cols, conf[usable], (height, width))
 
 
@@ -148,8 +139,7 @@ def _pairs(old: PointView, new: OverlapView, config: AlignmentConfig
     keep = usable.copy()
     keep &= c_old >= np.percentile(c_old[usable], config.conf_percentile)
     keep &= c_new >= np.percentile(c_new[usable], config.conf_percentile)
-    points_window = backproject(new.depth, new.intrinsics, rows[keep], cols[keep])
-    points_window = points_window @ new.cam_pose[:3, :3].T + new.cam_pose[:3, 3]
+    points_window = _view_points(new, rows[keep], cols[keep])
     weights = np.sqrt(c_old[keep] * c_new[keep])
     return points_window, old.points_world[keep], weights
 
@@ -259,10 +249,10 @@ def covisible_fraction(depth_a: NDArray[np.floating], intrinsics_a: NDArray[np.f
     total = int(usable.sum())
     if total == 0:
         return 0.0
-    points_b = backproject(depth_b, intrinsics_b, rows[usable], cols[usable])
-    a_from_b = np.linalg.solve(np.asarray(frame_from_cam_a, dtype=np.float64),
-                               np.asarray(frame_from_cam_b, dtype=np.float64))
-    points_a = points_b @ a_from_b[:3, :3].T + a_from_b[:3, 3]
+    points_b = unproject_pixels(np.stack([cols[usable], rows[usable]], axis=-1),
+                                depth[usable], intrinsics_b)
+    a_from_b = inverse_se3(frame_from_cam_a) @ np.asarray(frame_from_cam_b, dtype=np.float64)
+    points_a = transform_points(a_from_b, points_b)
     z = points_a[:, 2]
     with np.errstate(divide='ignore', invalid='ignore'):
         pixels = points_a @ np.asarray(intrinsics_a, dtype=np.float64).T

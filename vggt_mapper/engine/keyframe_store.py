@@ -30,9 +30,9 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from vggt_mapper.engine.alignment import backproject
 from vggt_mapper.engine.config import MapConfig, StoreConfig
 from vggt_mapper.engine.errors import EngineError
+from vggt_mapper.geometry.unproject import unproject_pixels
 
 __all__ = ['KeyframeCloud', 'KeyframeRecord', 'KeyframeStore', 'StoreError',
            'select_keyframe_points']
@@ -186,7 +186,7 @@ def select_keyframe_points(depth: NDArray[np.floating], conf: NDArray[np.floatin
                     map_config.conf_min)
     valid &= conf_s >= threshold
     rows, cols, conf_s = rows[valid], cols[valid], conf_s[valid]
-    points = backproject(depth, intrinsics, rows, cols)
+    points = unproject_pixels(np.stack([cols, rows], axis=-1), depth_s[valid], intrinsics)
     if points.shape[0] == 0:
         return KeyframeCloud.empty()
     keep = _voxel_keep(points, conf_s, store_config)

@@ -39,6 +39,7 @@ from vggt_mapper.engine.errors import AlignmentError
 from vggt_mapper.engine.keyframe_store import KeyframeCloud, KeyframeRecord
 from vggt_mapper.engine.places import PlaceIndex
 from vggt_mapper.engine.types import LoopOutcome
+from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.geometry.sim3 import Sim3
 from vggt_mapper.predictor.base import WindowPrediction
 
@@ -101,13 +102,7 @@ def window_from_cam_poses(prediction: WindowPrediction) -> NDArray[np.float64]:
     :param prediction: a validated prediction (finite, proper rotations).
     :return: the poses.
     """
-    count = prediction.num_frames
-    rotation = prediction.cam_from_window[:, :3, :3]
-    translation = prediction.cam_from_window[:, :3, 3]
-    poses = np.tile(np.eye(4), (count, 1, 1))
-    poses[:, :3, :3] = np.transpose(rotation, (0, 2, 1))
-    poses[:, :3, 3] = -np.einsum('sji,sj->si', rotation, translation)
-    return poses
+    return inverse_se3(np.asarray(prediction.cam_from_window, dtype=np.float64))
 
 
 def point_view(cloud: KeyframeCloud, world_from_node: Sim3, record: KeyframeRecord

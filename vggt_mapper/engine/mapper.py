@@ -60,6 +60,7 @@ from vggt_mapper.engine.types import (
     WindowResult,
 )
 from vggt_mapper.engine.world_map import WorldMap
+from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.geometry.sim3 import Sim3
 from vggt_mapper.predictor.base import Predictor, WindowPrediction
 
@@ -388,7 +389,7 @@ class Mapper:
         self._check_depth(prediction, new_slots)
         self._check_consistency(prediction, window_from_cam, new_slots)
         if not self._anchors:
-            first = np.linalg.inv(window_from_cam[0])
+            first = inverse_se3(window_from_cam[0])
             scale = self.config.scale
             return _Answer(prediction, window_from_cam,
                            Sim3(scale, first[:3, :3], scale * first[:3, 3]), None)

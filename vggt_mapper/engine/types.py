@@ -1,7 +1,7 @@
 """
 Typed results the mapping engine hands to its callers (the doors).
 
-Conventions (pinned by ``test/engine/test_convention_types.py``):
+Conventions (pinned by ``test/engine/test_convention_mapper.py``):
 
 * World frame = the camera frame of the first keyframe, OpenCV axes (x right, y down,
   z forward), in the first window's scale unit times ``MapperConfig.scale``.
@@ -18,9 +18,26 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.geometry.sim3 import Sim3
 
-__all__ = ['KeyframePose', 'LoopOutcome', 'MapSnapshot', 'MapperStats', 'WindowResult']
+__all__ = ['InputFrame', 'KeyframePose', 'LoopOutcome', 'MapSnapshot', 'MapperStats',
+           'WindowResult']
+
+
+@dataclass(frozen=True)
+class InputFrame:
+    """
+    One decoded camera frame, as every reader and door hands it to the engine.
+
+    :param image_rgb: (H, W, 3) uint8 RGB.
+    :param stamp_ns: timestamp in integer nanoseconds (message stamp, video PTS, or index-based).
+    :param name: a name for logs and exports (file name, ``frame_000123``).
+    """
+
+    image_rgb: NDArray[np.uint8]
+    stamp_ns: int
+    name: str
 
 
 @dataclass(frozen=True)
@@ -54,11 +71,7 @@ class KeyframePose:
     @property
     def cam_from_world(self) -> NDArray[np.float64]:
         """4×4 float64 camera-from-world transform (the extrinsics), inverse of world_from_cam."""
-        rotation = self.world_from_cam[:3, :3]
-        inverse = np.eye(4)
-        inverse[:3, :3] = rotation.T
-        inverse[:3, 3] = -rotation.T @ self.world_from_cam[:3, 3]
-        return inverse
+        return inverse_se3(self.world_from_cam)
 
     @property
     def position_world(self) -> NDArray[np.float64]:

@@ -44,8 +44,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vggt_mapper.engine.errors import EngineError
-from vggt_mapper.engine.types import KeyframePose, MapperStats, MapSnapshot, WindowResult
-from vggt_mapper.io.frames import InputFrame
+from vggt_mapper.engine.types import (
+    InputFrame,
+    KeyframePose,
+    MapperStats,
+    MapSnapshot,
+    WindowResult,
+)
 
 __all__ = [
     'DEFAULT_RECOVERABLE_ERRORS',

@@ -9,8 +9,8 @@ radians of an image of ``image_hw = (H, W)`` pixels. OpenCV axes (x right, y dow
 
 Intrinsics are pinhole ``K = [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]`` in pixels of that image with
 ``fy = (H/2) / tan(fov_h/2)``, ``fx = (W/2) / tan(fov_w/2)`` and the principal point at the
-image centre ``(cx, cy) = (W/2, H/2)``. The encoding cannot hold a principal point, so a round
-trip moves it to the centre.
+image centre ``(cx, cy) = (W/2, H/2)``. Only decoding is needed: the model predicts
+encodings, nothing here writes one.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from vggt_mapper.geometry._arrays import as_float_array, check_trailing_shape
 from vggt_mapper.geometry.errors import GeometryError
-from vggt_mapper.geometry.rotation import matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from vggt_mapper.geometry.rotation import quat_xyzw_to_matrix
 
-__all__ = ['extrinsics_intrinsics_to_pose_encoding', 'pose_encoding_to_extrinsics_intrinsics']
+__all__ = ['pose_encoding_to_extrinsics_intrinsics']
 
 POSE_ENCODING_SIZE = 9
 
@@ -64,40 +64,3 @@ def pose_encoding_to_extrinsics_intrinsics(
     intrinsics[..., 1, 2] = height * half
     intrinsics[..., 2, 2] = 1.0
     return cam_from_world, intrinsics
-
-
-def extrinsics_intrinsics_to_pose_encoding(
-    cam_from_world: ArrayLike,
-    intrinsics: ArrayLike,
-    image_hw: tuple[int, int],
-) -> NDArray[np.floating[Any]]:
-    """
-    Encode camera-from-world extrinsics and intrinsics as ``absT_quaR_FoV``.
-
-    Only ``fx`` and ``fy`` are kept (``fov_h = 2·atan(H/2 / fy)``, ``fov_w = 2·atan(W/2 / fx)``);
-    the principal point is dropped.
-
-    :param cam_from_world: (..., 3, 4) or (..., 4, 4) extrinsics ``[R | t]``.
-    :param intrinsics: (..., 3, 3) K in pixels of an (H, W) image, same leading shape.
-    :param image_hw: (H, W) of that image in pixels.
-    :return: (..., 9) encodings, unit quaternions with ``w ≥ 0``, promoted input precision.
-    :raises GeometryError: on wrong shapes or image size.
-    """
-    height, width = _check_image_hw(image_hw)
-    extrinsics = as_float_array(cam_from_world, 'cam_from_world')
-    if extrinsics.ndim < 2 or tuple(extrinsics.shape[-2:]) not in ((3, 4), (4, 4)):
-        raise GeometryError(f'cam_from_world must have shape (..., 3, 4) or (..., 4, 4), '
-                            f'got {tuple(extrinsics.shape)}')
-    k_matrix = as_float_array(intrinsics, 'intrinsics')
-    check_trailing_shape(k_matrix, (3, 3), 'intrinsics')
-    if extrinsics.shape[:-2] != k_matrix.shape[:-2]:
-        raise GeometryError(f'cam_from_world {tuple(extrinsics.shape)} and intrinsics '
-                            f'{tuple(k_matrix.shape)} must have the same leading shape')
-    dtype = np.result_type(extrinsics.dtype, k_matrix.dtype)
-    quat = matrix_to_quat_xyzw(extrinsics[..., :3, :3].astype(dtype, copy=False))
-    translation = extrinsics[..., :3, 3].astype(dtype, copy=False)
-    half = dtype.type(0.5)
-    fov_h = 2.0 * np.arctan((height * half) / k_matrix[..., 1, 1].astype(dtype, copy=False))
-    fov_w = 2.0 * np.arctan((width * half) / k_matrix[..., 0, 0].astype(dtype, copy=False))
-    return np.concatenate([translation, quat, fov_h[..., None], fov_w[..., None]],
-                          axis=-1).astype(dtype, copy=False)

@@ -9,7 +9,7 @@ Functions work on any leading batch shape and keep float32 or float64 precision.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -21,6 +21,13 @@ __all__ = ['matrix_to_quat_xyzw', 'quat_xyzw_to_matrix']
 # Candidates are divided by 2·max(|q_i|, floor): the floor only matters for branches that are
 # not selected (their |q_i| is small), so it just keeps them finite.
 _CANDIDATE_FLOOR = 0.1
+
+
+# float64 in, float64 out: the overloads let the engine and io keep NDArray[np.float64] types.
+@overload
+def quat_xyzw_to_matrix(quat_xyzw: NDArray[np.float64]) -> NDArray[np.float64]: ...
+@overload
+def quat_xyzw_to_matrix(quat_xyzw: ArrayLike) -> NDArray[np.floating[Any]]: ...
 
 
 def quat_xyzw_to_matrix(quat_xyzw: ArrayLike) -> NDArray[np.floating[Any]]:
@@ -46,6 +53,12 @@ def quat_xyzw_to_matrix(quat_xyzw: ArrayLike) -> NDArray[np.floating[Any]]:
     )
     matrix = np.stack(rows, axis=-1).astype(quat.dtype, copy=False)
     return matrix.reshape(quat.shape[:-1] + (3, 3))
+
+
+@overload
+def matrix_to_quat_xyzw(matrix: NDArray[np.float64]) -> NDArray[np.float64]: ...
+@overload
+def matrix_to_quat_xyzw(matrix: ArrayLike) -> NDArray[np.floating[Any]]: ...
 
 
 def matrix_to_quat_xyzw(matrix: ArrayLike) -> NDArray[np.floating[Any]]:

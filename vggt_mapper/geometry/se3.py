@@ -9,7 +9,7 @@ z forward); camera poses are ``world_from_cam``. The camera centre in the world 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 from vggt_mapper.geometry._arrays import as_float_array
 from vggt_mapper.geometry.errors import GeometryError
 
-__all__ = ['camera_centers_world', 'inverse_se3', 'se3_to_4x4', 'transform_points']
+__all__ = ['inverse_se3', 'transform_points']
 
 
 def _as_transform(transform: ArrayLike, name: str) -> NDArray[np.floating[Any]]:
@@ -28,19 +28,11 @@ def _as_transform(transform: ArrayLike, name: str) -> NDArray[np.floating[Any]]:
     return array
 
 
-def se3_to_4x4(transform: ArrayLike) -> NDArray[np.floating[Any]]:
-    """
-    Return homogeneous 4×4 matrices for 3×4 ``[R | t]`` (4×4 input is copied).
-
-    :param transform: (..., 3, 4) or (..., 4, 4) rigid transforms.
-    :return: (..., 4, 4) matrices with last row ``[0, 0, 0, 1]``, input precision.
-    :raises GeometryError: on any other trailing shape.
-    """
-    array = _as_transform(transform, 'transform')
-    out = np.zeros(array.shape[:-2] + (4, 4), dtype=array.dtype)
-    out[..., :3, :] = array[..., :3, :]
-    out[..., 3, 3] = 1.0
-    return out
+# float64 in, float64 out: the overloads let the engine and io keep NDArray[np.float64] types.
+@overload
+def inverse_se3(transform: NDArray[np.float64]) -> NDArray[np.float64]: ...
+@overload
+def inverse_se3(transform: ArrayLike) -> NDArray[np.floating[Any]]: ...
 
 
 def inverse_se3(transform: ArrayLike) -> NDArray[np.floating[Any]]:
@@ -64,19 +56,14 @@ def inverse_se3(transform: ArrayLike) -> NDArray[np.floating[Any]]:
     return out
 
 
-def camera_centers_world(cam_from_world: ArrayLike) -> NDArray[np.floating[Any]]:
-    """
-    Return camera centres in the world frame, ``c = -Rᵀ t``.
+# A float64 transform promotes any accepted points (float16/32/64, integers) to float64.
+@overload
+def transform_points(b_from_a: NDArray[np.float64],
+                     points_a: ArrayLike) -> NDArray[np.float64]: ...
 
-    :param cam_from_world: (..., 3, 4) or (..., 4, 4) extrinsics.
-    :return: (..., 3) camera centres, input precision.
-    :raises GeometryError: on a wrong trailing shape.
-    """
-    array = _as_transform(cam_from_world, 'cam_from_world')
-    rotation = array[..., :3, :3]
-    translation = array[..., :3, 3]
-    centers: NDArray[np.floating[Any]] = -np.einsum('...ji,...j->...i', rotation, translation)
-    return centers
+
+@overload
+def transform_points(b_from_a: ArrayLike, points_a: ArrayLike) -> NDArray[np.floating[Any]]: ...
 
 
 def transform_points(b_from_a: ArrayLike, points_a: ArrayLike) -> NDArray[np.floating[Any]]:

@@ -4,6 +4,8 @@ Inputs and exports: image folders and videos in; GLB, PLY, TUM and cameras JSON 
 
 Rosbag2 reading and writing live in ``vggt_mapper.io.rosbag2`` and are not imported here (they
 pull in ``rosbags``; import that module where a bag is needed).
+``vggt_mapper.io.ros_messages`` holds the pure numpy ⇄ ROS message conversions that the rosbag2
+reader/writer and the ROS node share (no rclpy needed).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from vggt_mapper.io.atomic import atomic_write, atomic_write_bytes, check_writab
 from vggt_mapper.io.cameras_json import read_cameras_json, write_cameras_json
 from vggt_mapper.io.errors import ExportError, InputError, IOErrorBase
 from vggt_mapper.io.export import MAP_FILE_NAMES, map_paths, save_map, SavedMap
-from vggt_mapper.io.frames import InputFrame
 from vggt_mapper.io.glb import build_scene, write_glb
 from vggt_mapper.io.ply import read_ply, write_ply
 from vggt_mapper.io.readers import (
@@ -34,7 +35,6 @@ __all__ = [
     'ExportError',
     'IOErrorBase',
     'InputError',
-    'InputFrame',
     'InputKind',
     'ReadStats',
     'SavedMap',

@@ -1,8 +1,8 @@
-"""Exceptions of the input readers and exporters."""
+"""Exceptions of the input readers, exporters and ROS message conversions."""
 
 from __future__ import annotations
 
-__all__ = ['ExportError', 'InputError', 'IOErrorBase']
+__all__ = ['ConversionError', 'ExportError', 'InputError', 'IOErrorBase']
 
 
 class IOErrorBase(Exception):
@@ -15,3 +15,7 @@ class InputError(IOErrorBase):
 
 class ExportError(IOErrorBase):
     """An output cannot be written (exists and overwrite not allowed, disk error, bad data)."""
+
+
+class ConversionError(IOErrorBase, ValueError):
+    """A ROS message cannot be converted (wrong step, truncated data, unknown encoding, empty)."""

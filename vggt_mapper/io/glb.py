@@ -22,6 +22,8 @@ from numpy.typing import NDArray
 import trimesh
 
 from vggt_mapper.engine.types import KeyframePose
+from vggt_mapper.geometry.se3 import transform_points
+from vggt_mapper.geometry.unproject import unproject_pixels
 from vggt_mapper.io.atomic import atomic_write_bytes
 from vggt_mapper.io.cloud import check_colored_points
 from vggt_mapper.io.errors import ExportError
@@ -82,13 +84,11 @@ def _frustum_mesh(pose: KeyframePose, depth: float, to_gltf: NDArray[np.float64]
                   color: NDArray[np.uint8]) -> trimesh.Trimesh:
     """Make a pyramid from the camera centre through the image corners, ``depth`` deep."""
     height, width = pose.model_hw
-    corners_px = np.array([[-0.5, -0.5, 1.0], [width - 0.5, -0.5, 1.0],
-                           [width - 0.5, height - 0.5, 1.0], [-0.5, height - 0.5, 1.0]])
-    rays_cam = corners_px @ np.linalg.inv(pose.intrinsics).T
-    rays_cam /= rays_cam[:, 2:3]
-    vertices_cam = np.vstack([np.zeros((1, 3)), rays_cam * depth])
-    transform = to_gltf @ pose.world_from_cam
-    vertices = vertices_cam @ transform[:3, :3].T + transform[:3, 3]
+    corners_uv = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5],
+                           [-0.5, height - 0.5]])
+    vertices_cam = np.vstack([np.zeros((1, 3)),
+                              unproject_pixels(corners_uv, depth, pose.intrinsics)])
+    vertices = transform_points(to_gltf @ pose.world_from_cam, vertices_cam)
     sides = np.array([[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 4, 1]])
     # Both windings, so the thin pyramid shows from inside and outside.
     faces = np.vstack([sides, sides[:, ::-1]])
@@ -112,7 +112,7 @@ def build_scene(points_world: NDArray[np.floating], colors_rgb: NDArray[np.uint8
     to_gltf = gltf_from_world(poses)
     scene = trimesh.Scene()
     if len(points):
-        points_gltf = points @ to_gltf[:3, :3].T + to_gltf[:3, 3]
+        points_gltf = transform_points(to_gltf, points)
         alpha = np.full((len(points), 1), 255, dtype=np.uint8)
         rgba = np.hstack([colors.astype(np.uint8), alpha])
         make_cloud = trimesh.PointCloud

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from vggt_mapper.engine.types import InputFrame
 from vggt_mapper.io.errors import InputError
-from vggt_mapper.io.frames import InputFrame
 
 if TYPE_CHECKING:
     import av.container

@@ -5,9 +5,9 @@ rosbag2 in and out, without ROS: camera frames from a bag, and the mapper's outp
 or mcap storage) with the ``rosbags`` library. ``OutputBagWriter`` writes what the live
 ``mapper_node`` publishes — ``/tf``, ``/vggt_mapper/map``, ``/vggt_mapper/window_cloud``,
 ``/vggt_mapper/path`` and ``/vggt_mapper/pose`` — built by the same
-``vggt_mapper.ros.conversions`` functions on rosbags message classes, so ``ros2 bag play`` with
+``vggt_mapper.io.ros_messages`` functions on rosbags message classes, so ``ros2 bag play`` with
 RViz or Foxglove replays an offline run as if the node had mapped it live. Frames and stamps
-follow ``vggt_mapper.ros.conversions`` (REP 103 ``map``, ``*_optical`` camera, integer ns).
+follow ``vggt_mapper.io.ros_messages`` (REP 103 ``map``, ``*_optical`` camera, integer ns).
 """
 
 from __future__ import annotations
@@ -34,11 +34,9 @@ from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.serde import SerdeError
 from rosbags.typesys import get_typestore, Stores
 
-from vggt_mapper.engine.types import KeyframePose, MapSnapshot, WindowResult
-from vggt_mapper.io.errors import ExportError, InputError
-from vggt_mapper.io.frames import InputFrame
-from vggt_mapper.ros import conversions as conv
-from vggt_mapper.ros.errors import ConversionError
+from vggt_mapper.engine.types import InputFrame, KeyframePose, MapSnapshot, WindowResult
+from vggt_mapper.io import ros_messages as conv
+from vggt_mapper.io.errors import ConversionError, ExportError, InputError
 
 __all__ = ['IMAGE_MSGTYPES', 'BagFrames', 'OutputBagWriter', 'iter_bag_frames']
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial.transform import Rotation
 
 from vggt_mapper.engine.types import KeyframePose
+from vggt_mapper.geometry.rotation import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 from vggt_mapper.io.atomic import atomic_write_bytes
 from vggt_mapper.io.errors import ExportError, InputError
 
@@ -85,9 +85,7 @@ def tum_line(stamp_ns: int, world_from_cam: NDArray[np.floating]) -> str:
     if not np.allclose(rotation.T @ rotation, np.eye(3), atol=1e-5):
         raise ExportError(f'world_from_cam at stamp {stamp_ns} ns has a non-orthonormal '
                           f'rotation block:\n{rotation}')
-    quat_xyzw = Rotation.from_matrix(rotation).as_quat()
-    if quat_xyzw[3] < 0:
-        quat_xyzw = -quat_xyzw  # q and -q are the same rotation; pick qw >= 0
+    quat_xyzw = matrix_to_quat_xyzw(rotation)  # q and -q are one rotation: qw >= 0 is chosen
     values = [*pose[:3, 3], *quat_xyzw]
     return ' '.join([format_stamp(stamp_ns), *(repr(float(value)) for value in values)])
 
@@ -139,7 +137,7 @@ def read_tum(path: Path | str) -> list[TumPose]:
             raise InputError(f'{str(source)!r} line {number}: non-finite value or zero '
                              f'quaternion in {stripped!r}')
         world_from_cam = np.eye(4)
-        world_from_cam[:3, :3] = Rotation.from_quat(quat_xyzw).as_matrix()
+        world_from_cam[:3, :3] = quat_xyzw_to_matrix(quat_xyzw)  # normalises q
         world_from_cam[:3, 3] = values[:3]
         poses.append(TumPose(stamp_ns=stamp_ns, world_from_cam=world_from_cam))
     return poses

@@ -12,7 +12,7 @@ Graph (names relative to the node, ``~`` = node name):
   ``none``);
 * services ``~/save_map`` and ``~/reset`` (std_srvs/Trigger).
 
-Frames follow REP 103/105 as described in ``vggt_mapper.ros.conversions``; every output is
+Frames follow REP 103/105 as described in ``vggt_mapper.io.ros_messages``; every output is
 stamped with the image stamp of the latest keyframe. The image callback only decodes and
 enqueues into ``MappingWorker``'s bounded queue; VGGT runs in the worker thread and the save
 service hands its file I/O to the worker too.
@@ -77,14 +77,14 @@ from tf2_ros.transform_listener import TransformListener
 
 from vggt_mapper.engine.errors import EngineError
 from vggt_mapper.engine.mapper import Mapper
-from vggt_mapper.engine.types import KeyframePose, MapSnapshot, WindowResult
+from vggt_mapper.engine.types import InputFrame, KeyframePose, MapSnapshot, WindowResult
 from vggt_mapper.engine.worker import MappingWorker, WorkerError
+from vggt_mapper.geometry.se3 import inverse_se3
+from vggt_mapper.io import ros_messages as conv
 from vggt_mapper.io.atomic import atomic_write_bytes
-from vggt_mapper.io.errors import ExportError
+from vggt_mapper.io.errors import ConversionError, ExportError
 from vggt_mapper.io.export import save_map
-from vggt_mapper.io.frames import InputFrame
-from vggt_mapper.ros import conversions as conv
-from vggt_mapper.ros.errors import ConversionError, ParameterError, RosDoorError
+from vggt_mapper.ros.errors import ParameterError, RosDoorError
 from vggt_mapper.ros.params import NodeParams, PARAMETERS, ParamSpec
 
 __all__ = ['MapperNode', 'main']
@@ -456,8 +456,8 @@ class MapperNode(Node):
                 self.get_logger().warning(f'no map -> {params.odom_frame} correction: {err}',
                                           throttle_duration_sec=WARN_THROTTLE_S)
                 return
-            parent_from_child = (map_from_cam @ np.linalg.inv(base_from_cam)
-                                 @ np.linalg.inv(odom_from_base))
+            parent_from_child = (map_from_cam @ inverse_se3(base_from_cam)
+                                 @ inverse_se3(odom_from_base))
             child = params.odom_frame
         with self._tf_lock:
             self._last_tf = (parent_from_child, child, stamp_ns)

@@ -11,8 +11,8 @@ from pathlib import Path
 import sys
 
 import cv2
-from scipy.spatial.transform import Rotation
 
+from vggt_mapper.geometry.rotation import matrix_to_quat_xyzw
 from vggt_mapper.synthetic.sample import SAMPLE_FPS, SAMPLE_FRAMES, sample_sequence, SAMPLE_STEP_M
 
 __all__ = ['main', 'write_sample']
@@ -45,7 +45,7 @@ def write_sample(outdir: Path, num_frames: int = SAMPLE_FRAMES,
             raise OSError(f'could not write {path}')
         written.append(path)
         pose = sequence.poses_world_from_cam[index]
-        quat_xyzw = Rotation.from_matrix(pose[:3, :3]).as_quat()
+        quat_xyzw = matrix_to_quat_xyzw(pose[:3, :3])
         values = [index / SAMPLE_FPS, *pose[:3, 3], *quat_xyzw]
         lines.append(' '.join(f'{value:.9f}' for value in values))
     truth = outdir / 'groundtruth_tum.txt'

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.predictor.base import ImageMapping, WindowPrediction
 from vggt_mapper.synthetic.world import default_room, intrinsics_for, orbit_path, Room
 
@@ -271,7 +272,7 @@ class SyntheticPredictor:
         mapping = model_mapping(frames_rgb[0].shape[:2], self.model_width)
         model_h, model_w = mapping.model_hw
         k_model = mapping.model_from_original @ seq.intrinsics_of(frames_rgb[0])
-        window_from_world = np.linalg.inv(seq.poses_world_from_cam[indices[0]])
+        window_from_world = inverse_se3(seq.poses_world_from_cam[indices[0]])
         num = len(indices)
         depths = np.empty((num, model_h, model_w), np.float32)
         confs = np.empty((num, model_h, model_w), np.float32)
@@ -298,7 +299,7 @@ class SyntheticPredictor:
             window_from_cam = window_from_world @ seq.poses_world_from_cam[index]
             if slot > 0:
                 window_from_cam = self._perturb(window_from_cam)
-            cam_from_window = np.linalg.inv(window_from_cam)
+            cam_from_window = inverse_se3(window_from_cam)
             cams[slot] = cam_from_window[:3, :4]
             cams[slot, :, 3] *= window_scale
         intrinsics = np.repeat(k_model[None], num, axis=0)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from vggt_mapper.geometry.unproject import pixel_grid_uv, unproject_pixels
+
 __all__ = ['Box', 'Room', 'default_room', 'intrinsics_for', 'look_at_world_from_cam',
            'orbit_path']
 
@@ -154,11 +156,8 @@ class Room:
         :return: ``image_rgb`` (H, W, 3) uint8 and ``depth_m`` (H, W) float32 z-depth.
         """
         pose = np.asarray(world_from_cam, dtype=np.float64)
-        k_inv = np.linalg.inv(np.asarray(intrinsics, dtype=np.float64))
-        vs, us = np.mgrid[0:height, 0:width]
-        pix = np.stack([us.ravel(), vs.ravel(), np.ones(us.size)], axis=1).astype(np.float64)
         # Rays with z = 1 in the camera frame, so the hit parameter t is the z-depth.
-        rays_cam = pix @ k_inv.T
+        rays_cam = unproject_pixels(pixel_grid_uv(height, width).reshape(-1, 2), 1.0, intrinsics)
         rays_world = rays_cam @ pose[:3, :3].T
         depth, surface, points = self.cast(pose[:3, 3], rays_world)
         colour = self.texture(points, surface)

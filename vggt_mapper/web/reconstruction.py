@@ -23,9 +23,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vggt_mapper.engine.config import MapperConfig
-from vggt_mapper.engine.types import KeyframePose, MapperStats, MapSnapshot, WindowResult
+from vggt_mapper.engine.types import (
+    InputFrame,
+    KeyframePose,
+    MapperStats,
+    MapSnapshot,
+    WindowResult,
+)
+from vggt_mapper.geometry.se3 import transform_points
 from vggt_mapper.geometry.unproject import depth_to_points_cam
-from vggt_mapper.io.frames import InputFrame
 from vggt_mapper.predictor.base import Predictor, WindowPrediction
 from vggt_mapper.web.errors import WebError
 from vggt_mapper.web.scene import KeyframeCloud, Scene
@@ -118,9 +124,8 @@ def _local_clouds(prediction: WindowPrediction, window: int,
         points_cam = depth_to_points_cam(depth, prediction.intrinsics[slot])
         points_map_cam = conf_map = None
         if prediction.points_window is not None:
-            cam = prediction.cam_from_window[slot]
-            points_map_cam = (prediction.points_window[slot].astype(np.float64) @ cam[:, :3].T
-                              + cam[:, 3])
+            points_map_cam = transform_points(prediction.cam_from_window[slot],
+                                              prediction.points_window[slot])
             conf_map = (prediction.points_conf[slot] if prediction.points_conf is not None
                         else np.ones_like(depth))
         cut = (slice(None, None, stride), slice(None, None, stride))
@@ -200,13 +205,11 @@ def reconstruct(frames: Iterable[InputFrame], num_frames: int, predictor: Predic
         if cloud is None:
             continue
         scale = window_scales[cloud.window]
-        rotation = pose.world_from_cam[:3, :3]
-        centre = pose.world_from_cam[:3, 3]
 
         def to_world(points_cam: NDArray[np.float32], scale: float = scale,
-                     rotation: NDArray[np.float64] = rotation,
-                     centre: NDArray[np.float64] = centre) -> NDArray[np.float32]:
-            return ((scale * points_cam.astype(np.float64)) @ rotation.T + centre).astype(
+                     world_from_cam: NDArray[np.float64] = pose.world_from_cam
+                     ) -> NDArray[np.float32]:
+            return transform_points(world_from_cam, scale * points_cam.astype(np.float64)).astype(
                 np.float32)
 
         keyframes.append(KeyframeCloud(

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from vggt_mapper.io.frames import InputFrame
+from vggt_mapper.engine.types import InputFrame
 from vggt_mapper.web.errors import UploadError
 from vggt_mapper.web.settings import WebSettings
 from vggt_mapper.web.workdirs import Workdir

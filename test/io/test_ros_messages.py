@@ -1,5 +1,5 @@
 """
-Round trips and malformed cases of vggt_mapper.ros.conversions, on rosbags message classes.
+Round trips and malformed cases of vggt_mapper.io.ros_messages, on rosbags message classes.
 
 rosbags messages are serialised to CDR and back, so the bytes are what a bag or a ROS graph
 carries; a second, minimal "rclpy-like" layout (array.array data, keyword construction) checks
@@ -17,8 +17,9 @@ import pytest
 from rosbags.typesys import get_typestore, Stores
 from scipy.spatial.transform import Rotation
 
-from vggt_mapper.ros import conversions
-from vggt_mapper.ros.conversions import (
+from vggt_mapper.io import ros_messages
+from vggt_mapper.io.errors import ConversionError
+from vggt_mapper.io.ros_messages import (
     cloud_to_points,
     compressed_to_rgb,
     IMAGE_ENCODINGS,
@@ -38,7 +39,7 @@ from vggt_mapper.ros.conversions import (
     stamp_to_ns,
     transform_to_matrix,
 )
-from vggt_mapper.ros.errors import ConversionError
+from vggt_mapper.io.tum import tum_line
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 
@@ -58,8 +59,8 @@ def plain_types() -> MessageTypes:
         cls.FLOAT32 = 7  # type: ignore[attr-defined]
         return cls
 
-    classes = {field: make(field) for field in conversions._TYPE_NAMES}
-    return MessageTypes(**classes, byte_array=conversions._array_bytes)
+    classes = {field: make(field) for field in ros_messages._TYPE_NAMES}
+    return MessageTypes(**classes, byte_array=ros_messages._array_bytes)
 
 
 @pytest.fixture(params=['rosbags', 'rclpy_like'])
@@ -271,6 +272,21 @@ def test_transform_and_pose_round_trip(types: MessageTypes) -> None:
     rebuilt[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
     rebuilt[:3, 3] = [p.x, p.y, p.z]
     np.testing.assert_allclose(rebuilt, pose, atol=1e-12)
+
+
+def test_convention_pose_messages_and_tum_lines_share_one_quaternion(
+        types: MessageTypes) -> None:
+    # q and -q are one rotation; every output picks qw >= 0 through geometry.rotation, so a pose
+    # reads the same in /tf, ~/pose, ~/path and trajectory.tum.
+    poses = np.tile(np.eye(4), (20, 1, 1))
+    poses[:, :3, :3] = Rotation.random(20, random_state=0).as_matrix()
+    path = poses_to_path(poses, list(range(20)), 20, 'map', types)
+    for pose, stamped in zip(poses, path.poses, strict=True):
+        q = stamped.pose.orientation
+        tf_q = matrix_to_transform(pose, 0, 'map', 'cam', types).transform.rotation
+        tum_quat = [float(value) for value in tum_line(0, pose).split()[4:]]
+        assert q.w >= 0
+        assert [q.x, q.y, q.z, q.w] == [tf_q.x, tf_q.y, tf_q.z, tf_q.w] == tum_quat
 
 
 def test_path_round_trip(types: MessageTypes) -> None:

@@ -32,9 +32,9 @@ from typing import Any
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial.transform import Rotation
 
-from vggt_mapper.ros.errors import ConversionError
+from vggt_mapper.geometry.rotation import matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from vggt_mapper.io.errors import ConversionError
 
 __all__ = [
     'CLOUD_POINT_STEP',
@@ -276,11 +276,11 @@ def map_from_world_pose(world_from_cam: NDArray[np.floating]) -> NDArray[np.floa
 
 
 def _split_poses(poses: NDArray[np.floating]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Split (K, 4, 4) rigid poses into translations (K, 3) and quaternions xyzw (K, 4)."""
+    """Split (K, 4, 4) rigid poses into translations (K, 3) and quaternions xyzw (K, 4), qw ≥ 0."""
     matrices = np.asarray(poses, dtype=np.float64).reshape(-1, 4, 4)
     if not np.all(np.isfinite(matrices)):
         raise ConversionError('pose contains NaN or infinite values')
-    quat_xyzw = Rotation.from_matrix(matrices[:, :3, :3]).as_quat()
+    quat_xyzw = matrix_to_quat_xyzw(matrices[:, :3, :3])
     return matrices[:, :3, 3], quat_xyzw
 
 
@@ -322,7 +322,7 @@ def transform_to_matrix(transform: Any) -> NDArray[np.float64]:
         raise ConversionError(f'transform rotation quaternion {quat_xyzw.tolist()} has no '
                               f'usable norm')
     matrix = np.eye(4)
-    matrix[:3, :3] = Rotation.from_quat(quat_xyzw / norm).as_matrix()
+    matrix[:3, :3] = quat_xyzw_to_matrix(quat_xyzw)  # normalises q
     matrix[:3, 3] = [t.x, t.y, t.z]
     return matrix
 

@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     'av>=12',
     'tqdm>=4.60',
     'PyYAML>=6',
+    'gtsam>=4.2',  # keyframe Sim(3) pose graph (engine/pose_graph.py)
 ]
 
 EXTRAS = {

@@ -51,7 +51,13 @@ from vggt_mapper.engine.loops import (
     window_from_cam_poses,
 )
 from vggt_mapper.engine.places import default_describer, PlaceDescriber
-from vggt_mapper.engine.pose_graph import BackgroundOptimizer, EdgeNoise, PoseGraph
+from vggt_mapper.engine.pose_graph import (
+    BackgroundOptimizer,
+    EdgeNoise,
+    LoopVerdict,
+    OptimizationError,
+    PoseGraph,
+)
 from vggt_mapper.engine.types import (
     KeyframePose,
     LoopOutcome,
@@ -201,6 +207,7 @@ class Mapper:
         self._corrected = False
         self._optimize_s = 0.0
         self._loops_submitted = 0
+        self._loop_verdicts: Counter[str] = Counter()
         self._use_prediction_descriptors: bool | None = None
 
     # -- intake ------------------------------------------------------------------------------
@@ -251,13 +258,12 @@ class Mapper:
         :raises PredictorFailedError: as ``add_frame``.
         """
         results = self._map_ready(flushing=True)
-        if self._optimizer is not None and self._optimizer.busy:
-            self._optimizer.wait()
-        if self._graph_dirty():
-            self._optimize_now()
-        if self._apply_optimization() and results:
-            last = results[-1]
-            results[-1] = _with_corrected(last)
+        corrected = False
+        while self._optimizer is not None and (self._optimizer.busy or self._graph_dirty()):
+            self._optimize_soon()
+            corrected |= self._apply_optimization(block=True)
+        if corrected and results:
+            results[-1] = _with_corrected(results[-1])
         return results
 
     def _check_frame(self, image_rgb: NDArray[np.uint8], stamp_ns: int) -> NDArray[np.uint8]:
@@ -309,6 +315,7 @@ class Mapper:
             segments=len(self._members), segments_started=self._segments_started,
             loop_candidates=counts['loop_candidates'], loops_accepted=counts['loops_accepted'],
             loop_rejections=dict(self._loop_rejections),
+            loop_verdicts=dict(self._loop_verdicts),
             optimizations=counts['optimizations'], optimize_s=self._optimize_s,
             store_bytes=store.disk_bytes, store_memory_bytes=store.memory_bytes,
             map_bytes=self._world.nbytes + self._loops.nbytes)
@@ -632,24 +639,25 @@ class Mapper:
     # -- optimisation ------------------------------------------------------------------------
 
     def _optimize_soon(self) -> None:
+        """Submit the graph to the background optimiser unless it is busy."""
         assert self._optimizer is not None
-        if not self._optimizer.busy:
-            self._optimizer.submit(self._graph.snapshot())
-            self._loops_submitted = self._graph.num_loops
+        loops = self._graph.edge_counts().loop
+        if self._optimizer.submit(self._graph.snapshot()):
+            self._loops_submitted = loops
 
     def _graph_dirty(self) -> bool:
-        return self._graph.num_loops > self._loops_submitted
+        return self._graph.edge_counts().loop > self._loops_submitted
 
-    def _optimize_now(self) -> None:
-        self._optimize_soon()
-        assert self._optimizer is not None
-        self._optimizer.wait()
-
-    def _apply_optimization(self) -> bool:
+    def _apply_optimization(self, block: bool = False) -> bool:
         """Apply a finished optimisation (moves keyframes, patches the map); True if one."""
         if self._optimizer is None:
             return False
-        result = self._optimizer.poll()
+        try:
+            result = self._optimizer.wait() if block else self._optimizer.poll()
+        except OptimizationError as err:
+            self._counts['optimizations_failed'] += 1
+            _LOG.warning('pose-graph optimisation failed, the map keeps its poses: %s', err)
+            return False
         if result is None:
             if self._graph_dirty():
                 self._optimize_soon()
@@ -657,6 +665,11 @@ class Mapper:
         self._graph.apply(result)
         self._counts['optimizations'] += 1
         self._optimize_s += result.seconds
+        for report in result.loops:
+            if report.verdict is not LoopVerdict.INLIER:
+                _LOG.info('loop %d -> %d %s by the robust kernel (weight %.2f)', report.b,
+                          report.a, report.verdict.value.replace('_', '-'), report.weight)
+        self._loop_verdicts = Counter(report.verdict.value for report in result.loops)
         self._move_keyframes(sorted(self._all_mapped()))
         if self._graph_dirty():
             self._optimize_soon()

@@ -206,6 +206,8 @@ class MapperStats:
     :param loop_candidates: loop candidates verified.
     :param loops_accepted: loop edges added to the pose graph.
     :param loop_rejections: rejected candidates by kind.
+    :param loop_verdicts: what the robust kernel made of the loop edges in the last
+        optimisation (``inlier``, ``down_weighted``, ``ignored``).
     :param optimizations: pose-graph optimisations applied.
     :param optimize_s: seconds spent optimising (in the background thread).
     :param store_bytes: bytes of keyframe clouds and images on disk.
@@ -231,6 +233,7 @@ class MapperStats:
     loop_candidates: int = 0
     loops_accepted: int = 0
     loop_rejections: Mapping[str, int] = field(default_factory=dict)
+    loop_verdicts: Mapping[str, int] = field(default_factory=dict)
     optimizations: int = 0
     optimize_s: float = 0.0
     store_bytes: int = 0

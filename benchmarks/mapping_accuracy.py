@@ -4,8 +4,11 @@ Mapping accuracy, back-end cost and memory of the engine on the synthetic room.
 Figures (printed as tables and written as JSON with metadata, like kornia's benchmarks):
 
 * ATE RMSE (evo APE after Sim(3) alignment, % of the path length) and map error (median
-  distance of map points to the true surfaces) vs window size, overlap and noise level, on a
-  path of about 300 keyframes (``--quick``: about 60).
+  distance of map points to the true surfaces) vs window size, overlap and noise preset (every
+  preset of ``NOISE_LEVELS``), on a path of about 300 keyframes (``--quick``: about 60).
+* What each noise preset does to the predictions themselves, before any back end: over 20
+  windows of 16 keyframe-spaced frames on the orbit, the median focal error, depth error (after
+  median scaling), rotation error of the last frame, and the share of wrong poses.
 * The back end's own time per window (alignment + map update, ``WindowResult.align_s``) at the
   real model resolution (518 wide), next to the model's: this project's tiny VGGT on CPU
   (when ``vggt_mapper.model`` is importable) and the full-size CPU reference of
@@ -38,8 +41,14 @@ import tracemalloc
 import numpy as np
 
 from vggt_mapper.engine import KeyframeConfig, Mapper, MapperConfig
-from vggt_mapper.synthetic import NOISE_LEVELS, SyntheticPredictor, SyntheticSequence
+from vggt_mapper.synthetic import (
+    NOISE_LEVELS,
+    NOISE_SEVERITY_ORDER,
+    SyntheticPredictor,
+    SyntheticSequence,
+)
 from vggt_mapper.synthetic.evaluation import feed, frame_name, map_error, trajectory_error
+from vggt_mapper.synthetic.prediction_error import orbit_windows, summarise_noise
 
 SUITE = 'mapping_accuracy'
 # VGGT-1B on CPU, one frame, median of 2 timed forwards (reference TIMING.md, S = 1).
@@ -107,6 +116,23 @@ def run_accuracy(num_frames: int, window_size: int, overlap: int, noise: str,
         'frames_predicted_per_keyframe': predicted / max(new_keyframes, 1),
         'align_s_median': float(np.median(align)), 'wall_s': wall,
     }
+
+
+def run_prediction_errors(model_width: int = ACCURACY_MODEL_WIDTH) -> list[dict[str, object]]:
+    """Errors of each noise preset's predictions against the truth (no back end)."""
+    windows = orbit_windows(count=20, size=16)
+    sequence = SyntheticSequence.orbit(max(max(w) for w in windows) + 1, step_m=STEP_M,
+                                       cache_renders=2 * sum(len(w) for w in windows))
+    rows: list[dict[str, object]] = []
+    for name in NOISE_SEVERITY_ORDER:
+        summary = summarise_noise(sequence, NOISE_LEVELS[name], windows, name,
+                                  model_width=model_width, seed=SEED)
+        rows.append({'noise': name, 'windows': summary.windows, 'frames': summary.frames,
+                     'focal_error_median': summary.focal_error,
+                     'depth_abs_rel_median': summary.depth_abs_rel,
+                     'last_frame_rotation_deg_median': summary.last_rotation_deg,
+                     'wrong_pose_share': summary.wrong_pose_share})
+    return rows
 
 
 def _iqr(values: np.ndarray) -> float:
@@ -224,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--quick', action='store_true', help='short runs (a minute or two)')
     parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results',
                         help='folder of the JSON result')
-    parser.add_argument('--sections', default='accuracy,timing,memory',
-                        help='comma-separated parts to run (accuracy, timing, memory)')
+    parser.add_argument('--sections', default='accuracy,errors,timing,memory',
+                        help='comma-separated parts to run (accuracy, errors, timing, memory)')
     args = parser.parse_args(argv)
     sections = set(args.sections.split(','))
     logging.basicConfig(level=logging.WARNING)
@@ -239,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
     windows = sorted({8, 16, 24, window}) if not args.quick else sorted({8, window})
     overlaps = sorted({1, 2, 4, 8, overlap}) if not args.quick else sorted({2, overlap})
-    noises = ['none', 'default', 'high']
+    noises = list(NOISE_SEVERITY_ORDER)
     accuracy: list[dict[str, object]] = []
     if 'accuracy' not in sections:
         windows, overlaps, noises = [], [], []
@@ -257,6 +283,15 @@ def main(argv: list[str] | None = None) -> int:
     if accuracy:
         print(_table('Accuracy (ATE % of path length, map error in metres)', accuracy,
                      columns))
+
+    prediction_errors: list[dict[str, object]] = []
+    if 'errors' in sections:
+        prediction_errors = run_prediction_errors()
+        print(_table('Prediction errors per noise preset (20 windows of 16 frames, orbit)',
+                     prediction_errors,
+                     ['noise', 'windows', 'frames', 'focal_error_median',
+                      'depth_abs_rel_median', 'last_frame_rotation_deg_median',
+                      'wrong_pose_share']))
 
     timing: dict[str, object] = {}
     if 'timing' in sections:
@@ -293,10 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     machine = platform.node() or 'machine'
     suffix = ('--quick' if args.quick else '') + (
-        '' if sections >= {'accuracy', 'timing', 'memory'} else '--' + '-'.join(sorted(sections)))
+        '' if sections >= {'accuracy', 'errors', 'timing', 'memory'}
+        else '--' + '-'.join(sorted(sections)))
     path = args.out / f'{SUITE}--{machine}--cpu{suffix}.json'
     payload = {'metadata': _metadata(), 'config': asdict(defaults), 'accuracy': accuracy,
-               'backend_timing': timing, 'memory': memory, 'targets': targets}
+               'prediction_errors': prediction_errors, 'backend_timing': timing,
+               'memory': memory, 'targets': targets}
     path.write_text(json.dumps(payload, indent=2) + '\n')
     print(f'\nwrote {path}')
     return 0

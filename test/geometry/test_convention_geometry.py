@@ -11,6 +11,7 @@ from vggt_mapper.geometry import (
     inverse_se3,
     matrix_to_quat_xyzw,
     pose_encoding_to_extrinsics_intrinsics,
+    project_points,
     quat_xyzw_to_matrix,
     transform_points,
     unproject_pixels,
@@ -170,3 +171,15 @@ def test_convention_shape_errors_are_explicit() -> None:
 def test_convention_unprojection_refuses_a_non_pinhole_k(intrinsics) -> None:
     with pytest.raises(GeometryError, match='pinhole K'):
         depth_to_points_cam(np.ones((2, 3)), intrinsics)
+
+
+def test_convention_projection_inverts_unprojection() -> None:
+    intrinsics = np.array([[300.0, 0.0, 159.5], [0.0, 310.0, 119.5], [0.0, 0.0, 1.0]])
+    pixels = np.array([[0.0, 0.0], [159.5, 119.5], [319.0, 239.0], [10.25, 200.75]])
+    depth = np.array([1.0, 2.5, 0.3, 7.0])
+    uv, z = project_points(unproject_pixels(pixels, depth, intrinsics), intrinsics)
+    np.testing.assert_allclose(uv, pixels, atol=1e-9)
+    np.testing.assert_allclose(z, depth)
+    # A point on the optical axis lands on the principal point, u along +x (OpenCV axes).
+    uv, _ = project_points(np.array([[0.0, 0.0, 2.0], [1.0, 0.0, 2.0]]), intrinsics)
+    np.testing.assert_allclose(uv, [[159.5, 119.5], [309.5, 119.5]])

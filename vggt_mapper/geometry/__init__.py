@@ -14,7 +14,12 @@ from vggt_mapper.geometry.errors import GeometryError
 from vggt_mapper.geometry.pose_encoding import pose_encoding_to_extrinsics_intrinsics
 from vggt_mapper.geometry.rotation import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 from vggt_mapper.geometry.se3 import inverse_se3, transform_points
-from vggt_mapper.geometry.unproject import depth_to_points_cam, pixel_grid_uv, unproject_pixels
+from vggt_mapper.geometry.unproject import (
+    depth_to_points_cam,
+    pixel_grid_uv,
+    project_points,
+    unproject_pixels,
+)
 
 __all__ = [
     'GeometryError',
@@ -23,6 +28,7 @@ __all__ = [
     'matrix_to_quat_xyzw',
     'pixel_grid_uv',
     'pose_encoding_to_extrinsics_intrinsics',
+    'project_points',
     'quat_xyzw_to_matrix',
     'transform_points',
     'unproject_pixels',

@@ -1,5 +1,5 @@
 """
-Pixels with depth to 3D points in the camera frame (pinhole unprojection).
+Pinhole projection both ways: pixels with depth to camera-frame points, and back.
 
 Conventions: pixel ``(u, v) = (column, row)`` with pixel **centres at integer** coordinates (no
 +0.5, as VGGT); depth is the z coordinate in the camera frame (OpenCV axes: x right, y down,
@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from vggt_mapper.geometry._arrays import as_float_array, check_trailing_shape
 from vggt_mapper.geometry.errors import GeometryError
 
-__all__ = ['depth_to_points_cam', 'pixel_grid_uv', 'unproject_pixels']
+__all__ = ['depth_to_points_cam', 'pixel_grid_uv', 'project_points', 'unproject_pixels']
 
 
 def pixel_grid_uv(height: int, width: int) -> NDArray[np.float64]:
@@ -91,3 +91,25 @@ def depth_to_points_cam(depth: ArrayLike, intrinsics: ArrayLike) -> NDArray[np.f
                             f'got {tuple(depth_map.shape)}')
     grid = pixel_grid_uv(*depth_map.shape)
     return unproject_pixels(grid, depth_map, intrinsics).astype(depth_map.dtype)
+
+
+def project_points(points_cam: ArrayLike, intrinsics: ArrayLike
+                   ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """
+    Pixel coordinates and z-depth of camera-frame points (the inverse of ``unproject_pixels``).
+
+    :param points_cam: (..., 3) points in the camera frame (OpenCV axes).
+    :param intrinsics: (3, 3) pinhole K in pixels.
+    :return: ``(pixels_uv, depth)``: (..., 2) float64 (u, v), pixel centres at integers (NaN or
+        infinite for points at z = 0), and (...,) float64 z; points behind the camera (z < 0)
+        get pixel coordinates too, so callers test ``depth > 0``.
+    :raises GeometryError: on wrong shapes or a K that is not a pinhole matrix.
+    """
+    points = as_float_array(points_cam, 'points_cam').astype(np.float64)
+    check_trailing_shape(points, (3,), 'points_cam')
+    fx, fy, cx, cy = _pinhole(intrinsics)
+    z_cam = points[..., 2]
+    with np.errstate(divide='ignore', invalid='ignore'):
+        u_pix = fx * points[..., 0] / z_cam + cx
+        v_pix = fy * points[..., 1] / z_cam + cy
+    return np.stack([u_pix, v_pix], axis=-1), z_cam

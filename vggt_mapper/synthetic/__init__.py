@@ -1,24 +1,56 @@
-"""A synthetic textured room, its renderer and a ground-truth predictor for tests/benchmarks."""
+"""
+Synthetic worlds with ground truth, and a predictor that answers (and fails) like VGGT would.
+
+For tests and benchmarks of everything downstream of the model: ``SyntheticSequence`` renders a
+camera path through a textured world (``default_room``, a ``loop_path``, a repeating
+``corridor_room``), ``SyntheticPredictor`` answers windows from its ground truth with the errors
+a ``PredictionNoise`` preset asks for (``NOISE_LEVELS``: none, default, high, realistic,
+hostile), and ``FaultyPredictor`` makes chosen calls of any predictor fail outright.
+"""
 
 from __future__ import annotations
 
-from vggt_mapper.synthetic.predictor import (
+from vggt_mapper.synthetic.errors import SyntheticFailure, UnknownFrameError
+from vggt_mapper.synthetic.faults import FaultMode, FaultRecord, FaultyPredictor
+from vggt_mapper.synthetic.noise import (
     NOISE_LEVELS,
+    NOISE_SEVERITY_ORDER,
     PredictionNoise,
-    SyntheticPredictor,
-    SyntheticSequence,
-    UnknownFrameError,
+    WindowErrors,
 )
-from vggt_mapper.synthetic.world import Box, default_room, orbit_path, Room
+from vggt_mapper.synthetic.predictor import SyntheticPredictor
+from vggt_mapper.synthetic.sequence import SyntheticSequence
+from vggt_mapper.synthetic.world import (
+    Box,
+    corridor_path,
+    corridor_room,
+    default_room,
+    loop_path,
+    orbit_frames_per_lap,
+    orbit_path,
+    RepeatingRoom,
+    Room,
+)
 
 __all__ = [
     'NOISE_LEVELS',
+    'NOISE_SEVERITY_ORDER',
     'Box',
+    'FaultMode',
+    'FaultRecord',
+    'FaultyPredictor',
     'PredictionNoise',
+    'RepeatingRoom',
     'Room',
+    'SyntheticFailure',
     'SyntheticPredictor',
     'SyntheticSequence',
     'UnknownFrameError',
+    'WindowErrors',
+    'corridor_path',
+    'corridor_room',
     'default_room',
+    'loop_path',
+    'orbit_frames_per_lap',
     'orbit_path',
 ]

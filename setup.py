@@ -19,10 +19,12 @@ INSTALL_REQUIRES = [
     'scipy>=1.10',
     'trimesh>=4.0',
     'rosbags>=0.10',
+    'mcap>=1.1',  # reads mcap bags cut short (no footer), which rosbags refuses
     'av>=12',
     'tqdm>=4.60',
     'PyYAML>=6',
     'gtsam>=4.2',  # keyframe Sim(3) pose graph (engine/pose_graph.py)
+    'faiss-cpu>=1.8',  # place recognition index (engine/places.py)
 ]
 
 EXTRAS = {

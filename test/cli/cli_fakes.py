@@ -8,7 +8,9 @@ real engine on frames it can map, in a second or two, without torch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import os
 from pathlib import Path
+import time
 
 import numpy as np
 from numpy.typing import NDArray
@@ -137,3 +139,29 @@ class BrokenPredictor:
 
     def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
         raise RuntimeError('boom: a bug in the predictor')
+
+
+class BlockingPredictor:
+    """
+    Answers the first window, then blocks in the second like a long inference, until a signal.
+
+    When it starts blocking it writes the file named by ``$VGGT_TEST_READY``, so a test knows
+    the run is mid-inference without guessing how long anything takes.
+    """
+
+    def __init__(self) -> None:
+        self.inner = synthetic_predictor()
+        self.calls = 0
+
+    def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
+        self.calls += 1
+        if self.calls == 2:
+            Path(os.environ['VGGT_TEST_READY']).write_text('inference running')
+            while True:
+                time.sleep(0.05)  # a signal's KeyboardInterrupt ends this
+        return self.inner.predict(frames_rgb)
+
+
+def never_built() -> SyntheticPredictor:
+    """Fail if the CLI builds the predictor before finding its arguments wrong."""
+    raise AssertionError('the predictor was built before the arguments were checked')

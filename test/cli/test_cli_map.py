@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 import json
+import os
 from pathlib import Path
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -93,9 +96,12 @@ def test_existing_outputs_are_refused_in_one_line(frames_dir: Path, tmp_path: Pa
 
 
 @pytest.mark.parametrize(('argv_tail', 'message'), [
-    (['--window-size', '4', '--overlap', '4'], 'overlap must be in'),
-    (['--conf-percentile', '120'], 'conf_percentile must be in [0, 100]'),
-    (['--device', 'tpu'], 'device must be'),
+    # Messages name the flags the user typed, not the engine's field names.
+    (['--window-size', '4', '--overlap', '4'], '--overlap must be in [1, --window-size - 1]'),
+    (['--window-size', '1'], '--window-size must be >= 2, got 1'),
+    (['--conf-percentile', '120'], '--conf-percentile must be in [0, 100]'),
+    (['--min-gap', '5', '--max-gap', '3'], '--max-gap (3) must be >= --min-gap (5)'),
+    (['--device', 'tpu'], "--device must be 'auto'"),
     (['--predictor', 'no_such_module_xyz:thing'], 'no_such_module_xyz'),
 ])
 def test_known_errors_are_one_line(frames_dir: Path, tmp_path: Path, argv_tail: list[str],
@@ -132,7 +138,8 @@ def test_missing_input_is_a_clear_error(tmp_path: Path,
     assert 'does not exist' in capsys.readouterr().err
 
 
-def test_one_frame_is_mapped_as_a_single_view(frames_dir: Path, tmp_path: Path) -> None:
+def test_one_frame_is_mapped_as_a_single_view(frames_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
     single = tmp_path / 'single'
     single.mkdir()
     shutil.copy(frames_dir / 'frame_0.png', single / 'frame_0.png')
@@ -141,6 +148,10 @@ def test_one_frame_is_mapped_as_a_single_view(frames_dir: Path, tmp_path: Path) 
 
     assert status == 0
     assert len(read_tum(tmp_path / 'out' / 'trajectory.tum')) == 1
+    # ... as `map --help` says.
+    with pytest.raises(SystemExit):
+        main(['map', '--help'])
+    assert 'A single frame maps as one keyframe' in ' '.join(capsys.readouterr().out.split())
 
 
 def test_nothing_mapped_is_an_error_and_writes_nothing(tmp_path: Path,
@@ -184,7 +195,7 @@ def test_ctrl_c_still_writes_what_was_mapped(frames_dir: Path, tmp_path: Path,
     captured = capsys.readouterr()
     assert status == 130
     assert 'Interrupted' in captured.err
-    assert '(interrupted)' in captured.out and 'from 10 frames' in captured.out
+    assert '(interrupted by SIGINT)' in captured.out and 'from 10 frames' in captured.out
     trajectory = read_tum(outdir / 'trajectory.tum')
     assert 2 <= len(trajectory)
     # Only the first ten frames (index stamps < 10 / 30 s) can have been mapped.
@@ -232,6 +243,8 @@ def test_missing_checkpoint_is_a_one_line_weights_error(frames_dir: Path, tmp_pa
     err = capsys.readouterr().err
     assert status == 1
     assert 'missing.safetensors' in err and 'Traceback' not in err
+    # ... and names the ways to see the pipeline run without any weights.
+    assert '--model tiny' in err and 'vggt_mapper.synthetic.sample:sample_predictor' in err
     assert not (tmp_path / 'out').exists()
 
 
@@ -319,3 +332,172 @@ def test_subprocess_map_sample_with_tiny_model(tmp_path: Path) -> None:
     assert _outputs(outdir) == ['cameras.json', 'map.glb', 'map.ply', 'trajectory.tum']
     cameras = json.loads((outdir / 'cameras.json').read_text())['cameras']
     assert len(cameras) == len(read_tum(outdir / 'trajectory.tum')) >= 2
+
+
+def _cli_env(**extra: str) -> dict[str, str]:
+    """Environment for a ``vggt-mapper`` subprocess that finds cli_fakes and this checkout."""
+    repo = str(HERE.parents[1])
+    path = os.pathsep.join(filter(None, [str(HERE), repo, os.environ.get('PYTHONPATH', '')]))
+    return {**os.environ, 'PYTHONPATH': path, **extra}
+
+
+@pytest.mark.parametrize(('signum', 'status'), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_mid_inference_still_writes_what_was_mapped(frames_dir: Path, tmp_path: Path,
+                                                           signum: int, status: int) -> None:
+    """``docker stop``/systemd/Slurm send SIGTERM: handled like Ctrl-C, exit 128 + signal."""
+    outdir, ready = tmp_path / 'out', tmp_path / 'ready'
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'vggt_mapper.cli.entry_points', 'map', str(frames_dir), '-o',
+         str(outdir), '--predictor', 'cli_fakes:BlockingPredictor', '--window-size', '4',
+         '--overlap', '2', '--keyframe-px', '2'],
+        env=_cli_env(VGGT_TEST_READY=str(ready)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        # The second window's inference has started (and blocks): no guessing about timing.
+        while not ready.exists():
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            time.sleep(0.05)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    name = signal.Signals(signum).name
+    assert process.returncode == status, err[-3000:]
+    assert f'Interrupted by {name} during the inference of a window' in err
+    assert f'(interrupted by {name})' in out and 'Traceback' not in err
+    # The first window (4 keyframes) was mapped and written, as one complete set.
+    assert _outputs(outdir) == ['cameras.json', 'map.glb', 'map.ply', 'trajectory.tum']
+    assert len(read_tum(outdir / 'trajectory.tum')) == 4
+    assert len(read_cameras_json(outdir / 'cameras.json')) == 4
+
+
+def _read_only_folder(tmp_path: Path) -> Path:
+    """Return a folder this process cannot write into: chmod for users, sysfs for root."""
+    folder = tmp_path / 'read_only'
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, Path('/sys/kernel')):
+        try:
+            (candidate / '.write_test').touch()
+        except OSError:
+            return candidate
+        (candidate / '.write_test').unlink()
+    pytest.skip('no folder here is read-only for this user (root without sysfs)')
+
+
+@pytest.mark.parametrize('where', ['under a file', 'read-only'])
+def test_unwritable_outdir_is_refused_before_the_first_frame(
+        frames_dir: Path, tmp_path: Path, where: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    if where == 'under a file':
+        (tmp_path / 'notes.txt').write_text('a file')
+        outdir, message = tmp_path / 'notes.txt' / 'out', "notes.txt' is a file, not a folder"
+    else:
+        outdir, message = _read_only_folder(tmp_path), 'is not writable'
+
+    try:
+        # The predictor would fail the test if built: the folder is checked before any work.
+        status = main(['map', str(frames_dir), '-o', str(outdir), '--bag-out',
+                       '--predictor', 'cli_fakes:never_built'])
+    finally:
+        (tmp_path / 'read_only').chmod(0o755) if where == 'read-only' else None
+
+    err = capsys.readouterr().err
+    assert status == 1
+    assert message in err and err.startswith('vggt-mapper map: error: ')
+    assert 'Traceback' not in err
+
+
+_ERROR_PROBE = """
+import json, sys
+from vggt_mapper.cli.entry_points import main
+status = main(sys.argv[1:])
+heavy = sorted(m for m in ('torch', 'trimesh', 'av', 'rosbags', 'gradio') if m in sys.modules)
+print(json.dumps([status, heavy]))
+"""
+
+
+@pytest.mark.parametrize('case', ['missing input', 'empty folder', 'window size 1',
+                                  'outdir under a file'])
+def test_argument_errors_are_found_before_heavy_imports(tmp_path: Path, case: str) -> None:
+    """A typo is reported at once: before torch, trimesh, PyAV or rosbags are imported."""
+    frames = tmp_path / 'frames'
+    frames.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(frames / 'f.png')
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'file').write_text('')
+    argv = {'missing input': ['map', str(tmp_path / 'nowhere'), '-o', str(tmp_path / 'o')],
+            'empty folder': ['map', str(tmp_path / 'empty'), '-o', str(tmp_path / 'o')],
+            'window size 1': ['map', str(frames), '-o', str(tmp_path / 'o'),
+                              '--window-size', '1'],
+            'outdir under a file': ['map', str(frames), '-o', str(tmp_path / 'file' / 'o')]}
+
+    completed = subprocess.run([sys.executable, '-c', _ERROR_PROBE, *argv[case]],
+                               capture_output=True, text=True, timeout=600, check=False,
+                               env=_cli_env())
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    status, heavy = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert status == 1 and 'vggt-mapper map: error: ' in completed.stderr
+    assert heavy == [], f'{case}: imported {heavy} before reporting the error'
+    assert not (tmp_path / 'o').exists()
+
+
+def test_odd_sized_first_image_does_not_spoil_the_map(frames_dir: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    Image.open(frames_dir / 'frame_0.png').resize((40, 30)).save(frames_dir / 'a_thumb.png')
+
+    status = main(['map', str(frames_dir), '-o', str(tmp_path / 'out'), *FAKE])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert 'from 16 frames (1 skipped: 1 other size)' in out
+    assert len(read_tum(tmp_path / 'out' / 'trajectory.tum')) >= 4
+
+
+def test_video_default_rate_lets_keyframe_selection_choose(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           caplog: pytest.LogCaptureFixture
+                                                           ) -> None:
+    import cli_fakes
+
+    video = cli_fakes.write_video(tmp_path / 'orbit.mp4')  # 16 frames at 10 fps
+    lossy = ['--predictor', 'cli_fakes:lossy_synthetic_predictor', '--window-size', '4',
+             '--overlap', '2']
+
+    assert main(['map', str(video), '-o', str(tmp_path / 'default'), *lossy]) == 0
+    assert 'from 16 frames' in capsys.readouterr().out  # all of them (10 fps), not 2
+    assert 'fewer than one window' not in caplog.text
+
+    assert main(['map', str(video), '-o', str(tmp_path / 'slow'), '--fps', '1', *lossy]) == 0
+    assert 'from 2 frames' in capsys.readouterr().out
+    assert 'the video gave only 2 frames, fewer than one window of 4' in caplog.text
+
+
+def test_summary_counts_every_skip_reason() -> None:
+    from types import SimpleNamespace
+
+    from vggt_mapper.io import ReadStats
+
+    read_stats = ReadStats()
+    read_stats.skip('thumb.png', 'other size')
+    engine_stats = SimpleNamespace(frames_skipped=1, frames_untrackable=2)
+
+    merged = map_command._skip_reasons(read_stats, engine_stats)  # type: ignore[arg-type]
+
+    assert merged.describe_skips() == ('4 skipped: 2 untrackable (blank or over-exposed), '
+                                       '1 other size, 1 refused by the engine')
+
+
+@pytest.mark.parametrize(('library', 'cli'), [
+    ("CUDA is not available; use device='cpu' or 'auto'",
+     "CUDA is not available; use --device cpu or 'auto'"),
+    ("outputs already exist: ['/r/scale (1)/map.ply']; pass overwrite=True (CLI: --overwrite)",
+     "outputs already exist: ['/r/scale (1)/map.ply']; pass --overwrite"),
+    ("give either predictor ('m:a') or remote_url ('http://h'), not both",
+     "give either --predictor ('m:a') or --remote ('http://h'), not both"),
+])
+def test_library_messages_name_the_flags(library: str, cli: str) -> None:
+    assert map_command.flag_message(library) == cli

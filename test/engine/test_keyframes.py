@@ -50,15 +50,57 @@ def test_min_gap_holds_keyframes_back() -> None:
     assert 'min_gap' in reasons
 
 
-def test_textureless_frames_fall_back_to_grey_difference() -> None:
+def _every_frame_a_keyframe() -> KeyframeSelector:
+    """Make a selector that makes every trackable frame a keyframe (parallax test off)."""
+    return KeyframeSelector(KeyframeConfig(min_parallax_px=0.0, duplicate_px=0.0, max_gap=10))
+
+
+def _blank(image: np.ndarray, value: int) -> np.ndarray:
+    return np.full_like(image, value)
+
+
+@pytest.mark.parametrize('value', [128, 255, 0])  # grey, over-exposed, black
+def test_one_blank_frame_does_not_stop_keyframing(value: int) -> None:
+    sequence = SyntheticSequence.orbit(41, step_m=0.01)
+    frames = [sequence.frame(i) for i in range(41)]
+    frames[20] = _blank(frames[20], value)
+    selector = _every_frame_a_keyframe()
+
+    decisions = [selector.offer(frame) for frame in frames]
+
+    # The blank frame is not a keyframe; the next frame is compared against the last
+    # trackable keyframe (frame 19) and keyframing goes on: 40 keyframes from 40 good frames.
+    assert decisions[20].reason == 'untrackable' and not decisions[20].is_keyframe
+    assert [i for i, d in enumerate(decisions) if d.is_keyframe] == [
+        i for i in range(41) if i != 20]
+    assert selector.frames_untrackable == 1
+
+
+def test_blank_frames_before_the_first_trackable_one_are_counted() -> None:
+    sequence = SyntheticSequence.orbit(3, step_m=0.02)
+    noise = np.random.default_rng(0).integers(3, 6, sequence.frame(0).shape, dtype=np.uint8)
+    selector = KeyframeSelector(KeyframeConfig())
+
+    reasons = [selector.offer(frame).reason for frame in
+               (_blank(sequence.frame(0), 90), noise, sequence.frame(0), sequence.frame(1))]
+
+    # A lens cap's faint noise has corners but no contrast: not a camera view either.
+    assert reasons[:3] == ['untrackable', 'untrackable', 'first']
+    assert selector.frames_untrackable == 2
+    selector.reset()
+    assert selector.frames_untrackable == 0
+
+
+def test_untrackable_frames_never_become_keyframes_even_at_max_gap() -> None:
+    sequence = SyntheticSequence.orbit(2, step_m=0.02)
     selector = KeyframeSelector(KeyframeConfig(max_gap=3))
-    flat = np.full((120, 160, 3), 90, np.uint8)
-    assert selector.offer(flat).reason == 'first'
-    assert [selector.offer(flat).reason for _ in range(5)] == ['duplicate'] * 5
-    brighter = np.full((120, 160, 3), 140, np.uint8)
-    reasons = [selector.offer(brighter).reason for _ in range(3)]
-    # Different and past max_gap: forced; then the new keyframe's copies are duplicates.
-    assert reasons == ['max_gap', 'duplicate', 'duplicate']
+    assert selector.offer(sequence.frame(0)).reason == 'first'
+    flat = _blank(sequence.frame(0), 200)
+
+    reasons = [selector.offer(flat).reason for _ in range(6)]
+
+    assert reasons == ['untrackable'] * 6
+    assert selector.frames_untrackable == 6
 
 
 @pytest.mark.parametrize('width', [640, 160])

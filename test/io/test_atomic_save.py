@@ -1,8 +1,10 @@
-"""Atomic writes and ``save_map``: no partial files, no silent overwrite."""
+"""Atomic writes and ``save_map``: no partial files or mixed sets, no silent overwrite."""
 
 from __future__ import annotations
 
 from pathlib import Path
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,11 +14,14 @@ from vggt_mapper.io import (
     atomic_write,
     atomic_write_bytes,
     ExportError,
+    prepare_output_folder,
     read_cameras_json,
     read_ply,
     read_tum,
+    recover_map,
     save_map,
 )
+from vggt_mapper.io.file_set import JOURNAL_NAME
 
 
 def _poses(count: int) -> list[KeyframePose]:
@@ -115,3 +120,123 @@ def test_save_map_outdir_that_is_a_file(tmp_path: Path) -> None:
     (tmp_path / 'file').write_text('')
     with pytest.raises(ExportError, match='not a folder'):
         save_map(tmp_path / 'file', _poses(1), _snapshot(1))
+
+
+# A save of a 6-keyframe map into argv[1], killed (os._exit, like kill -9) at the point argv[2]
+# names: 'staging' while the files are written, 'switch' after two of the four are in place.
+_KILLED_SAVE = """
+import os, sys
+from pathlib import Path
+import numpy as np
+from vggt_mapper.engine.types import KeyframePose, MapSnapshot
+from vggt_mapper.io import export
+
+outdir, where = Path(sys.argv[1]), sys.argv[2]
+K = np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]])
+poses = [KeyframePose(i, f'f{i}.png', i * 50_000_000, np.eye(4), K, (48, 64), K, (48, 64))
+         for i in range(6)]
+snapshot = MapSnapshot(np.zeros((7, 3), np.float32), np.zeros((7, 3), np.uint8))
+if where == 'staging':
+    export.write_ply = lambda *args, **kwargs: os._exit(9)
+else:
+    real_replace, moved = os.replace, []
+    def replace(source, target):
+        if Path(target).parent == outdir:
+            moved.append(target)
+            if len(moved) == 3:
+                os._exit(9)
+        real_replace(source, target)
+    os.replace = replace
+export.save_map(outdir, poses, snapshot, overwrite=True)
+"""
+
+
+def _kill_a_save(outdir: Path, where: str) -> None:
+    completed = subprocess.run([sys.executable, '-c', _KILLED_SAVE, str(outdir), where],
+                               capture_output=True, text=True, timeout=300, check=False)
+    assert completed.returncode == 9, completed.stderr
+
+
+def _set_sizes(outdir: Path) -> tuple[int, int, int]:
+    """Keyframes in the TUM file and in cameras.json, points in the PLY."""
+    return (len(read_tum(outdir / 'trajectory.tum')),
+            len(read_cameras_json(outdir / 'cameras.json')), len(read_ply(outdir / 'map.ply')[0]))
+
+
+def _hidden(outdir: Path) -> list[str]:
+    return sorted(path.name for path in outdir.iterdir() if path.name.startswith('.'))
+
+
+def test_save_killed_while_writing_leaves_the_previous_set(tmp_path: Path) -> None:
+    save_map(tmp_path, _poses(2), _snapshot(30))
+
+    _kill_a_save(tmp_path, 'staging')
+
+    # The GLB of the new set was written, but only in the staging folder: the set in place is
+    # still the previous one, whole.
+    assert _set_sizes(tmp_path) == (2, 2, 30)
+    assert _hidden(tmp_path)  # the killed save's staging folder
+    saved = save_map(tmp_path, _poses(3), _snapshot(40), overwrite=True)
+    assert _set_sizes(tmp_path) == (3, 3, 40) and saved.num_keyframes == 3
+    assert _hidden(tmp_path) == []
+
+
+def test_save_killed_while_switching_is_finished_by_the_next_run(tmp_path: Path) -> None:
+    save_map(tmp_path, _poses(2), _snapshot(30))
+
+    _kill_a_save(tmp_path, 'switch')
+
+    assert (tmp_path / JOURNAL_NAME).is_file()  # committed: the new set is the one that counts
+    recovery = recover_map(tmp_path)
+    assert len(recovery.finished) == 2
+    assert _set_sizes(tmp_path) == (6, 6, 7)
+    assert _hidden(tmp_path) == []
+
+
+def test_stale_temporary_files_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
+    save_map(tmp_path, _poses(2), _snapshot(30))
+    (tmp_path / '.map.glb.k3j_x9q2.tmp').write_bytes(b'half a GLB')
+    (tmp_path / '.vggt_mapper-save-abc123').mkdir()
+    (tmp_path / '.my_notes').write_text('not ours: kept')
+
+    recovery = recover_map(tmp_path)
+
+    assert sorted(recovery.removed) == ['.map.glb.k3j_x9q2.tmp', '.vggt_mapper-save-abc123']
+    assert _hidden(tmp_path) == ['.my_notes'] and _set_sizes(tmp_path) == (2, 2, 30)
+
+
+def test_output_folder_under_a_file_is_refused_naming_the_file(tmp_path: Path) -> None:
+    blocker = tmp_path / 'results.txt'
+    blocker.write_text('a file where a folder was meant')
+    with pytest.raises(ExportError, match="'.*results.txt' is a file, not a folder"):
+        prepare_output_folder(blocker / 'run1' / 'out')
+
+
+def _read_only_folder(tmp_path: Path) -> Path:
+    """Return a folder this process cannot write into: chmod for users, sysfs for root."""
+    folder = tmp_path / 'read_only'
+    folder.mkdir()
+    folder.chmod(0o555)
+    candidates = [folder, Path('/sys/kernel')]
+    for candidate in candidates:
+        try:
+            (candidate / '.write_test').touch()
+        except OSError:
+            return candidate
+        (candidate / '.write_test').unlink()
+    pytest.skip('no folder here is read-only for this user (root without sysfs)')
+
+
+def test_read_only_output_folder_is_refused(tmp_path: Path) -> None:
+    folder = _read_only_folder(tmp_path)
+    try:
+        with pytest.raises(ExportError, match='is not writable'):
+            prepare_output_folder(folder)
+    finally:
+        (tmp_path / 'read_only').chmod(0o755)
+
+
+def test_prepare_output_folder_creates_and_reports_new_folders(tmp_path: Path) -> None:
+    created = prepare_output_folder(tmp_path / 'a' / 'b')
+    assert created == [tmp_path / 'a' / 'b', tmp_path / 'a']
+    assert list((tmp_path / 'a' / 'b').iterdir()) == []  # the probe file is gone

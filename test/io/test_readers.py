@@ -88,7 +88,7 @@ def test_image_folder_skips_and_counts_corrupt_images(tmp_path: Path,
 
 
 def test_image_folder_max_frames_and_rgba_on_white(tmp_path: Path) -> None:
-    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba = np.zeros((30, 40, 4), np.uint8)  # the size of the other frames
     rgba[..., 3] = 0  # fully transparent: becomes white, as in the VGGT loader
     Image.fromarray(rgba, mode='RGBA').save(tmp_path / 'f0.png')
     for number in range(1, 5):
@@ -201,3 +201,96 @@ def test_importing_io_does_not_import_rosbags_or_torch() -> None:
     completed = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True,
                                timeout=120, check=True)
     assert completed.stdout.strip() == '[]'
+
+
+def test_odd_sized_first_image_does_not_decide_the_folder_size(tmp_path: Path) -> None:
+    _save_image(tmp_path / 'a_thumbnail.png', value=9, size=(16, 12))
+    for number in range(5):
+        _save_image(tmp_path / f'frame{number}.png', value=number)
+    stats = ReadStats()
+
+    frames = list(iter_input(tmp_path, stats=stats))
+
+    # The majority size (40x30) wins; the thumbnail is skipped, counted and named.
+    assert [frame.name for frame in frames] == [f'frame{n}.png' for n in range(5)]
+    assert stats.skipped == ['a_thumbnail.png']
+    assert stats.reasons == {'other size': 1}
+    assert stats.frames_expected == 5
+    assert stats.describe_skips() == '1 skipped: 1 other size'
+
+
+def _truncate(path: Path, fraction: float) -> Path:
+    cut = path.with_name('cut_' + path.name)
+    data = path.read_bytes()
+    cut.write_bytes(data[:int(len(data) * fraction)])
+    return cut
+
+
+def _write_fast_start_mp4(path: Path, num_frames: int) -> None:
+    """Write an mp4 whose index comes first (as streamed files), so a cut file still opens."""
+    with av.open(str(path), 'w', options={'movflags': 'faststart'}) as container:
+        stream = container.add_stream('mpeg4', rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, 'yuv420p'
+        for number in range(num_frames):
+            image = np.full((48, 64, 3), 6 * number, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format='rgb24')):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_truncated_mp4_maps_its_readable_part_and_says_what_was_cut(tmp_path: Path) -> None:
+    video = tmp_path / 'clip.mp4'
+    _write_fast_start_mp4(video, num_frames=40)
+    stats = ReadStats()
+
+    frames = list(iter_video(_truncate(video, 0.6), fps=None, stats=stats))
+
+    assert 0 < len(frames) < 40
+    assert [frame.name for frame in frames] == [f'frame_{n:06d}' for n in range(len(frames))]
+    assert len(stats.notes) == 1
+    assert f'decoded {len(frames)} of the 40 frames' in stats.notes[0]
+    assert 'truncated' in stats.notes[0]
+
+
+def test_truncated_mkv_without_frame_count_is_told_by_its_duration(tmp_path: Path) -> None:
+    video = tmp_path / 'clip.mkv'
+    _write_video(video, num_frames=40, rate=10)
+    stats = ReadStats()
+
+    frames = list(iter_video(_truncate(video, 0.6), fps=None, stats=stats))
+
+    assert 0 < len(frames) < 40
+    assert len(stats.notes) == 1 and 's of 4.0 s' in stats.notes[0]
+
+
+def test_complete_video_has_no_note(tmp_path: Path) -> None:
+    video = tmp_path / 'clip.mp4'
+    _write_fast_start_mp4(video, num_frames=12)
+    stats = ReadStats()
+    assert len(list(iter_video(video, fps=None, stats=stats))) == 12
+    assert stats.notes == []
+
+
+@pytest.mark.parametrize(('fps', 'every', 'max_frames'), [
+    (None, None, None), (10.0, None, None), (1.0, None, None), (3.0, None, None),
+    (None, 4, None), (1.0, None, 2)])
+def test_expected_frames_of_a_video_are_known_before_reading(
+        tmp_path: Path, fps: float | None, every: int | None, max_frames: int | None) -> None:
+    video = tmp_path / 'clip.mp4'
+    _write_video(video, num_frames=35, rate=10)
+    stats = ReadStats()
+
+    frames = iter_input(video, fps=fps, every=every, max_frames=max_frames, stats=stats)
+    expected = stats.frames_expected  # for the progress bar, before the first frame
+
+    assert expected == len(list(frames))
+
+
+def test_expected_frames_of_a_folder_follow_every_and_max_frames(tmp_path: Path) -> None:
+    for number in range(7):
+        _save_image(tmp_path / f'img_{number}.png', value=number)
+    for every, max_frames in ((None, None), (3, None), (2, 3)):
+        stats = ReadStats()
+        frames = iter_input(tmp_path, every=every, max_frames=max_frames, stats=stats)
+        assert stats.frames_expected == len(list(frames))

@@ -23,6 +23,7 @@ from vggt_mapper.engine.mapper import Mapper
 from vggt_mapper.engine.types import WindowResult
 from vggt_mapper.io import ros_messages as conv
 from vggt_mapper.io.errors import ExportError, InputError
+from vggt_mapper.io.readers import iter_input, ReadStats
 from vggt_mapper.io.rosbag2 import iter_bag_frames, OutputBagWriter
 from vggt_mapper.synthetic import SyntheticPredictor, SyntheticSequence
 
@@ -97,15 +98,17 @@ def test_topic_choice_errors_list_the_image_topics(tmp_path: Path,
         iter_bag_frames(tmp_path / 'missing', None)
 
 
-def test_malformed_messages_are_skipped_and_counted(tmp_path: Path,
-                                                    sequence: tuple[Any, list[Any]],
-                                                    caplog: pytest.LogCaptureFixture) -> None:
-    messages = image_msgs(sequence[1][:4])
-    messages[1].encoding = 'yuv422'
-    messages[2].data = messages[2].data[:-10]
+def test_malformed_messages_are_skipped_and_counted_by_reason(
+        tmp_path: Path, sequence: tuple[Any, list[Any]], caplog: pytest.LogCaptureFixture) -> None:
+    messages = image_msgs(sequence[1][:12])
+    for index in (1, 4, 6, 9):
+        messages[index].encoding = 'yuv422'
+    for index in (2, 5, 10):
+        messages[index].data = messages[index].data[:-10 * index]
     write_bag(tmp_path / 'bad', 'mcap', {'/image': ('sensor_msgs/msg/Image', messages)},
               raw={'/image': [b'\x00\x01\x00\x00garbage']})
-    frames = iter_bag_frames(tmp_path / 'bad', '/image')
+    stats = ReadStats()
+    frames = iter_bag_frames(tmp_path / 'bad', '/image', stats=stats)
     # Attached directly: ROS 2's launch package, if imported earlier in the session, stops
     # new loggers from propagating to caplog's root handler.
     logger = logging.getLogger('vggt_mapper.io.rosbag2')
@@ -114,11 +117,17 @@ def test_malformed_messages_are_skipped_and_counted(tmp_path: Path,
         read = list(frames)
     finally:
         logger.removeHandler(caplog.handler)
-    assert [frame.stamp_ns for frame in read] == [STAMP0_NS, STAMP0_NS + 3 * STEP_NS]
-    assert frames.skipped == 3
+    assert [frame.stamp_ns for frame in read] == [
+        STAMP0_NS + index * STEP_NS for index in (0, 3, 7, 8, 11)]
+    assert frames.skipped == stats.frames_skipped == 8
+    # Past the first five warnings, every skip is still counted under its reason.
+    assert stats.reasons == {"unsupported image encoding 'yuv422'": 4,
+                             'image data is truncated': 3,
+                             "Could not deserialize 'sensor_msgs/msg/Image'": 1}
     warnings = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
-    assert any('yuv422' in w for w in warnings) and any('truncated' in w for w in warnings)
-    assert any('skipped 3 malformed of 5 messages' in w for w in warnings)
+    assert len({w for w in warnings if w.startswith('skipping malformed')}) == 5
+    assert any('skipped 8 of 13 messages on /image (4 unsupported image encoding' in w
+               for w in warnings)
 
 
 def map_bag(frames: Any, predictor: SyntheticPredictor, out: Path, storage: str
@@ -222,3 +231,49 @@ def test_output_bag_refuses_existing_paths(tmp_path: Path) -> None:
         assert bag.windows_written == 0
     with pytest.raises(ExportError, match='unknown rosbag2 storage'):
         OutputBagWriter(tmp_path / 'x', storage='zip')
+
+
+def _record_cut_bag(bag: Path, num_frames: int, keep: float, metadata: bool = True) -> None:
+    """Record an mcap bag with rosbags, then cut its file like a killed recorder would."""
+    frames = [np.full((240, 320, 3), 10 * index, np.uint8) for index in range(num_frames)]
+    write_bag(bag, 'mcap', {'/camera': ('sensor_msgs/msg/Image', image_msgs(frames))})
+    (storage,) = bag.glob('*.mcap')
+    data = storage.read_bytes()
+    storage.write_bytes(data[:int(len(data) * keep)])  # no summary, no footer
+    if not metadata:
+        (bag / 'metadata.yaml').unlink()
+
+
+def test_truncated_mcap_is_read_up_to_the_cut(tmp_path: Path) -> None:
+    # 230 kB frames: rosbags closes a chunk every ~1 MiB, so a cut leaves whole chunks.
+    _record_cut_bag(tmp_path / 'cut', num_frames=20, keep=0.6)
+    stats = ReadStats()
+
+    frames = list(iter_bag_frames(tmp_path / 'cut', stats=stats))
+
+    assert 0 < len(frames) < 20
+    assert [int(frame.image_rgb[0, 0, 0]) for frame in frames] == [
+        10 * index for index in range(len(frames))]
+    assert [frame.stamp_ns for frame in frames] == [
+        STAMP0_NS + index * STEP_NS for index in range(len(frames))]
+    assert len(stats.notes) == 1
+    assert f'{20 - len(frames)} of the 20 messages metadata.yaml announces are lost' \
+        in stats.notes[0]
+
+
+def test_killed_recording_without_metadata_is_read_too(tmp_path: Path) -> None:
+    _record_cut_bag(tmp_path / 'killed', num_frames=12, keep=0.7, metadata=False)
+    stats = ReadStats()
+
+    frames = list(iter_input(tmp_path / 'killed', stats=stats))
+
+    assert 0 < len(frames) < 12 and stats.frames_expected == len(frames)
+    assert 'how many messages were lost is unknown' in stats.notes[0]
+
+
+def test_unreadable_bag_is_still_an_input_error(tmp_path: Path) -> None:
+    bag = tmp_path / 'junk'
+    bag.mkdir()
+    (bag / 'junk_0.mcap').write_bytes(b'not an mcap file at all')
+    with pytest.raises(InputError, match='cannot open rosbag2'):
+        iter_bag_frames(bag)

@@ -86,8 +86,12 @@ def test_pickled_object_checkpoint_is_refused(tmp_path: Path,
                                               tiny_state: dict[str, torch.Tensor]) -> None:
     path = tmp_path / 'evil.pt'
     torch.save({'state_dict': tiny_state, 'extra': _Payload()}, path)
-    with pytest.raises(WeightsError, match='refusing to load.*weights_only=True'):
+    with pytest.raises(WeightsError, match='refusing to load.*weights_only=True') as info:
         load_vggt(path, config=TINY)
+    message = str(info.value)
+    # Says what the file is and where it must come from; never torch's weights_only=False.
+    assert 'not a plain checkpoint' in message and 'trusted source' in message
+    assert '_Payload' in message and 'weights_only=False' not in message
 
 
 def test_missing_and_corrupt_local_files(tmp_path: Path) -> None:
@@ -135,7 +139,8 @@ def test_hub_prefers_safetensors(tmp_path: Path, tiny_state: dict[str, torch.Ten
 
 
 def test_gated_hub_repo_asks_for_a_token(tmp_path: Path) -> None:
-    with fake_hub({}, gated=True) as endpoint, pytest.raises(WeightsError, match='gated.*token'):
+    with fake_hub({}, gated=True) as endpoint, pytest.raises(WeightsError,
+                                                             match='gated.*--token or HF_TOKEN'):
         load_vggt('facebook/VGGT-1B-Commercial', config=TINY, endpoint=endpoint,
                   cache_dir=tmp_path / 'cache')
 

@@ -34,14 +34,16 @@ def known_exceptions() -> tuple[type[BaseException], ...]:
     """
     Collect the exception classes reported as one line instead of a traceback.
 
-    :return: the classes that exist in this installation.
+    Only modules already imported are looked at: an error cannot come from a module that was
+    never imported, and importing one here (the model package imports torch) would make a
+    mistyped argument cost seconds.
+
+    :return: the classes that exist in this process.
     """
     classes: list[type[BaseException]] = []
     for module_name, class_name in _KNOWN_EXCEPTIONS:
-        if importlib.util.find_spec(module_name) is None:
-            continue
-        module = importlib.import_module(module_name)
-        found = getattr(module, class_name, None)
+        module = sys.modules.get(module_name)
+        found = getattr(module, class_name, None) if module is not None else None
         if isinstance(found, type) and issubclass(found, BaseException):
             classes.append(found)
     return tuple(classes)

@@ -1,49 +1,115 @@
 """
 ``vggt-mapper map``: read an input, map it with VGGT windows, write the map and trajectory.
 
-``run(args)`` turns parsed arguments into typed configs, builds the predictor and the engine,
-shows a progress bar and writes the outputs with ``vggt_mapper.io.export.save_map``. Heavy
-modules (torch via the predictor factory, rosbags) are imported only here, when the command
-runs.
+``run(args)`` first checks everything it can without heavy imports — option values (messages
+name the flags), the input, the output folder (created, probed for writability, a killed earlier
+save finished or cleaned up, existing outputs refused) — so a mistake is reported in a second,
+not after torch loaded or an hour of mapping. Then it builds the predictor and the engine,
+shows a progress bar and writes the outputs with ``vggt_mapper.io.export.save_map``.
+
+SIGINT (Ctrl-C) and SIGTERM (``docker stop``, systemd, Slurm, ``timeout``) stop the reading;
+what was mapped is still written and the exit status is 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from importlib import resources
 import logging
 from pathlib import Path
+import re
 import shutil
 import sys
 from typing import Any, TYPE_CHECKING
 
+from vggt_mapper.cli.signals import StopSignals
 from vggt_mapper.engine.config import KeyframeConfig, MapConfig, MapperConfig
-from vggt_mapper.engine.types import InputFrame, MapperStats, WindowResult
-from vggt_mapper.io.atomic import check_writable
+from vggt_mapper.engine.errors import ConfigError
+from vggt_mapper.io.atomic import check_writable, prepare_output_folder
 from vggt_mapper.io.errors import ExportError, InputError
-from vggt_mapper.io.export import map_paths, save_map
-from vggt_mapper.io.readers import (
-    detect_input_kind,
-    InputKind,
-    iter_input,
-    list_images,
-    ReadStats,
-)
+from vggt_mapper.io.export import map_paths, recover_map
+from vggt_mapper.io.readers import detect_input_kind, InputKind, iter_input, ReadStats
+from vggt_mapper.predictor.errors import PredictorSpecError
 
 if TYPE_CHECKING:
-    from vggt_mapper.predictor.base import Predictor
+    import numpy as np
+    from numpy.typing import NDArray
 
-__all__ = ['BAG_DIR_NAME', 'NothingMappedError', 'build_config', 'run', 'sample_path']
+    from vggt_mapper.cli.main_map import MappingOutcome
+    from vggt_mapper.engine.types import InputFrame, MapperStats, WindowResult
+    from vggt_mapper.predictor.base import Predictor, WindowPrediction
+    from vggt_mapper.predictor.factory import PredictorSpec
+
+__all__ = ['BAG_DIR_NAME', 'NO_WEIGHTS_HINT', 'NothingMappedError', 'VIDEO_FPS', 'build_config',
+           'flag_message', 'run', 'sample_path']
 
 _LOG = logging.getLogger(__name__)
 
 BAG_DIR_NAME = 'map_bag'
 EXIT_INTERRUPTED = 130
+#: Default video decoding rate of the CLI: high enough for keyframe selection to choose from
+#: (the video's own rate when lower). The web door keeps the official demo's 1 frame/s.
+VIDEO_FPS = 10.0
+SAMPLE_PREDICTOR = 'vggt_mapper.synthetic.sample:sample_predictor'
+NO_WEIGHTS_HINT = ('to see the pipeline run without weights: --model tiny (random weights, '
+                   'meaningless geometry) or, on the shipped sample, --predictor '
+                   f'{SAMPLE_PREDICTOR} (its ground truth)')
+
+# Engine and predictor field names → the flags that set them, for error messages.
+_FIELD_FLAGS = {
+    'window_size': '--window-size', 'overlap': '--overlap', 'min_parallax_px': '--keyframe-px',
+    'min_gap': '--min-gap', 'max_gap': '--max-gap', 'conf_percentile': '--conf-percentile',
+    'voxel_size': '--voxel-size', 'max_points': '--max-points', 'scale': '--scale',
+    'model': '--model', 'checkpoint': '--checkpoint', 'device': '--device',
+    'predictor': '--predictor', 'remote_url': '--remote', 'token': '--token',
+    'overwrite': '--overwrite', 'max_frames': '--max-frames', 'every': '--every',
+    'fps': '--fps',
+}
+_ASSIGNMENT = re.compile(r"\b([a-z_]+)=(?:'([^']*)'|(\w+))")
+# A field name used as the subject of a message: "overlap must ...", "predictor ('x')".
+_SUBJECT = re.compile(r"(?<![\w.'/-])([a-z_]+)(?= must\b| \(|:)")
 
 
 class NothingMappedError(RuntimeError):
-    """The run ended without a single mapped keyframe (too few frames or keyframes)."""
+    """The run ended without a single mapped keyframe (no usable frame)."""
+
+
+def flag_message(text: str) -> str:
+    """
+    Rewrite a library message for the command line: field names become the flags that set them.
+
+    :param text: e.g. ``"overlap must be in [1, window_size - 1]"`` or ``"use device='cpu'"``.
+    :return: e.g. ``"--overlap must be in [1, --window-size - 1]"``, ``"use --device cpu"``.
+    """
+    def assignment(match: re.Match[str]) -> str:
+        name, value = match.group(1), match.group(2) or match.group(3)
+        if name not in _FIELD_FLAGS:
+            return match.group(0)
+        return _FIELD_FLAGS[name] if value == 'True' else f'{_FIELD_FLAGS[name]} {value}'
+
+    def subject(match: re.Match[str]) -> str:
+        return _FIELD_FLAGS.get(match.group(1), match.group(0))
+
+    text = _ASSIGNMENT.sub(assignment, text).replace(' (CLI: --overwrite)', '')
+    text = _SUBJECT.sub(subject, text)
+    # Field names with an underscore are never English words: translate them anywhere.
+    return re.sub(r"(?<![\w.'/-])([a-z]+_[a-z_]+)\b(?!\.)",
+                  lambda match: _FIELD_FLAGS.get(match.group(1), match.group(1)), text)
+
+
+@contextmanager
+def _flag_names() -> Iterator[None]:
+    """Re-raise option errors with flag names instead of field names."""
+    try:
+        yield
+    except (ConfigError, PredictorSpecError, ExportError) as err:
+        message = flag_message(str(err))
+        if message == str(err):
+            raise
+        raise type(err)(message) from err
 
 
 def sample_path() -> Path:
@@ -79,15 +145,50 @@ def build_config(args: argparse.Namespace) -> MapperConfig:
                                 scale=args.scale), keyframes=keyframes, map=map_config)
 
 
-def _create_predictor(args: argparse.Namespace) -> Predictor:
-    """Build the predictor through the predictor factory (imports torch)."""
-    from vggt_mapper.predictor.factory import create_predictor, PredictorSpec
+def _predictor_spec(args: argparse.Namespace) -> PredictorSpec:
+    """Check the model options (no torch: the factory module imports it only to build)."""
+    from vggt_mapper.predictor.factory import PredictorSpec
 
     device = args.device if args.device is not None else 'auto'
-    spec = PredictorSpec(model=args.model, checkpoint=args.checkpoint, device=device,
+    return PredictorSpec(model=args.model, checkpoint=args.checkpoint, device=device,
                          predictor=args.predictor, remote_url=args.remote, token=args.token)
-    predictor: Predictor = create_predictor(spec)
+
+
+def _create_predictor(spec: PredictorSpec) -> Predictor:
+    """Build the predictor (imports torch for a local model); weights errors get the hint."""
+    from vggt_mapper.model.errors import WeightsError
+    from vggt_mapper.predictor.factory import create_predictor
+
+    try:
+        predictor: Predictor = create_predictor(spec)
+    except WeightsError as err:
+        raise WeightsError(f'{err}; {NO_WEIGHTS_HINT}') from err
     return predictor
+
+
+class _InferenceWatch:
+    """
+    The predictor, watched: tells whether an interrupt arrived while a window was predicted.
+
+    :param predictor: the real predictor.
+    """
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.interrupted = False
+
+    def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
+        """
+        Predict one window (see ``Predictor``), noting a Ctrl-C or SIGTERM inside it.
+
+        :param frames_rgb: the window's frames.
+        :return: the prediction.
+        """
+        try:
+            return self.predictor.predict(frames_rgb)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            raise
 
 
 def _prepare_bag_dir(bag_dir: Path, *, overwrite: bool) -> None:
@@ -111,31 +212,23 @@ def _open_bag_writer(bag_dir: Path) -> AbstractContextManager[Any]:
     return writer
 
 
-def _expected_frames(source: Path, kind: InputKind, args: argparse.Namespace) -> int | None:
-    """Count the frames an image folder will give (for the progress bar); None if unknown."""
-    if kind is not InputKind.IMAGE_FOLDER:
-        return None
-    count = -(-len(list_images(source)) // (args.every or 1))
-    return min(count, args.max_frames) if args.max_frames is not None else count
+@dataclass
+class _Plan:
+    """Everything checked before the heavy work starts."""
+
+    config: MapperConfig
+    spec: PredictorSpec
+    source: Path
+    kind: InputKind
+    outdir: Path
+    fps: float
+    created: list[Path] = field(default_factory=list)
 
 
-def run(args: argparse.Namespace) -> int:
-    """
-    Run ``vggt-mapper map``.
-
-    :param args: parsed arguments (see ``vggt_mapper.cli.map_parser``).
-    :return: the exit status: 0 done, 130 interrupted by Ctrl-C (outputs still written).
-    :raises InputError: if the input cannot be read.
-    :raises ExportError: if outputs exist without ``--overwrite`` or cannot be written.
-    :raises ConfigError: if an option is out of range.
-    :raises NothingMappedError: if no keyframe could be mapped (nothing is written then).
-    """
-    from tqdm import tqdm
-
-    from vggt_mapper.cli.main_map import map_sequence
-    from vggt_mapper.engine.mapper import Mapper
-
+def _prepare(args: argparse.Namespace) -> _Plan:
+    """Check options, input and output folder; create the output folder (quick, no torch)."""
     config = build_config(args)
+    spec = _predictor_spec(args)
     source = Path(args.input) if args.input is not None else sample_path()
     kind = detect_input_kind(source)
     if args.fps is not None and kind is not InputKind.VIDEO:
@@ -145,26 +238,106 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.outdir)
     if outdir.exists() and not outdir.is_dir():
         raise ExportError(f'OUTDIR {str(outdir)!r} exists and is not a folder')
-    # Refuse existing outputs now, not after an hour of mapping.
-    check_writable(list(map_paths(outdir).values()), overwrite=args.overwrite)
-    bag_dir = outdir / BAG_DIR_NAME
-    if args.bag_out:
-        _prepare_bag_dir(bag_dir, overwrite=args.overwrite)
+    plan = _Plan(config, spec, source, kind, outdir,
+                 args.fps if args.fps is not None else VIDEO_FPS)
+    # Found now, not after an hour of mapping: an unwritable folder, a killed earlier save,
+    # outputs that would be overwritten.
+    plan.created = prepare_output_folder(outdir)
+    try:
+        recover_map(outdir)
+        check_writable(list(map_paths(outdir).values()), overwrite=args.overwrite)
+        if args.bag_out:
+            _prepare_bag_dir(outdir / BAG_DIR_NAME, overwrite=args.overwrite)
+    except BaseException:
+        _remove_if_empty(plan.created)
+        raise
+    return plan
 
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove folders this run created, deepest first, if nothing was written into them."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (or gone): leave it and its parents
+
+
+def run(args: argparse.Namespace) -> int:
+    """
+    Run ``vggt-mapper map``.
+
+    :param args: parsed arguments (see ``vggt_mapper.cli.map_parser``).
+    :return: the exit status: 0 done, 130 (SIGINT) or 143 (SIGTERM) if a signal stopped the
+        reading (what was mapped is still written).
+    :raises InputError: if the input cannot be read.
+    :raises ExportError: if outputs exist without ``--overwrite`` or cannot be written.
+    :raises ConfigError: if an option is out of range.
+    :raises NothingMappedError: if no keyframe could be mapped (nothing is written then).
+    """
+    with StopSignals() as signals, _flag_names():
+        plan = _prepare(args)
+        try:
+            return _map(args, plan, signals)
+        except KeyboardInterrupt:
+            _remove_if_empty(plan.created)
+            print(f'vggt-mapper map: {signals.name} before mapping started; nothing written',
+                  file=sys.stderr)
+            return signals.exit_status
+        except BaseException:
+            _remove_if_empty(plan.created)
+            raise
+
+
+def _skip_reasons(read_stats: ReadStats, stats: MapperStats) -> ReadStats:
+    """Merge the reader's and the engine's skipped frames into one count by reason."""
+    merged = ReadStats(frames_skipped=read_stats.frames_skipped,
+                       reasons=read_stats.reasons.copy())
+    if stats.frames_skipped:
+        merged.frames_skipped += stats.frames_skipped
+        merged.reasons['refused by the engine'] += stats.frames_skipped
+    # Counted by the keyframe selector once the engine reports it (MapperStats).
+    untrackable = int(getattr(stats, 'frames_untrackable', 0))
+    if untrackable:
+        merged.frames_skipped += untrackable
+        merged.reasons['untrackable (blank or over-exposed)'] += untrackable
+    return merged
+
+
+def _summary(outcome: MappingOutcome, read_stats: ReadStats, num_points: int,
+             signals: StopSignals) -> str:
+    """Write the one-line report of a run."""
+    stats = outcome.stats
+    skipped = _skip_reasons(read_stats, stats).describe_skips()
+    stopped = f' (interrupted by {signals.name})' if outcome.interrupted else ''
+    cut = '; the input was cut short (see the warning above)' if read_stats.notes else ''
+    return (f'Mapped {len(outcome.trajectory)} keyframes from {outcome.frames_read} frames '
+            f'({skipped}) in {stats.windows_done} windows ({stats.windows_rejected} refused), '
+            f'{num_points} points, {outcome.elapsed_s:.1f} s{stopped}{cut}')
+
+
+def _map(args: argparse.Namespace, plan: _Plan, signals: StopSignals) -> int:
+    """Open the input, build predictor and engine, map, save, report."""
+    from tqdm import tqdm
+
+    from vggt_mapper.cli.main_map import map_sequence
+    from vggt_mapper.engine.mapper import Mapper
+    from vggt_mapper.io.export import save_map
+
+    config, outdir = plan.config, plan.outdir
+    bag_dir = outdir / BAG_DIR_NAME
     read_stats = ReadStats()
-    fps = args.fps if args.fps is not None else 1.0
-    frames = iter_input(source, max_frames=args.max_frames, fps=fps, every=args.every,
-                        topic=args.topic, stats=read_stats)
-    predictor = _create_predictor(args)
+    # Opened before the model is loaded: an unreadable input fails in a second.
+    frames = iter_input(plan.source, max_frames=args.max_frames, fps=plan.fps,
+                        every=args.every, topic=args.topic, stats=read_stats)
+    predictor = _InferenceWatch(_create_predictor(plan.spec))
     mapper = Mapper(config, predictor)
-    _LOG.info('mapping %s %s with window_size=%d overlap=%d', kind.value, source,
+    _LOG.info('mapping %s %s with window_size=%d overlap=%d', plan.kind.value, plan.source,
               config.window_size, config.overlap)
 
-    if args.bag_out:
-        outdir.mkdir(parents=True, exist_ok=True)
     bag_context = _open_bag_writer(bag_dir) if args.bag_out else nullcontext(None)
     with bag_context as bag_writer, tqdm(desc='mapping', unit='frame', file=sys.stderr,
-                                         total=_expected_frames(source, kind, args),
+                                         total=read_stats.frames_expected,
                                          dynamic_ncols=True, disable=None) as progress:
 
         def show(stats: MapperStats) -> None:
@@ -182,28 +355,33 @@ def run(args: argparse.Namespace) -> int:
                 bag_writer.write_window(result, mapper.map_snapshot(), mapper.trajectory())
 
         def on_interrupt(stats: MapperStats) -> None:
-            progress.write(f'Interrupted: mapping the {stats.pending_keyframes} pending '
-                           'keyframes, then saving (Ctrl-C again to skip them)',
-                           file=sys.stderr)
+            during = (' during the inference of a window (its new keyframes are not mapped)'
+                      if predictor.interrupted else '')
+            progress.write(f'Interrupted by {signals.name}{during}: mapping the '
+                           f'{stats.pending_keyframes} pending keyframes, then saving '
+                           f'({signals.name} again to skip them)', file=sys.stderr)
 
         outcome = map_sequence(frames, mapper, on_frame=on_frame, on_window=on_window,
                                on_interrupt=on_interrupt)
+        signals.protect()  # the save below runs to its end; a signal now is only remembered
         show(outcome.stats)
 
     stats = outcome.stats
+    if plan.kind is InputKind.VIDEO and outcome.frames_read < config.window_size \
+            and not outcome.interrupted:
+        _LOG.warning('the video gave only %d frames, fewer than one window of %d keyframes: '
+                     'decode more with a higher --fps (or --every 1), or give a longer video',
+                     outcome.frames_read, config.window_size)
     if not outcome.trajectory:
         raise NothingMappedError(
-            f'Nothing was mapped from {str(source)!r}: {outcome.frames_read} frames read, '
-            f'{stats.keyframes} keyframes, {stats.windows_done} windows '
-            f'({stats.windows_rejected} refused); nothing written. Give more frames with '
-            'camera motion, or lower --keyframe-px / --max-gap')
+            f'Nothing was mapped from {str(plan.source)!r}: {outcome.frames_read} frames read '
+            f'({_skip_reasons(read_stats, stats).describe_skips()}), {stats.keyframes} '
+            f'keyframes, {stats.windows_done} windows ({stats.windows_rejected} refused); '
+            'nothing written. Give frames with texture and camera motion, or lower '
+            '--keyframe-px / --max-gap')
     saved = save_map(outdir, outcome.trajectory, outcome.snapshot, overwrite=args.overwrite,
                      show_cameras=not args.no_cameras)
-    skipped = read_stats.frames_skipped + stats.frames_skipped
-    print(f'Mapped {len(outcome.trajectory)} keyframes from {outcome.frames_read} frames '
-          f'({skipped} skipped) in {stats.windows_done} windows ({stats.windows_rejected} '
-          f'refused), {saved.num_points} points, {outcome.elapsed_s:.1f} s'
-          f'{" (interrupted)" if outcome.interrupted else ""}')
+    print(_summary(outcome, read_stats, saved.num_points, signals))
     written = [*saved.paths, *([bag_dir] if args.bag_out else [])]
     print('Wrote ' + ', '.join(str(path) for path in written))
-    return EXIT_INTERRUPTED if outcome.interrupted else 0
+    return signals.exit_status if outcome.interrupted else 0

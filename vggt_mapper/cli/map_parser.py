@@ -14,12 +14,17 @@ MODEL_CHOICES = ('vggt-1b', 'tiny')
 _DESCRIPTION = """\
 Map a sequence offline: frames -> keyframes -> overlapping VGGT windows -> Sim(3) alignment ->
 one coloured point map. Writes OUTDIR/map.glb (points + camera frustums, opens upright in glTF
-viewers), map.ply, trajectory.tum (world_from_cam, TUM format) and cameras.json.
+viewers), map.ply, trajectory.tum (world_from_cam, TUM format) and cameras.json, as one set:
+a save that is killed leaves the previous set, and the next run finishes or cleans it up.
 
-INPUT is a folder of images (natural name order), a video file, or a rosbag2 directory; it
-defaults to the small sample shipped with the package. Ctrl-C stops reading and still writes
-what was mapped (exit status 130). If nothing could be mapped (for example a single frame, too
-few keyframes for a window), nothing is written and the exit status is 1.
+INPUT is a folder of images (natural name order; images of another size than most are
+skipped), a video file (decoded at up to 10 frames/s, keyframe selection picks among them), or
+a rosbag2 directory (a recording cut short is read up to the cut); it defaults to the small
+sample shipped with the package. Options and OUTDIR are checked (OUTDIR created and probed for
+writability) before the model loads. Ctrl-C or SIGTERM stops reading and still writes what was
+mapped (exit status 130 or 143). A single frame maps as one keyframe. If nothing could be
+mapped (no usable frame: all unreadable, blank or too small), nothing is written and the exit
+status is 1.
 """
 
 _EPILOG = """\
@@ -101,8 +106,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     reading.add_argument('--max-frames', type=positive_int, metavar='N',
                          help='stop after N input frames')
     reading.add_argument('--fps', type=positive_float, metavar='F',
-                         help='video only: frames per second of video to use (default 1, '
-                              'as the official VGGT demo)')
+                         help='video only: frames per second of video to decode (default 10, '
+                              "or the video's own rate if lower; keyframe selection then picks "
+                              'the frames to map)')
     reading.add_argument('--every', type=positive_int, metavar='N',
                          help='use every N-th frame (any input; for a video it replaces --fps)')
     reading.add_argument('--topic', metavar='TOPIC',

@@ -72,6 +72,13 @@ def _view_points(view: OverlapView, rows: NDArray[np.intp], cols: NDArray[np.int
     return transform_points(view.cam_pose, points_cam)
 
 
+def _mean_rotation(rotations: Sequence[NDArray[np.float64]]) -> NDArray[np.float64]:
+    """Chordal L2 mean of rotations: the rotation closest to their sum (SVD projection)."""
+    u_mat, _, vt_mat = np.linalg.svd(np.sum(rotations, axis=0))
+    sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u_mat @ vt_mat))])
+    return np.asarray(u_mat @ sign @ vt_mat, dtype=np.float64)
+
+
 def _rotation_angle_deg(rotation_a: NDArray[np.float64], rotation_b: NDArray[np.float64]
                         ) -> float:
     cosine = (np.trace(rotation_a.T @ rotation_b) - 1.0) / 2.0
@@ -171,10 +178,14 @@ def align_window(old_views: Sequence[OverlapView | PointView],
     if source.shape[0] < config.min_points:
         raise AlignmentError(f'only {source.shape[0]} confident overlap pixel pairs, need '
                              f'{config.min_points}', 'pairs')
+    rotation = None
+    if config.rotation_from == 'cameras':
+        rotation = _mean_rotation([old.cam_pose[:3, :3] @ new.cam_pose[:3, :3].T
+                                   for old, new in zip(known, new_views, strict=True)])
     try:
         fit = fit_sim3_robust(source, target, weights, huber_k=config.huber_k,
                               iterations=config.iterations,
-                              min_rank_ratio=config.min_rank_ratio)
+                              min_rank_ratio=config.min_rank_ratio, rotation=rotation)
     except DegenerateSim3Error as err:
         raise AlignmentError(f'ill-conditioned overlap: {err}', 'degenerate') from err
     transform = fit.transform

@@ -158,8 +158,12 @@ class AlignmentConfig:
     max_rotation_deg: float = 5.0
     max_center_ratio: float = 0.1
     min_rank_ratio: float = 1e-3
+    rotation_from: str = 'points'
 
     def __post_init__(self) -> None:
+        if self.rotation_from not in ('points', 'cameras'):
+            raise ConfigError(f"rotation_from must be 'points' or 'cameras', got "
+                              f'{self.rotation_from!r}')
         if self.sample_points < 3:
             raise ConfigError(f'sample_points must be >= 3, got {self.sample_points}')
         if not 0.0 <= self.conf_percentile < 100.0:

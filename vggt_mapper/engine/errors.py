@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ['AlignmentError', 'ConfigError', 'EngineError', 'FrameError', 'PredictorFailedError']
+__all__ = ['AlignmentError', 'ConfigError', 'EngineError', 'FrameError', 'PlaceError',
+           'PredictorFailedError']
 
 
 class EngineError(Exception):
@@ -34,3 +35,7 @@ class AlignmentError(EngineError):
 
 class PredictorFailedError(EngineError):
     """The predictor failed on too many windows in a row: the model is gone, not one window."""
+
+
+class PlaceError(EngineError, ValueError):
+    """A place descriptor is malformed, duplicated or from another describer than the index's."""

@@ -156,32 +156,29 @@ class LoopDetector:
             self._index = PlaceIndex(int(descriptor.shape[-1]))
         self._index.add(key, descriptor)
 
-    def propose(self, query: int, descriptor: NDArray[np.float32],
-                segment_of: Callable[[int], int]) -> list[tuple[int, float]]:
+    def propose(self, query: int, descriptor: NDArray[np.float32]) -> list[tuple[int, float]]:
         """
         Return candidates for a query keyframe, most similar first.
 
         :param query: the query keyframe (already mapped, not necessarily indexed).
         :param descriptor: its descriptor.
-        :param segment_of: the segment of a mapped keyframe.
-        :return: ``(candidate, similarity)`` pairs above ``min_similarity``.
+        :return: ``(candidate, similarity)`` pairs above ``min_similarity``, outside the
+            temporal exclusion window and the cooldown of accepted loops.
         """
         if self._index is None or len(self._index) == 0:
             return []
-        segment = segment_of(query)
         cfg = self.config
+        # Over-fetch by the loops in cooldown: each can hide a few candidates.
+        found = self._index.search(descriptor, cfg.candidates + len(self._accepted),
+                                   query_key=query, exclusion=cfg.exclusion_keyframes)
+        return [(c.key, c.similarity) for c in found
+                if c.similarity >= cfg.min_similarity and not self._cooling(query, c.key)
+                ][:cfg.candidates]
 
-        def excluded(key: int) -> bool:
-            if key == query:
-                return True
-            if segment_of(key) == segment and key > query - cfg.exclusion_keyframes:
-                return True
-            return any(abs(key - c) <= cfg.cooldown_keyframes
-                       and abs(query - q) <= cfg.cooldown_keyframes
-                       for q, c in self._accepted)
-
-        found = self._index.search(descriptor, cfg.candidates, exclude=excluded)
-        return [(c.key, c.similarity) for c in found if c.similarity >= cfg.min_similarity]
+    def _cooling(self, query: int, candidate: int) -> bool:
+        reach = self.config.cooldown_keyframes
+        return any(abs(candidate - c) <= reach and abs(query - q) <= reach
+                   for q, c in self._accepted)
 
     def remember_accepted(self, query: int, candidate: int) -> None:
         """

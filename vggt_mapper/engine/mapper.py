@@ -35,7 +35,12 @@ from vggt_mapper.engine.alignment import (
     OverlapView,
 )
 from vggt_mapper.engine.config import MapperConfig
-from vggt_mapper.engine.errors import AlignmentError, FrameError, PredictorFailedError
+from vggt_mapper.engine.errors import (
+    AlignmentError,
+    FrameError,
+    PlaceError,
+    PredictorFailedError,
+)
 from vggt_mapper.engine.keyframe_store import (
     KeyframeCloud,
     KeyframeRecord,
@@ -50,7 +55,7 @@ from vggt_mapper.engine.loops import (
     verify_loop,
     window_from_cam_poses,
 )
-from vggt_mapper.engine.places import default_describer, PlaceDescriber
+from vggt_mapper.engine.places import PlaceDescriber, PredictionDescriber
 from vggt_mapper.engine.pose_graph import (
     BackgroundOptimizer,
     EdgeNoise,
@@ -208,7 +213,7 @@ class Mapper:
         self._optimize_s = 0.0
         self._loops_submitted = 0
         self._loop_verdicts: Counter[str] = Counter()
-        self._use_prediction_descriptors: bool | None = None
+        self._places = PredictionDescriber(self._describer)
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -562,8 +567,7 @@ class Mapper:
             return []
         proposals: list[tuple[float, int, int]] = []
         for keyframe, descriptor in zip(keyframes, descriptors, strict=True):
-            for candidate, similarity in self._loops.propose(keyframe.index, descriptor,
-                                                             self._graph.segment_of):
+            for candidate, similarity in self._loops.propose(keyframe.index, descriptor):
                 proposals.append((similarity, keyframe.index, candidate))
         for keyframe, descriptor in zip(keyframes, descriptors, strict=True):
             self._loops.add(keyframe.index, descriptor)
@@ -576,19 +580,13 @@ class Mapper:
 
     def _descriptors(self, prediction: WindowPrediction, slots: list[int]
                      ) -> NDArray[np.float32] | None:
-        carried = getattr(prediction, 'descriptors', None)
-        if self._use_prediction_descriptors is None:
-            self._use_prediction_descriptors = self._describer is None and carried is not None
-            if self._describer is None and carried is None:
-                self._describer = default_describer()
-        if self._use_prediction_descriptors:
-            if carried is None:
-                _LOG.warning('the predictor sent no place descriptors for this window: its '
-                             'keyframes cannot be found again by loop closure')
-                return None
-            return np.asarray(carried, dtype=np.float32)[slots]
-        assert self._describer is not None
-        return self._describer.describe([prediction.images_rgb[slot] for slot in slots])
+        try:
+            return self._places.describe_prediction(prediction)[slots]
+        except PlaceError as err:
+            self._counts['windows_undescribed'] += 1
+            _LOG.warning('no place descriptors for this window, its keyframes cannot be found '
+                         'again by loop closure: %s', err)
+            return None
 
     def _verify(self, query: int, candidate: int, similarity: float) -> LoopOutcome:
         self._counts['loop_candidates'] += 1

@@ -13,7 +13,8 @@ from typing import BinaryIO
 
 from vggt_mapper.io.errors import ExportError
 
-__all__ = ['atomic_write', 'atomic_write_bytes', 'check_writable']
+__all__ = ['atomic_write', 'atomic_write_bytes', 'check_writable', 'fsync_directory',
+           'prepare_output_folder']
 
 _LOG = logging.getLogger(__name__)
 
@@ -38,8 +39,12 @@ def check_writable(paths: list[Path], *, overwrite: bool) -> None:
                           'pass overwrite=True (CLI: --overwrite) or choose another folder')
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename durable; not every platform can open a directory, which is fine."""
+def fsync_directory(directory: Path) -> None:
+    """
+    Make the renames in ``directory`` durable (not every platform can open a folder: no-op).
+
+    :param directory: the folder.
+    """
     try:
         descriptor = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -50,6 +55,50 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def _describe_blocker(folder: Path) -> str:
+    """Name the path that stops ``folder`` from being created (a file on the way)."""
+    for parent in [folder, *folder.parents]:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                return f'{str(parent)!r} is a file, not a folder'
+            return ''
+    return ''
+
+
+def prepare_output_folder(folder: Path | str) -> list[Path]:
+    """
+    Make sure outputs can be written into ``folder`` before any work is done.
+
+    Creates the folder (and missing parents), then writes and removes a hidden probe file, so a
+    path under a file, a read-only mount, a full quota or missing permissions are found before
+    the first frame, not after an hour of mapping.
+
+    :param folder: the output folder.
+    :return: the folders this call created, deepest first (remove them, if still empty, when
+        nothing ends up being written).
+    :raises ExportError: if the folder cannot be created or written; the message says why.
+    """
+    target = Path(folder)
+    created = [path for path in [target, *target.parents] if not path.exists()]
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        blocker = _describe_blocker(target) or str(err)
+        raise ExportError(f'Cannot create the output folder {str(target)!r}: {blocker}; choose '
+                          'another folder') from err
+    except OSError as err:
+        raise ExportError(f'Cannot create the output folder {str(target)!r}: '
+                          f'{err.strerror or err}; choose a writable folder') from err
+    try:
+        descriptor, probe = tempfile.mkstemp(prefix='.vggt_mapper-probe-', dir=target)
+        os.close(descriptor)
+        os.unlink(probe)
+    except OSError as err:
+        raise ExportError(f'The output folder {str(target)!r} is not writable: '
+                          f'{err.strerror or err}; choose a writable folder') from err
+    return created
 
 
 @contextmanager
@@ -87,7 +136,7 @@ def atomic_write(path: Path | str, *, overwrite: bool = False) -> Iterator[Binar
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise
-    _fsync_directory(directory)
+    fsync_directory(directory)
 
 
 def _move_into_place(temp_path: Path, target: Path, *, overwrite: bool) -> None:

@@ -1,24 +1,27 @@
 """
 Save a mapped sequence: ``map.glb``, ``map.ply``, ``trajectory.tum``, ``cameras.json``.
 
-The one export entry point of the CLI, the ROS node's save service and the web app.
+The one export entry point of the CLI, the ROS node's save service and the web app. The four
+files are one set, saved with ``vggt_mapper.io.file_set.write_file_set``: a save killed at any
+point leaves the previous set or the new one, never a mix, and the next save (or
+``recover_map``) finishes or cleans up what the killed one left. New outputs join the set by
+adding an entry to ``_entries``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from vggt_mapper.engine.types import KeyframePose, MapSnapshot
-from vggt_mapper.io.atomic import check_writable
 from vggt_mapper.io.cameras_json import write_cameras_json
-from vggt_mapper.io.errors import ExportError
-from vggt_mapper.io.glb import write_glb
+from vggt_mapper.io.file_set import EntryWriter, recover_file_set, Recovery, write_file_set
 from vggt_mapper.io.ply import write_ply
 from vggt_mapper.io.tum import write_tum
 
-__all__ = ['MAP_FILE_NAMES', 'SavedMap', 'map_paths', 'save_map']
+__all__ = ['MAP_FILE_NAMES', 'SavedMap', 'map_paths', 'recover_map', 'save_map']
 
 MAP_FILE_NAMES = {'glb': 'map.glb', 'ply': 'map.ply', 'tum': 'trajectory.tum',
                   'cameras_json': 'cameras.json'}
@@ -63,13 +66,43 @@ def map_paths(outdir: Path | str) -> dict[str, Path]:
     return {key: folder / name for key, name in MAP_FILE_NAMES.items()}
 
 
+def recover_map(outdir: Path | str) -> Recovery:
+    """
+    Finish or clean up a ``save_map`` into ``outdir`` that was killed (see ``file_set``).
+
+    :param outdir: the output folder.
+    :return: what was finished and removed.
+    :raises ExportError: if the folder cannot be locked or a move fails.
+    """
+    return recover_file_set(outdir, list(MAP_FILE_NAMES.values()))
+
+
+def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
+             show_cameras: bool) -> dict[str, EntryWriter]:
+    """Return the writer of each file of the set, keyed by file name."""
+    # Imported here: trimesh takes seconds to import, and map_paths/recover_map (the CLI's
+    # checks before mapping) must stay quick.
+    from vggt_mapper.io.glb import write_glb
+
+    poses = list(trajectory)
+    return {
+        MAP_FILE_NAMES['glb']: partial(write_glb, points_world=snapshot.points_world,
+                                       colors_rgb=snapshot.colors_rgb, poses=poses,
+                                       show_cameras=show_cameras),
+        MAP_FILE_NAMES['ply']: partial(write_ply, points_world=snapshot.points_world,
+                                       colors_rgb=snapshot.colors_rgb),
+        MAP_FILE_NAMES['tum']: partial(write_tum, poses=poses),
+        MAP_FILE_NAMES['cameras_json']: partial(write_cameras_json, poses=poses),
+    }
+
+
 def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: MapSnapshot, *,
              overwrite: bool = False, show_cameras: bool = True) -> SavedMap:
     """
-    Write the map and trajectory into ``outdir`` (created if missing).
+    Write the map and trajectory into ``outdir`` (created if missing) as one set.
 
-    Every file is written atomically (temporary file, fsync, rename), and existing outputs are
-    checked before anything is written, so a refused save changes nothing.
+    Existing outputs are checked before anything is written, so a refused save changes nothing;
+    a save that fails or is killed half-way leaves the previous set (see ``file_set``).
 
     :param outdir: the output folder.
     :param trajectory: keyframe poses in order (may be empty).
@@ -81,20 +114,8 @@ def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: M
         a write fails.
     """
     folder = Path(outdir)
-    if folder.exists() and not folder.is_dir():
-        raise ExportError(f'Output folder {str(folder)!r} exists and is not a folder')
+    write_file_set(folder, _entries(trajectory, snapshot, show_cameras), overwrite=overwrite)
     paths = map_paths(folder)
-    check_writable(list(paths.values()), overwrite=overwrite)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ExportError(f'Cannot create output folder {str(folder)!r}: {err}') from err
-    poses = list(trajectory)
-    write_glb(paths['glb'], snapshot.points_world, snapshot.colors_rgb, poses,
-              show_cameras=show_cameras, overwrite=overwrite)
-    write_ply(paths['ply'], snapshot.points_world, snapshot.colors_rgb, overwrite=overwrite)
-    write_tum(paths['tum'], poses, overwrite=overwrite)
-    write_cameras_json(paths['cameras_json'], poses, overwrite=overwrite)
     return SavedMap(outdir=folder, glb=paths['glb'], ply=paths['ply'], tum=paths['tum'],
                     cameras_json=paths['cameras_json'], num_points=snapshot.num_points,
-                    num_keyframes=len(poses))
+                    num_keyframes=len(trajectory))

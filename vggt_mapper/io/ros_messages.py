@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from vggt_mapper.geometry.rotation import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 from vggt_mapper.io.errors import ConversionError
+from vggt_mapper.io.images import decode_image, rgb8_from_pixels
 
 __all__ = [
     'CLOUD_POINT_STEP',
@@ -520,8 +521,7 @@ def image_to_rgb(msg: Any) -> NDArray[np.uint8]:
     if depth == 2:
         order = '>' if msg.is_bigendian else '<'
         values = np.ascontiguousarray(rows).view(order + 'u2').reshape(height, width)
-        gray = (values >> 8).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
+        return rgb8_from_pixels(values)  # the 16-bit rule of every door
     pixels = rows.reshape(height, width, channels)
     if channels == 1:
         return np.repeat(pixels, 3, axis=2)
@@ -532,10 +532,11 @@ def image_to_rgb(msg: Any) -> NDArray[np.uint8]:
 
 def compressed_to_rgb(msg: Any) -> NDArray[np.uint8]:
     """
-    Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ... via ``cv2.imdecode``) to RGB.
+    Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) to (H, W, 3) uint8 RGB.
 
-    Grey images are replicated to three channels, alpha is dropped, 16-bit PNGs are reduced to
-    8 bits by OpenCV. ``compressedDepth`` (a depth transport, not a camera image) is refused.
+    Decoded by ``vggt_mapper.io.images.decode_image`` like image files: grey images are
+    replicated to three channels, transparent pixels become white, 16-bit PNGs keep their high
+    byte. ``compressedDepth`` (a depth transport, not a camera image) is refused.
 
     :param msg: a CompressedImage (rclpy or rosbags).
     :return: (H, W, 3) uint8 RGB array.
@@ -549,11 +550,11 @@ def compressed_to_rgb(msg: Any) -> NDArray[np.uint8]:
     data = _as_uint8(msg.data)
     if data.size == 0:
         raise ConversionError(f'CompressedImage (format {fmt!r}) has no data')
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
+    try:
+        return decode_image(data.tobytes())  # the decoder of every door (folder, upload, bag)
+    except (OSError, ValueError, SyntaxError) as err:
         raise ConversionError(f'CompressedImage (format {fmt!r}, {data.size} bytes) could not '
-                              f'be decoded by OpenCV')
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+                              f'be decoded: {err}') from err
 
 
 def rgb_to_image(image_rgb: NDArray[np.uint8], stamp_ns: int, frame_id: str,

@@ -12,9 +12,11 @@ follow ``vggt_mapper.io.ros_messages`` (REP 103 ``map``, ``*_optical`` camera, i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Generator, Iterator
 import logging
 from pathlib import Path
+import re
 import shutil
 from types import TracebackType
 from typing import Any
@@ -30,21 +32,121 @@ from rosbags.interfaces import (
     QosReliability,
     QosTime,
 )
-from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.serde import SerdeError
 from rosbags.typesys import get_typestore, Stores
 
 from vggt_mapper.engine.types import InputFrame, KeyframePose, MapSnapshot, WindowResult
 from vggt_mapper.io import ros_messages as conv
 from vggt_mapper.io.errors import ConversionError, ExportError, InputError
+from vggt_mapper.io.readers import ReadStats
 
-__all__ = ['IMAGE_MSGTYPES', 'BagFrames', 'OutputBagWriter', 'iter_bag_frames']
+__all__ = ['IMAGE_MSGTYPES', 'BagFrames', 'OutputBagWriter', 'iter_bag_frames', 'skip_reason']
 
 _LOGGER = logging.getLogger(__name__)
 
 IMAGE_MSGTYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
-#: Skipped messages logged one by one before only the final count is logged.
+#: Skipped messages logged one by one before only the counts by reason are logged.
 _WARN_FIRST = 5
+
+
+def skip_reason(err: BaseException) -> str:
+    """
+    Group a message's conversion error with others of its kind (for counted summaries).
+
+    :param err: the error.
+    :return: its first clause with the numbers left out, e.g. ``'image data is truncated'``.
+    """
+    text = str(err).strip() or type(err).__name__
+    clause = re.split(r': |; ', text, maxsplit=1)[0]
+    return re.sub(r'\b\d+(\.\d+)?\b', 'N', clause)
+
+
+class _SalvagedMcap:
+    """
+    The complete records of mcap files that rosbags cannot open (no footer: cut off).
+
+    A recording killed mid-way leaves an mcap file without its summary and footer (and often no
+    metadata.yaml); the mcap library's stream reader still reads it record by record up to the
+    cut. Two passes: this scan (topics, counts, where each file ends), then ``messages``.
+
+    :param files: the mcap files, in recording order.
+    """
+
+    def __init__(self, files: list[Path]) -> None:
+        from mcap.exceptions import EndOfFile, McapError
+        from mcap.stream_reader import StreamReader
+
+        self.files = files
+        self.msgtypes: dict[str, str] = {}
+        self.counts: Counter[str] = Counter()
+        self.cut_files: list[str] = []
+        self._error = McapError
+        self._reader = StreamReader
+        for path in files:
+            channels: dict[int, str] = {}
+            try:
+                for record in self._records(path):
+                    self._scan_record(record, channels)
+            except EndOfFile:
+                self.cut_files.append(f'{path.name} ends inside a record')
+            except McapError as err:
+                self.cut_files.append(f'{path.name}: {err or type(err).__name__}')
+
+    def _records(self, path: Path) -> Iterator[Any]:
+        """Yield the records of one file (chunks opened) until its end or cut."""
+        with path.open('rb') as stream:
+            yield from self._reader(stream).records
+
+    def _scan_record(self, record: Any, channels: dict[int, str]) -> None:
+        from mcap.records import Channel, Message, Schema
+
+        if isinstance(record, Schema):
+            self.msgtypes.setdefault(f'schema:{record.id}', record.name)
+        elif isinstance(record, Channel):
+            channels[record.id] = record.topic
+            self.msgtypes[record.topic] = self.msgtypes.get(f'schema:{record.schema_id}', '')
+        elif isinstance(record, Message) and record.channel_id in channels:
+            self.counts[channels[record.channel_id]] += 1
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Topic → message type of every channel found."""
+        return {topic: msgtype for topic, msgtype in self.msgtypes.items()
+                if not topic.startswith('schema:')}
+
+    def messages(self, topic: str) -> Iterator[tuple[int, bytes]]:
+        """
+        Yield ``(log_time_ns, rawdata)`` of one topic's complete messages, file by file.
+
+        :param topic: the topic.
+        :return: an iterator that stops at each file's cut.
+        """
+        from mcap.records import Channel, Message
+
+        for path in self.files:
+            wanted: set[int] = set()
+            try:
+                for record in self._records(path):
+                    if isinstance(record, Channel) and record.topic == topic:
+                        wanted.add(record.id)
+                    elif isinstance(record, Message) and record.channel_id in wanted:
+                        yield record.log_time, record.data
+            except self._error:
+                continue  # the cut: counted by the scan
+
+
+def _announced_counts(bag_dir: Path) -> dict[str, int]:
+    """Messages per topic that a bag's metadata.yaml announces ({} if it has none)."""
+    import yaml
+
+    try:
+        document = yaml.safe_load((bag_dir / 'metadata.yaml').read_text(encoding='utf-8'))
+        topics = document['rosbag2_bagfile_information']['topics_with_message_count']
+        return {str(entry['topic_metadata']['name']): int(entry['message_count'])
+                for entry in topics}
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        return {}
 
 
 class BagFrames(Iterator[InputFrame]):
@@ -53,53 +155,105 @@ class BagFrames(Iterator[InputFrame]):
 
     Stamps are the messages' header stamps in integer nanoseconds (the bag's receive time when a
     header stamp is zero). Malformed messages (undecodable, wrong step, truncated, unknown
-    encoding) are skipped, counted in ``skipped`` and logged as warnings.
+    encoding) are skipped, counted by reason in ``stats`` and the first few logged as warnings.
+    A bag that ends early is read up to the cut: an mcap file without its footer (a recording
+    that was killed) is read record by record, and a read error in the middle stops the reading;
+    ``stats.notes`` says what was cut.
 
     :ivar topic: the topic read.
     :ivar msgtype: its message type.
     :ivar num_messages: messages on the topic (for progress bars).
-    :ivar skipped: malformed messages skipped so far.
+    :ivar stats: counters (frames read, skipped by reason, notes).
     """
 
-    def __init__(self, bag_dir: Path, topic: str | None = None) -> None:
+    def __init__(self, bag_dir: Path, topic: str | None = None,
+                 stats: ReadStats | None = None) -> None:
         """
         Open the bag and pick the image topic.
 
         :param bag_dir: the rosbag2 directory (with metadata.yaml) or a bag file.
         :param topic: image topic; None picks the bag's only image topic.
+        :param stats: counters to fill (a new ``ReadStats`` if None); ``frames_expected`` is set
+            at once.
         :raises InputError: if the bag cannot be opened, has no image topic, or ``topic`` is
             missing, not an image topic, or None while several image topics exist (the message
             lists the image topics).
         """
-        if not Path(bag_dir).exists():
+        path = Path(bag_dir)
+        if not path.exists():
             raise InputError(f'cannot open rosbag2 {str(bag_dir)!r}: no such file or folder')
+        self.stats = stats if stats is not None else ReadStats()
         self._typestore = get_typestore(Stores.ROS2_JAZZY)
-        try:
-            self._reader = AnyReader([Path(bag_dir)], default_typestore=self._typestore)
-            self._reader.open()
-        except AnyReaderError as err:
-            raise InputError(f'cannot open rosbag2 {str(bag_dir)!r}: {err}') from err
-        try:
-            connections = self._select(self._reader.connections, str(bag_dir), topic)
-        except InputError:
-            self._reader.close()
-            raise
-        self.topic = connections[0].topic
-        self.msgtype = connections[0].msgtype
-        self.num_messages = sum(connection.msgcount for connection in connections)
-        self.skipped = 0
+        self._reader: AnyReader | None = None
+        self._salvage: _SalvagedMcap | None = None
+        self._messages: Iterator[tuple[int, bytes]] = iter(())
         self._index = 0
-        self._open = True
-        self._messages = self._reader.messages(connections=connections)
+        self._closed = False
+        self.topic = ''
+        try:
+            self._reader = AnyReader([path], default_typestore=self._typestore)
+            self._reader.open()
+        except (AnyReaderError, FileNotFoundError) as err:
+            # FileNotFoundError: no metadata.yaml, as a recorder that was killed leaves it.
+            self._reader = None
+            self._salvage = self._open_salvage(path, err)
+        if self._salvage is not None:
+            topics = self._salvage.topics
+        else:
+            assert self._reader is not None
+            topics = {c.topic: c.msgtype for c in self._reader.connections}
+        try:
+            self.topic = self._select(topics, str(bag_dir), topic)
+        except InputError:
+            self.close()
+            raise
+        self.msgtype = topics[self.topic]
+        if self._salvage is not None:
+            self.num_messages = self._salvage.counts[self.topic]
+            self._messages = self._salvage.messages(self.topic)
+            self._note_cut(path)
+        else:
+            assert self._reader is not None
+            connections = [c for c in self._reader.connections if c.topic == self.topic]
+            self.num_messages = sum(connection.msgcount for connection in connections)
+            self._messages = ((timestamp, rawdata) for _, timestamp, rawdata in
+                              self._reader.messages(connections=connections))
+        self.stats.frames_expected = self.num_messages
 
     @staticmethod
-    def _select(connections: Sequence[Connection], bag: str,
-                topic: str | None) -> list[Connection]:
-        images = sorted({c.topic for c in connections if c.msgtype in IMAGE_MSGTYPES})
+    def _open_salvage(path: Path, err: Exception) -> _SalvagedMcap:
+        """Read the mcap files of a bag rosbags refused; re-raise its error if there are none."""
+        files = [path] if path.suffix == '.mcap' else sorted(path.glob('*.mcap'))
+        if not files:
+            raise InputError(f'cannot open rosbag2 {str(path)!r}: {err}') from err
+        salvage = _SalvagedMcap(files)
+        if not salvage.topics:
+            raise InputError(f'cannot open rosbag2 {str(path)!r}: {err}; reading its mcap '
+                             f'files record by record found no topic either') from err
+        _LOGGER.info('rosbag2 %s: %s; reading its mcap files record by record', path, err)
+        return salvage
+
+    def _note_cut(self, path: Path) -> None:
+        """Say what a record-by-record read of a damaged bag lost."""
+        assert self._salvage is not None
+        if not self._salvage.cut_files and (path / 'metadata.yaml').is_file():
+            return
+        announced = _announced_counts(path if path.is_dir() else path.parent).get(self.topic)
+        cut = ', '.join(self._salvage.cut_files) or 'none'
+        lost = (f'{announced - self.num_messages} of the {announced} messages metadata.yaml '
+                'announces are lost' if announced is not None and announced > self.num_messages
+                else 'how many messages were lost is unknown (no count in metadata.yaml)')
+        self.stats.note(f'rosbag2 {str(path)!r} is cut short ({cut}); read the '
+                        f'{self.num_messages} complete messages on {self.topic}, {lost}')
+
+    @staticmethod
+    def _select(topics: dict[str, str], bag: str, topic: str | None) -> str:
+        images = sorted(name for name, msgtype in topics.items() if msgtype in IMAGE_MSGTYPES)
         listing = ', '.join(images) if images else 'none'
         if topic is None:
             if len(images) != 1:
-                everything = ', '.join(sorted({f'{c.topic} ({c.msgtype})' for c in connections}))
+                everything = ', '.join(sorted(f'{name} ({msgtype})'
+                                              for name, msgtype in topics.items()))
                 raise InputError(
                     f'rosbag2 {bag!r} has {len(images)} image topics ({listing}); choose one '
                     f'with --topic' if images else
@@ -109,11 +263,28 @@ class BagFrames(Iterator[InputFrame]):
         if topic not in images:
             raise InputError(f'topic {topic!r} is not an image topic of rosbag2 {bag!r}; image '
                              f'topics: {listing}')
-        return [c for c in connections if c.topic == topic]
+        return topic
 
     def __iter__(self) -> BagFrames:
         """:return: self."""
         return self
+
+    def _next_message(self) -> tuple[int, bytes] | None:
+        """Return the next raw message, or None at the end (or at a read error, noted)."""
+        try:
+            return next(self._messages)
+        except StopIteration:
+            return None
+        except (AnyReaderError, ReaderError) as err:
+            self.stats.note(f'rosbag2 reading of {self.topic} stopped after message '
+                            f'{self._index} of {self.num_messages}: {err}; only the part before '
+                            'it is mapped')
+            return None
+
+    def _deserialize(self, rawdata: bytes) -> Any:
+        if self._reader is not None:
+            return self._reader.deserialize(rawdata, self.msgtype)
+        return self._typestore.deserialize_cdr(rawdata, self.msgtype)
 
     def __next__(self) -> InputFrame:
         """
@@ -122,46 +293,59 @@ class BagFrames(Iterator[InputFrame]):
         :return: the frame.
         :raises StopIteration: at the end of the topic (the bag is closed then).
         """
-        for connection, timestamp, rawdata in self._messages:
+        while (message := self._next_message()) is not None:
+            timestamp, rawdata = message
             self._index += 1
             try:
-                msg: Any = self._reader.deserialize(rawdata, connection.msgtype)
-                if connection.msgtype.endswith('/CompressedImage'):
+                msg: Any = self._deserialize(rawdata)
+                if self.msgtype.endswith('/CompressedImage'):
                     image_rgb = conv.compressed_to_rgb(msg)
                 else:
                     image_rgb = conv.image_to_rgb(msg)
             except (ConversionError, AnyReaderError, SerdeError) as err:
-                self.skipped += 1
-                if self.skipped <= _WARN_FIRST:
+                self.stats.skip(f'message_{self._index - 1:06d}', skip_reason(err))
+                if self.stats.frames_skipped <= _WARN_FIRST:
                     _LOGGER.warning('skipping malformed message %d on %s: %s', self._index,
                                     self.topic, err)
                 continue
             stamp_ns = conv.stamp_to_ns(msg.header.stamp) or int(timestamp)
+            self.stats.frames_read += 1
             return InputFrame(image_rgb=image_rgb, stamp_ns=stamp_ns,
                               name=f'frame_{self._index - 1:06d}')
         self.close()
         raise StopIteration
 
+    @property
+    def skipped(self) -> int:
+        """Malformed messages skipped so far."""
+        return self.stats.frames_skipped
+
     def close(self) -> None:
-        """Close the bag (also done at the end of the topic); logs the skipped count."""
-        if self._open:
-            self._open = False
+        """Close the bag (also done at the end of the topic); logs the skips by reason."""
+        if self._closed:
+            return
+        self._closed = True
+        if isinstance(self._messages, Generator):
+            self._messages.close()
+        if self._reader is not None:
             self._reader.close()
-            if self.skipped:
-                _LOGGER.warning('skipped %d malformed of %d messages on %s', self.skipped,
-                                self._index, self.topic)
+        if self.stats.frames_skipped:
+            _LOGGER.warning('skipped %d of %d messages on %s (%s)', self.skipped, self._index,
+                            self.topic, self.stats.describe_reasons())
 
 
-def iter_bag_frames(bag_dir: Path, topic: str | None = None) -> BagFrames:
+def iter_bag_frames(bag_dir: Path, topic: str | None = None,
+                    stats: ReadStats | None = None) -> BagFrames:
     """
     Iterate over the camera frames of a rosbag2 (sqlite3 or mcap; Image or CompressedImage).
 
     :param bag_dir: the rosbag2 directory.
     :param topic: the image topic; None picks the only image topic of the bag.
-    :return: an iterator of ``InputFrame`` with ``topic``, ``num_messages`` and ``skipped``.
+    :param stats: counters to fill (frames read, skipped by reason, notes on a cut bag).
+    :return: an iterator of ``InputFrame`` with ``topic``, ``num_messages`` and ``stats``.
     :raises InputError: see ``BagFrames``.
     """
-    return BagFrames(bag_dir, topic)
+    return BagFrames(bag_dir, topic, stats)
 
 
 def _qos(durability: QosDurability) -> Qos:

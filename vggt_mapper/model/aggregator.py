@@ -3,19 +3,53 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import NamedTuple
 
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from vggt_mapper.model.config import AggregatorConfig
 from vggt_mapper.model.dino import DinoVisionTransformer
 from vggt_mapper.model.layers.block import Block
 from vggt_mapper.model.layers.rope import patch_positions, RotaryPositionEmbedding2D
 
-__all__ = ['Aggregator']
+__all__ = ['Aggregated', 'Aggregator', 'pool_frame_descriptors']
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Aggregated(NamedTuple):
+    """
+    What the aggregator computes for B sequences of S frames.
+
+    :param layers: per depth i, [B, S, P, 2·dim] = channel concat of frame block i's and global
+        block i's outputs (None for depths that were not kept), P = patch_start_idx + h·w.
+    :param patch_start_idx: index of the first patch token in P (camera and register tokens
+        come first).
+    :param frame_descriptors: [B, S, dim] float32 L2-normalised mean of each frame's DINO patch
+        tokens (see :func:`pool_frame_descriptors`).
+    """
+
+    layers: list[torch.Tensor | None]
+    patch_start_idx: int
+    frame_descriptors: torch.Tensor
+
+
+def pool_frame_descriptors(patch_tokens: torch.Tensor) -> torch.Tensor:
+    """
+    Pool each frame's DINO patch tokens into one global descriptor for place recognition.
+
+    Mean pooling, not GeM: the tokens leave DINO's final LayerNorm signed, and GeM's p-th power
+    needs non-negative inputs (clamping them would drop half of each channel's range); the
+    mean is GeM with p = 1. The tokens come from ``patch_embed``, before any cross-frame
+    attention, so a frame's descriptor does not depend on the other frames of its window.
+
+    :param patch_tokens: [N, h·w, dim] patch tokens of N frames (any float dtype).
+    :return: [N, dim] float32, each row of unit L2 norm.
+    """
+    return F.normalize(patch_tokens.float().mean(dim=1), dim=-1)
 
 
 def _per_frame_tokens(token: torch.Tensor, batch: int, frames: int) -> torch.Tensor:
@@ -84,15 +118,15 @@ class Aggregator(nn.Module):
         self._resnet_std = torch.tensor(_IMAGENET_STD, device=device).view(1, 1, 3, 1, 1)
 
     def forward(self, images: torch.Tensor, keep_layers: Collection[int] | None = None,
-                ) -> tuple[list[torch.Tensor | None], int]:
+                ) -> Aggregated:
         """
         Aggregate a batch of frame sequences.
 
         :param images: RGB in [0, 1], [B, S, 3, H, W], H and W multiples of the patch size.
         :param keep_layers: depths whose output is kept (None: all); the others are None in
             the list, which saves memory when the heads read only a few layers.
-        :return: ``(tokens_list, patch_start_idx)``: per depth i, [B, S, P, 2·dim] = channel
-            concat of frame block i's and global block i's outputs, P = patch_start_idx + h·w.
+        :return: ``(layers, patch_start_idx, frame_descriptors)`` (see :class:`Aggregated`);
+            the descriptors cost one mean over patch tokens already in memory.
         :raises ValueError: for a wrong shape or a size that is not a multiple of the patch.
         """
         if images.dim() != 5 or images.shape[2] != 3:
@@ -103,6 +137,7 @@ class Aggregator(nn.Module):
                              f'patch size {self.patch_size}; resize or crop it first')
         images = (images - self._resnet_mean) / self._resnet_std
         patches = self.patch_embed(images.reshape(batch * frames, 3, height, width))
+        descriptors = pool_frame_descriptors(patches).reshape(batch, frames, -1)
         tokens = torch.cat([_per_frame_tokens(self.camera_token, batch, frames),
                             _per_frame_tokens(self.register_token, batch, frames),
                             patches], dim=1)
@@ -132,4 +167,4 @@ class Aggregator(nn.Module):
             for frame_out, global_out in zip(inter['frame'], inter['global'], strict=True):
                 keep = keep_layers is None or len(output) in keep_layers
                 output.append(torch.cat([frame_out, global_out], dim=-1) if keep else None)
-        return output, self.patch_start_idx
+        return Aggregated(output, self.patch_start_idx, descriptors)

@@ -41,6 +41,7 @@ _REPO_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$'
 _HINT = ('download the checkpoint elsewhere and pass the local file with --checkpoint PATH '
          '(ROS node: the checkpoint parameter), a .safetensors or .pt state dict')
 _LOG = logging.getLogger(__name__)
+_UNSUPPORTED_GLOBAL = re.compile(r'Unsupported global: GLOBAL ([\w.]+)')
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
@@ -108,7 +109,7 @@ def _resolve_hub(repo_id: str, token: str | None, revision: str | None, timeout_
         except GatedRepoError as err:
             raise WeightsError(
                 f'{repo_id!r} is gated: request access on https://huggingface.co/{repo_id} and '
-                f'pass a token (--hf-token or HF_TOKEN), or {_HINT}') from err
+                f'pass a token (--token or HF_TOKEN), or {_HINT}') from err
         except RepositoryNotFoundError as err:
             raise WeightsError(
                 f'Hugging Face repository {repo_id!r} not found (or private: pass a token); '
@@ -178,12 +179,14 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
     except pickle.UnpicklingError as err:
-        first_line = str(err).strip().splitlines()[0]
+        # torch's message goes on to suggest weights_only=False: not advice to pass on.
+        found = _UNSUPPORTED_GLOBAL.search(str(err))
+        what = f'the Python object {found.group(1)}' if found else 'Python objects'
         raise WeightsError(
-            f'refusing to load {str(path)!r}: torch.load(weights_only=True) failed '
-            f'({first_line}). Only plain state dicts of tensors are accepted, since pickled '
-            'Python objects can run arbitrary code; re-save it as a state dict or '
-            '.safetensors') from err
+            f'refusing to load {str(path)!r}: it is not a plain checkpoint of tensors (it holds '
+            f'{what}, which torch.load(weights_only=True) does not run, since unpickling can '
+            'execute any code). Use the official weights, or a checkpoint from a trusted '
+            'source saved as a plain state dict or .safetensors') from err
     except (RuntimeError, OSError) as err:
         raise WeightsError(f'cannot read checkpoint {str(path)!r}: {err}') from err
     if not isinstance(state, Mapping):

@@ -41,6 +41,10 @@ class VGGTOutput:
     :param vis: visibility probability [B, S, N].
     :param conf: track confidence probability [B, S, N].
     :param images: the (batched) input images [B, S, 3, H, W], RGB in [0, 1].
+    :param frame_descriptors: one global descriptor per frame for place recognition [B, S, C]
+        float32, L2-normalised: the mean of the frame's DINO patch tokens, C = DINO's embed_dim
+        (1024 for VGGT-1B). Filled on every forward (it costs one mean over tokens already in
+        memory); it depends on the frame only, not on the other frames of its window.
     """
 
     pose_enc: torch.Tensor | None = None
@@ -53,6 +57,7 @@ class VGGTOutput:
     vis: torch.Tensor | None = None
     conf: torch.Tensor | None = None
     images: torch.Tensor | None = None
+    frame_descriptors: torch.Tensor | None = None
 
 
 class VGGT(nn.Module):
@@ -146,11 +151,13 @@ class VGGT(nn.Module):
                                  f'B = {images.shape[0]}, got {list(query_points.shape)}')
         selected = self._select_heads(heads, query_points is not None)
 
-        sparse, patch_start_idx = self.aggregator(
+        aggregated = self.aggregator(
             images, keep_layers=None if self.keep_all_layers else self._layers_read(selected))
+        patch_start_idx = aggregated.patch_start_idx
         # Only the layers that the selected heads read are filled in.
-        tokens = cast(list[torch.Tensor], sparse)
-        fields: dict[str, object] = {'images': images}
+        tokens = cast(list[torch.Tensor], aggregated.layers)
+        fields: dict[str, object] = {'images': images,
+                                     'frame_descriptors': aggregated.frame_descriptors}
         with torch.autocast(device_type=images.device.type, enabled=False):
             if 'camera' in selected:
                 assert self.camera_head is not None

@@ -86,6 +86,10 @@ class WindowPrediction:
     :param mappings: S ``ImageMapping`` back to the original images.
     :param points_window: optional (S, H, W, 3) float32 point-head points in the window frame.
     :param points_conf: optional (S, H, W) float32 confidence of ``points_window``.
+    :param descriptors: optional (S, D) float32 global place descriptors the model computed for
+        its frames (VGGT: the mean of each frame's DINO patch tokens), rows of unit L2 norm, each
+        independent of the other frames of the window. The engine's place recognition uses them
+        when present (``vggt_mapper.engine.places``).
     """
 
     cam_from_window: NDArray[np.float64]
@@ -96,6 +100,7 @@ class WindowPrediction:
     mappings: tuple[ImageMapping, ...]
     points_window: NDArray[np.float32] | None = None
     points_conf: NDArray[np.float32] | None = field(default=None)
+    descriptors: NDArray[np.float32] | None = None
 
     def __post_init__(self) -> None:
         num = len(self.mappings)
@@ -116,6 +121,11 @@ class WindowPrediction:
             if array is not None and tuple(array.shape) != shape:
                 raise ValueError(f'{name} must have shape {shape} for {num} frames, '
                                  f'got {tuple(array.shape)}')
+        if self.descriptors is not None and (self.descriptors.ndim != 2
+                                             or self.descriptors.shape[0] != num
+                                             or self.descriptors.shape[1] < 1):
+            raise ValueError(f'descriptors must have shape (S, D) = ({num}, D >= 1) for {num} '
+                             f'frames, got {tuple(self.descriptors.shape)}')
         if self.images_rgb.dtype != np.uint8:
             raise ValueError(f'images_rgb must be uint8, got {self.images_rgb.dtype}')
         for index, mapping in enumerate(self.mappings):

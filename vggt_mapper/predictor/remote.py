@@ -67,6 +67,8 @@ def save_window_prediction(path: str | os.PathLike[str], prediction: WindowPredi
         arrays['points_window'] = np.asarray(prediction.points_window, dtype=np.float32)
     if prediction.points_conf is not None:
         arrays['points_conf'] = np.asarray(prediction.points_conf, dtype=np.float32)
+    if prediction.descriptors is not None:
+        arrays['descriptors'] = np.asarray(prediction.descriptors, dtype=np.float32)
     np.savez(target, **arrays)  # type: ignore[arg-type]
     return target
 
@@ -101,6 +103,8 @@ def load_window_prediction(path: str | os.PathLike[str]) -> WindowPrediction:
                 mappings=mappings,
                 points_window=data['points_window'] if 'points_window' in data.files else None,
                 points_conf=data['points_conf'] if 'points_conf' in data.files else None,
+                # Optional (files written before descriptors existed still load).
+                descriptors=data['descriptors'] if 'descriptors' in data.files else None,
             )
     except (OSError, KeyError, ValueError) as err:
         raise ValueError(f'cannot read a window prediction from {os.fspath(path)!r}: {err}') \

@@ -112,8 +112,9 @@ class VGGTPredictor:
             gray are accepted too); sizes may differ within the window (they are padded).
         :return: the prediction in the first frame's camera frame, at the model's scale:
             ``cam_from_window`` (S, 3, 4) float64 as the model gives it (frame 0 is not forced to
-            identity), intrinsics in model pixels, depth (S, H, W), the model images and the
-            mappings back to the original frames.
+            identity), intrinsics in model pixels, depth (S, H, W), the model images, the
+            mappings back to the original frames and, when the model computes them, one place
+            descriptor per frame.
         :raises FrameFormatError: for an empty window or frames that are not uint8 images.
         :raises PredictorError: when the model returns a non-finite pose.
         """
@@ -141,6 +142,10 @@ class VGGTPredictor:
         if not np.all(np.isfinite(cam_from_window)):
             raise PredictorError(f'the model returned a zero quaternion for a window of '
                                  f'{len(frames_rgb)} frames: {pose_enc[:, 3:7].tolist()}')
+        # Place descriptors come free with the forward pass (None from a model without them).
+        frame_descriptors = getattr(output, 'frame_descriptors', None)
+        descriptors = None if frame_descriptors is None else _to_numpy(
+            frame_descriptors, 'frame_descriptors')[0]
         points_window = points_conf = None
         if self.compute_points:
             points_window = _to_numpy(output.world_points, 'world_points')[0]
@@ -154,4 +159,5 @@ class VGGTPredictor:
             mappings=window.mappings,
             points_window=points_window,
             points_conf=points_conf,
+            descriptors=descriptors,
         )

@@ -11,10 +11,10 @@ import re
 import shutil
 
 import cv2
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vggt_mapper.engine.types import InputFrame
+from vggt_mapper.io.images import decode_image
 from vggt_mapper.web.errors import UploadError
 from vggt_mapper.web.settings import WebSettings
 from vggt_mapper.web.workdirs import Workdir
@@ -213,6 +213,4 @@ def iter_frames(workdir: Workdir) -> Iterator[InputFrame]:
     if meta_path.is_file():
         period_ns = int(json.loads(meta_path.read_text(encoding='utf-8'))['period_ns'])
     for index, path in enumerate(list_frames(workdir)):
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert('RGB'), dtype=np.uint8)
-        yield InputFrame(image_rgb=rgb, stamp_ns=index * period_ns, name=path.name)
+        yield InputFrame(image_rgb=decode_image(path), stamp_ns=index * period_ns, name=path.name)

@@ -145,6 +145,14 @@ class AlignmentConfig:
         fraction of the median scene depth.
     :param min_rank_ratio: refuse if the overlap points are (nearly) collinear: second
         singular value of their covariance below this fraction of the first.
+    :param rotation_from: where the rotation comes from: ``cameras`` (the chordal mean of the
+        overlap cameras' rotations, as the two predictions give them; the points then fit only
+        scale and translation) or ``points`` (Umeyama on the depth points alone). A depth warp
+        or tilt, which feed-forward models make per window, pulls a point-only fit by degrees
+        over a few nearby overlap cameras; the camera head's rotations do not move with it.
+        Measured on the synthetic orbit (60 keyframes, 2 seeds): ATE 0.12 % vs 0.15 %
+        (default preset), 0.44 % vs 0.53 % (high), 0.9 % vs 1.6-2.0 % with 4-5 refused
+        windows (realistic).
     """
 
     sample_points: int = 20_000
@@ -158,7 +166,7 @@ class AlignmentConfig:
     max_rotation_deg: float = 5.0
     max_center_ratio: float = 0.1
     min_rank_ratio: float = 1e-3
-    rotation_from: str = 'points'
+    rotation_from: str = 'cameras'
 
     def __post_init__(self) -> None:
         if self.rotation_from not in ('points', 'cameras'):
@@ -203,12 +211,15 @@ class RecoveryConfig:
         window: at least this share of its points, projected with the window's own poses, must
         land on the other's depth (within 10 %). Catches a frame the model got wrong (wrong
         rotation, collapsed depth) that the anchor alignment cannot see. 0 disables the check.
+    :param relative_frame_consistency: ... and at least this fraction of the window's median
+        agreement (a wrong frame stands out against its window's own noise level).
     """
 
     enabled: bool = True
     min_bridge_keyframes: int = 2
     max_consecutive_failures: int = 8
-    min_frame_consistency: float = 0.5
+    min_frame_consistency: float = 0.3
+    relative_frame_consistency: float = 0.5
 
     def __post_init__(self) -> None:
         if self.min_bridge_keyframes < 1:
@@ -217,9 +228,9 @@ class RecoveryConfig:
         if self.max_consecutive_failures < 1:
             raise ConfigError(f'max_consecutive_failures must be >= 1, got '
                               f'{self.max_consecutive_failures}')
-        if not 0.0 <= self.min_frame_consistency <= 1.0:
-            raise ConfigError(f'min_frame_consistency must be in [0, 1], got '
-                              f'{self.min_frame_consistency}')
+        for name in ('min_frame_consistency', 'relative_frame_consistency'):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f'{name} must be in [0, 1], got {getattr(self, name)}')
 
 
 @dataclass(frozen=True)

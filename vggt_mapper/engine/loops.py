@@ -99,10 +99,16 @@ def window_from_cam_poses(prediction: WindowPrediction) -> NDArray[np.float64]:
     """
     Return the prediction's camera poses ``window_from_cam`` (S, 4, 4), rigid inverses.
 
-    :param prediction: a validated prediction (finite, proper rotations).
+    Rotations are projected onto SO(3) first (a model's are orthonormal only to its float
+    precision; the pose graph composes thousands of them).
+
+    :param prediction: a validated prediction (finite, proper rotations to about 1e-3).
     :return: the poses.
     """
-    return inverse_se3(np.asarray(prediction.cam_from_window, dtype=np.float64))
+    cam_from_window = np.asarray(prediction.cam_from_window, dtype=np.float64).copy()
+    u_mat, _, vt_mat = np.linalg.svd(cam_from_window[:, :3, :3])
+    cam_from_window[:, :3, :3] = u_mat @ vt_mat
+    return inverse_se3(cam_from_window)
 
 
 def point_view(cloud: KeyframeCloud, world_from_node: Sim3, record: KeyframeRecord

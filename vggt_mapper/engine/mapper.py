@@ -242,8 +242,6 @@ class Mapper:
             _LOG.warning('skipped frame %d (%s): %s', number, name, err)
             return []
         decision = self._selector.offer(image)
-        if getattr(decision, 'untrackable', False):
-            self._counts['frames_untrackable'] += 1
         if not decision.is_keyframe:
             return []
         keyframe = _Keyframe(self._counts['keyframes'],
@@ -314,7 +312,7 @@ class Mapper:
             keyframes=counts['keyframes'], windows_done=counts['windows_done'],
             windows_rejected=counts['windows_rejected'],
             pending_keyframes=len(self._pending), map_points=self._world.num_points,
-            frames_untrackable=counts['frames_untrackable'], keyframes_mapped=len(store),
+            frames_untrackable=self._selector.frames_untrackable, keyframes_mapped=len(store),
             keyframes_lost=counts['keyframes_lost'], model_calls=counts['model_calls'],
             verification_calls=counts['verification_calls'], refusals=dict(self._refusals),
             segments=len(self._members), segments_started=self._segments_started,
@@ -453,22 +451,27 @@ class Mapper:
 
     def _check_consistency(self, prediction: WindowPrediction,
                            window_from_cam: NDArray[np.float64], slots: range) -> None:
-        threshold = self.config.recovery.min_frame_consistency
-        if threshold <= 0:
+        recovery = self.config.recovery
+        if recovery.min_frame_consistency <= 0:
             return
-        for slot in slots:
-            earlier = range(max(slot - _CONSISTENCY_REACH, 0), slot)
-            if not earlier:
-                continue
-            best = max(covisible_fraction(
-                prediction.depth[other], prediction.intrinsics[other], window_from_cam[other],
-                prediction.depth[slot], prediction.intrinsics[slot], window_from_cam[slot])
-                for other in earlier)
-            if best < threshold:
-                raise _Refused('prediction:consistency',
-                               f'frame {slot} of the window agrees with the frames before it '
-                               f'on only {best:.0%} of its points (need {threshold:.0%}): the '
-                               f'model got it or its pose wrong')
+        scores = {slot: max(covisible_fraction(
+            prediction.depth[other], prediction.intrinsics[other], window_from_cam[other],
+            prediction.depth[slot], prediction.intrinsics[slot], window_from_cam[slot])
+            for other in range(max(slot - _CONSISTENCY_REACH, 0), slot))
+            for slot in slots if slot > 0}
+        if not scores:
+            return
+        # Absolute floor, and relative to the window: what one frame got wrong stands out
+        # against the others, whatever the window's own noise level.
+        typical = float(np.median(list(scores.values())))
+        threshold = max(recovery.min_frame_consistency,
+                        recovery.relative_frame_consistency * typical)
+        slot, score = min(scores.items(), key=lambda item: item[1])
+        if score < threshold:
+            raise _Refused('prediction:consistency',
+                           f'frame {slot} of the window agrees with the frames before it on '
+                           f'only {score:.0%} of its points (need {threshold:.0%}; the window '
+                           f'typically {typical:.0%}): the model got it or its pose wrong')
 
     # -- committing an accepted window -------------------------------------------------------
 

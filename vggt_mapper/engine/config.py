@@ -291,6 +291,8 @@ class GraphConfig:
     :param odometry_log_scale: log-scale sigma of such an edge (one window shares one scale).
     :param min_alignment_rel: floor of the translation / log-scale sigma of alignment and loop
         edges, which otherwise follow the alignment's robust residual.
+    :param optimize_at_end: optimise the whole graph when the stream ends (``flush``), loops or
+        not: windows measure the keyframes they share again, and the optimisation averages it.
     :param solver: the optimiser's settings (robust kernel of loop edges, LM parameters).
     """
 
@@ -298,6 +300,7 @@ class GraphConfig:
     odometry_trans_rel: float = 0.005
     odometry_log_scale: float = 0.003
     min_alignment_rel: float = 0.003
+    optimize_at_end: bool = True
     solver: PoseGraphConfig = field(default_factory=PoseGraphConfig)
 
     def __post_init__(self) -> None:

@@ -262,6 +262,8 @@ class Mapper:
         """
         results = self._map_ready(flushing=True)
         corrected = False
+        if self.config.graph.optimize_at_end and self._optimizer is not None:
+            self._loops_submitted = -1  # a last optimisation, loops or not
         while self._optimizer is not None and (self._optimizer.busy or self._graph_dirty()):
             self._optimize_soon()
             corrected |= self._apply_optimization(block=True)
@@ -533,15 +535,29 @@ class Mapper:
         return cloud
 
     def _add_odometry(self, keyframes: list[_Keyframe], answer: _Answer) -> None:
-        """Chain edges between the window's new keyframes, alignment edges from the anchors."""
+        """
+        Edges from one window: its camera chain over every slot, and the anchors' alignment.
+
+        Chain edges join consecutive slots, anchors included, with the window's own relative
+        poses: each pair of anchors is measured again by every window that holds it, so the
+        graph averages the model's per-window pose noise. An anchor's node is in its home
+        window's unit, so its end of an edge is rescaled by ``node.scale / W.scale`` (the
+        alignment's scale). Alignment edges then tie each anchor to the first new keyframe as
+        the dense alignment placed it, weighted by the alignment's residual.
+        """
         graph_cfg = self.config.graph
-        poses = answer.window_from_cam
-        first_slot = len(self._anchors)
-        for offset, (a, b) in enumerate(zip(keyframes, keyframes[1:], strict=False)):
-            relative = _rigid(poses[first_slot + offset]).inverse().compose(
-                _rigid(poses[first_slot + offset + 1]))
-            depth = self.store.record(a.index).median_depth
-            self._graph.add_odometry(a.index, b.index, relative, EdgeNoise(
+        world_from_window = answer.world_from_window
+        keys = [k.index for k in self._anchors + keyframes]
+
+        def in_window_unit(slot: int) -> Sim3:
+            ratio = self._graph.value(keys[slot]).scale / world_from_window.scale
+            return _rigid(answer.window_from_cam[slot]).compose(Sim3(ratio, np.eye(3),
+                                                                     np.zeros(3)))
+
+        for slot in range(len(keys) - 1):
+            relative = in_window_unit(slot).inverse().compose(in_window_unit(slot + 1))
+            depth = self.store.record(keys[slot]).median_depth
+            self._graph.add_odometry(keys[slot], keys[slot + 1], relative, EdgeNoise(
                 np.radians(graph_cfg.odometry_rot_deg), graph_cfg.odometry_trans_rel * depth,
                 graph_cfg.odometry_log_scale))
         report = answer.report

@@ -17,8 +17,8 @@ import pytest
 
 from vggt_mapper.engine import Mapper, MapperConfig, WindowResult
 from vggt_mapper.engine.config import KeyframeConfig, LoopConfig, RecoveryConfig
-from vggt_mapper.engine.keyframes import KeyframeSelector
 from vggt_mapper.engine.errors import PredictorFailedError
+from vggt_mapper.engine.keyframes import KeyframeSelector
 from vggt_mapper.predictor.base import WindowPrediction
 from vggt_mapper.synthetic import NOISE_LEVELS, SyntheticPredictor, SyntheticSequence
 from vggt_mapper.synthetic.evaluation import feed, trajectory_error

@@ -250,6 +250,11 @@ class LoopConfig:
         depth (within 10 %) in the loop window's prediction: the two must see the same place.
     :param cooldown_keyframes: after an accepted loop, candidates within this many keyframes
         of its candidate are skipped for queries within this many keyframes of its query.
+    :param max_drift_rel: within one segment, a loop may move its query by at most this
+        fraction of the distance travelled since its candidate (plus a tenth of the scene
+        depth): more than that is not drift but a look-alike place the model took for the
+        same one (repeated texture, identical rooms).
+    :param max_drift_log_scale: ... and rescale the map by at most exp(± this).
     :param alignment: the checks each side of the loop window must pass (as between windows).
     """
 
@@ -261,6 +266,8 @@ class LoopConfig:
     neighbours: int = 1
     min_covisible: float = 0.3
     cooldown_keyframes: int = 8
+    max_drift_rel: float = 0.15
+    max_drift_log_scale: float = 0.3
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
 
     def __post_init__(self) -> None:
@@ -274,6 +281,9 @@ class LoopConfig:
             raise ConfigError(f'candidates must be >= 1, got {self.candidates}')
         if not 0.0 <= self.min_covisible <= 1.0:
             raise ConfigError(f'min_covisible must be in [0, 1], got {self.min_covisible}')
+        for name in ('max_drift_rel', 'max_drift_log_scale'):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f'{name} must be > 0, got {getattr(self, name)}')
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,10 @@ class KeyframeSource(Protocol):
         """Return mapped keyframes of the same segment around ``index`` (itself included)."""
         ...
 
+    def path_length(self, first: int, last: int) -> float:
+        """Return the distance travelled between two keyframes of one segment (world units)."""
+        ...
+
 
 @dataclass(frozen=True)
 class LoopEdge:
@@ -211,6 +215,34 @@ def _align_side(source: KeyframeSource, keys: Sequence[int], slots: Sequence[int
     return align_window(old, new, config.alignment)
 
 
+def _implausible_drift(query: int, candidate: int, correction: Sim3, source: KeyframeSource,
+                       config: LoopConfig) -> str:
+    """
+    Say why a same-segment correction is more drift than the path between the two allows.
+
+    A model shown two look-alike places (repeated texture, identical doors) can predict them as
+    one, consistently: every geometric check passes. What gives it away is the correction: it
+    would move the query by more than the odometry can have drifted since the candidate.
+    Segments that never met have no such bound.
+    """
+    if source.segment_of(query) != source.segment_of(candidate):
+        return ''
+    position = source.world_from_node(query).translation
+    shift = float(np.linalg.norm(correction.apply(position) - position))
+    travelled = source.path_length(candidate, query)
+    record = source.record(query)
+    floor = 0.1 * record.median_depth * source.world_from_node(query).scale
+    allowed = max(config.max_drift_rel * travelled, floor)
+    if shift > allowed:
+        return (f'the loop would move the query by {shift:.3g}, more than '
+                f'{config.max_drift_rel:.0%} of the {travelled:.3g} travelled since the '
+                f'candidate (a look-alike place?)')
+    if abs(np.log(correction.scale)) > config.max_drift_log_scale:
+        return (f'the loop would rescale the map by {correction.scale:.3g}, more than '
+                f'exp(±{config.max_drift_log_scale})')
+    return ''
+
+
 def verify_loop(query: int, candidate: int, similarity: float, source: KeyframeSource,
                 predict: Callable[[list[NDArray[np.uint8]]], WindowPrediction | str],
                 config: LoopConfig) -> LoopEdge | LoopOutcome:
@@ -253,6 +285,9 @@ def verify_loop(query: int, candidate: int, similarity: float, source: KeyframeS
                          f'covisibility: {covisible:.2f} of the query seen by the candidate, '
                          f'need {config.min_covisible}', covisible)
     correction = side_c.world_from_window.compose(side_q.world_from_window.inverse())
+    implausible = _implausible_drift(query, candidate, correction, source, config)
+    if implausible:
+        return _rejected(query, candidate, similarity, f'drift: {implausible}', covisible)
     measured = (source.world_from_node(candidate).inverse().compose(correction)
                 .compose(source.world_from_node(query)))
     merged = None

@@ -743,6 +743,14 @@ class _MappedKeyframes:
         at = bisect_left(members, index)
         return members[max(at - before, 0):at + after + 1]
 
+    def path_length(self, first: int, last: int) -> float:
+        members = self._mapper._members[self.segment_of(first)]
+        low, high = sorted((first, last))
+        keys = members[bisect_left(members, low):bisect_left(members, high) + 1]
+        graph = self._mapper.pose_graph
+        centres = np.array([graph.value(key).translation for key in keys])
+        return float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
+
 
 def _check_prediction(prediction: object, num_frames: int) -> None:
     """Refuse a predictor answer that is not a usable ``WindowPrediction`` of these frames."""

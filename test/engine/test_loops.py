@@ -19,7 +19,7 @@ import pytest
 from vggt_mapper.engine import Mapper, MapperConfig
 from vggt_mapper.engine import mapper as mapper_module
 from vggt_mapper.engine.config import GraphConfig, LoopConfig
-from vggt_mapper.engine.loops import LoopDetector, LoopEdge
+from vggt_mapper.engine.loops import LoopDetector, LoopEdge, verify_loop
 from vggt_mapper.engine.pose_graph import PoseGraphConfig
 from vggt_mapper.engine.types import LoopOutcome
 from vggt_mapper.geometry.sim3 import Sim3
@@ -224,3 +224,21 @@ def test_detector_excludes_recent_keyframes_and_cools_down() -> None:
     detector.remember_accepted(11, found[0])
     again = [key for key, _ in detector.propose(12, place)]
     assert all(abs(key - found[0]) > 2 for key in again)
+
+
+def test_verification_rejects_two_places_that_do_not_see_each_other(
+        loop_path: SyntheticSequence) -> None:
+    # Opposite sides of the room: a model relates them with a wild guess (the stand-in's
+    # overlap failure), which each side's own alignment cannot see; only covisibility can.
+    predictor = SyntheticPredictor(loop_path, NOISE_LEVELS['realistic'],
+                                   model_width=MODEL_WIDTH, noise_per_window=True)
+    no_drift_bound = LoopConfig(max_drift_rel=100.0, max_drift_log_scale=100.0)
+    with Mapper(_config(loops=LoopConfig(enabled=False)), predictor) as mapper:
+        feed(mapper, loop_path, stop=120)
+        keys = [pose.index for pose in mapper.trajectory()]
+        source = mapper_module._MappedKeyframes(mapper)
+        verdict = verify_loop(keys[-1], keys[1], 0.9, source, predictor.predict,
+                              no_drift_bound)
+        assert isinstance(verdict, LoopOutcome) and not verdict.accepted
+        assert verdict.reason.startswith('covisibility'), verdict.reason
+        assert verdict.covisible < 0.1

@@ -212,6 +212,7 @@ class Mapper:
         self._corrected = False
         self._optimize_s = 0.0
         self._loops_submitted = 0
+        self._model_s: dict[str, float] = {}
         self._loop_verdicts: Counter[str] = Counter()
         self._places = PredictionDescriber(self._describer)
 
@@ -341,17 +342,16 @@ class Mapper:
         """Map the pending keyframes (a prefix of them when bridging); see the docstring."""
         window_index = self._counts['windows_done']
         self._counts['windows_done'] += 1
+        self._model_s = {'model_calls': 0.0, 'verification_calls': 0.0}
+        start = time.perf_counter()
         capacity = max(self.config.window_size - len(self._anchors), 1)
         count = min(len(self._pending), capacity)
         refusals: list[str] = []
-        predict_s = 0.0
         while True:
             keyframes = self._pending[:count]
-            start = time.perf_counter()
             try:
                 answer = self._attempt(keyframes)
             except _Refused as refusal:
-                predict_s += time.perf_counter() - start
                 refusals.append(f'{refusal.kind}: {refusal}')
                 self._refusals[refusal.kind] += 1
                 self._counts['windows_rejected'] += 1
@@ -359,11 +359,15 @@ class Mapper:
                              keyframes[0].index, keyframes[-1].index, refusal)
                 next_count = self._next_attempt(count)
                 if next_count is None:
-                    return self._give_up(window_index, keyframes, refusals, predict_s)
+                    result = self._give_up(window_index, keyframes, refusals)
+                    break
                 count = next_count
                 continue
-            predict_s += time.perf_counter() - start
-            return self._commit(window_index, keyframes, answer, refusals, predict_s)
+            result = self._commit(window_index, keyframes, answer, refusals)
+            break
+        model_s, verify_s = self._model_s['model_calls'], self._model_s['verification_calls']
+        return replace(result, predict_s=model_s, verify_s=verify_s,
+                       align_s=time.perf_counter() - start - model_s - verify_s)
 
     def _next_attempt(self, count: int) -> int | None:
         """Fewer keyframes (bridge), a new segment (same keyframes), or None (give up)."""
@@ -380,15 +384,15 @@ class Mapper:
             return min(len(self._pending), self.config.window_size)
         return None
 
-    def _give_up(self, window_index: int, keyframes: list[_Keyframe], refusals: list[str],
-                 predict_s: float) -> WindowResult:
+    def _give_up(self, window_index: int, keyframes: list[_Keyframe], refusals: list[str]
+                 ) -> WindowResult:
         lost = tuple(k.index for k in keyframes)
         self._pending = self._pending[len(keyframes):]
         self._counts['keyframes_lost'] += len(lost)
         _LOG.warning('keyframes %s could not be mapped (%s)', list(lost), refusals[-1])
         return WindowResult(window_index, lost, False, refusals[-1], (),
                             np.empty((0, 3), np.float32), np.empty((0, 3), np.uint8),
-                            predict_s, 0.0, None, status='refused', segment=-1,
+                            0.0, 0.0, None, status='refused', segment=-1,
                             attempts=len(refusals), refusals=tuple(refusals),
                             lost_keyframes=lost)
 
@@ -419,12 +423,15 @@ class Mapper:
     def _predict(self, frames: list[NDArray[np.uint8]], counter: str) -> WindowPrediction:
         """Run the predictor; any failure of it (user code) becomes a refusal, counted."""
         self._counts[counter] += 1
+        start = time.perf_counter()
         try:
             prediction = self.predictor.predict(frames)
         except Exception as err:  # noqa: BLE001 - the predictor is plugin code: CUDA OOM, a
             # remote server gone, a custom model's bug all refuse this window, not the run.
             self._predictor_failed(err)
             raise _Refused('predictor:error', f'{type(err).__name__}: {err}') from err
+        finally:
+            self._model_s[counter] = self._model_s.get(counter, 0.0) + time.perf_counter() - start
         try:
             _check_prediction(prediction, len(frames))
         except _Refused as refusal:
@@ -478,8 +485,7 @@ class Mapper:
     # -- committing an accepted window -------------------------------------------------------
 
     def _commit(self, window_index: int, keyframes: list[_Keyframe], answer: _Answer,
-                refusals: list[str], predict_s: float) -> WindowResult:
-        start = time.perf_counter()
+                refusals: list[str]) -> WindowResult:
         self._pending = self._pending[len(keyframes):]
         new_segment = self._segment is None
         if new_segment:
@@ -504,8 +510,8 @@ class Mapper:
             'bridged' if refusals else 'accepted'
         return WindowResult(
             window_index, tuple(k.index for k in anchors + keyframes), True, '', tuple(poses),
-            np.concatenate(points), np.concatenate(colours), predict_s,
-            time.perf_counter() - start, answer.world_from_window, status=status,
+            np.concatenate(points), np.concatenate(colours), 0.0, 0.0,
+            answer.world_from_window, status=status,
             segment=self._segment if self._segment is not None else segment,
             attempts=len(refusals) + 1, refusals=tuple(refusals), loops=tuple(loops))
 

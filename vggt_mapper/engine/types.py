@@ -91,8 +91,11 @@ class WindowResult:
     :param poses: current poses of the keyframes this window added or corrected.
     :param points_world: (N, 3) float32 points this window added to the map, world frame.
     :param colors_rgb: (N, 3) uint8 colours of ``points_world``.
-    :param predict_s: seconds spent in the predictor.
-    :param align_s: seconds spent in alignment and map update (the back end).
+    :param predict_s: seconds spent in the predictor mapping this window (retries included).
+    :param align_s: seconds of the back end for this window, model time excluded: checks,
+        alignment, keyframe store, map update, place recognition, loop verification's own
+        work and applying an optimisation result (the optimisation itself runs in another
+        process: ``MapperStats.optimize_s``).
     :param world_from_window: the Sim(3) that carried the window's frame (its first camera, at
         the model's arbitrary scale) into the world; None when the window was refused. Its
         ``scale`` converts the window's depth units into world units.
@@ -107,6 +110,7 @@ class WindowResult:
     :param corrected: the pose graph moved mapped keyframes since the previous result
         (``Mapper.trajectory()`` and the map changed beyond this window's additions).
     :param loops: loop candidates verified during this window and their fate.
+    :param verify_s: seconds spent in the predictor verifying loop candidates.
     """
 
     window_index: int
@@ -126,6 +130,7 @@ class WindowResult:
     lost_keyframes: tuple[int, ...] = ()
     corrected: bool = False
     loops: tuple[LoopOutcome, ...] = ()
+    verify_s: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,12 @@ __all__ = [
 ]
 
 
+# A rotation further off SO(3) than this is projected back onto it; further than the second,
+# refused.
+_ORTHONORMAL_TOL = 1e-10
+_NOT_A_ROTATION = 1e-3
+
+
 class DegenerateSim3Error(ValueError):
     """The point sets cannot determine a Sim(3): too few, collinear, or of zero spread."""
 
@@ -37,7 +43,8 @@ class Sim3:
     A similarity transform ``x_target = scale * rotation @ x_source + translation``.
 
     :param scale: positive scale factor.
-    :param rotation: 3×3 float64 rotation matrix (det = +1).
+    :param rotation: 3×3 float64 rotation matrix (det = +1); one off SO(3) by rounding only
+        (up to 1e-3) is projected onto it, anything else is refused.
     :param translation: (3,) float64 translation, in target units.
     """
 
@@ -52,6 +59,15 @@ class Sim3:
             raise ValueError(f'rotation must be 3x3, got shape {rotation.shape}')
         if not self.scale > 0:
             raise ValueError(f'scale must be > 0, got {self.scale}')
+        drift = float(np.max(np.abs(rotation.T @ rotation - np.eye(3))))
+        # Products of many rotations drift off SO(3) by rounding; a matrix far off it, or a
+        # reflection, is not a rotation at all.
+        if drift > _NOT_A_ROTATION or not np.linalg.det(rotation) > 0:
+            raise ValueError(f'rotation is not a rotation (|RᵀR - I| = {drift:.3g}, '
+                             f'det = {np.linalg.det(rotation):.3g})')
+        if drift > _ORTHONORMAL_TOL:
+            u_mat, _, vt_mat = np.linalg.svd(rotation)
+            rotation = u_mat @ vt_mat
         object.__setattr__(self, 'scale', float(self.scale))
         object.__setattr__(self, 'rotation', rotation)
         object.__setattr__(self, 'translation', translation)

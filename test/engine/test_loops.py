@@ -1,6 +1,8 @@
 """
-Loop closure end to end: revisits are verified and correct drift, look-alikes are rejected,
-a wrong loop cannot wreck the map, and a lost segment merges back when the path revisits it.
+Loop closure end to end.
+
+Revisits are verified and correct drift, look-alikes are rejected, a wrong loop cannot wreck
+the map, and a lost segment merges back when the path revisits it.
 
 Worlds and failures come from ``vggt_mapper.synthetic``: a loop path that returns to its start,
 a corridor whose texture repeats every 2.4 m (alike to a place descriptor, never the same

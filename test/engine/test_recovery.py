@@ -173,16 +173,16 @@ def test_a_first_window_without_usable_depth_is_refused_and_mapping_starts_after
 def test_a_predictor_that_always_fails_stops_the_run_with_the_map_kept(
         sequence: SyntheticSequence) -> None:
     predictor = Sabotaged(sequence, lambda call, _: 'raise' if call >= 3 else None)
-    mapper = Mapper(_config(recovery=RecoveryConfig(max_consecutive_failures=4)), predictor)
-    with pytest.raises(PredictorFailedError, match='4 times in a row'):
+    mapper = Mapper(_config(recovery=RecoveryConfig(max_failed_windows=2)), predictor)
+    with pytest.raises(PredictorFailedError, match='every attempt at 2 windows in a row'):
         feed(mapper, sequence)
     kept = mapper.trajectory()
     assert len(kept) >= 8 and mapper.map_snapshot().num_points > 0
 
 
 def test_malformed_answers_are_refused(sequence: SyntheticSequence) -> None:
-    mapper = Mapper(_config(recovery=RecoveryConfig(max_consecutive_failures=100)),
-                    Sabotaged(sequence, lambda *_: 'shear'))
+    # Answers, but wrong ones: refused window after window, never taken for a dead model.
+    mapper = Mapper(_config(), Sabotaged(sequence, lambda *_: 'shear'))
     results: list[WindowResult] = feed(mapper, sequence, stop=60)
     assert results and all(r.status == 'refused' for r in results)
     assert 'not rotations' in results[0].reason

@@ -271,7 +271,7 @@ def covisible_fraction(depth_a: NDArray[np.floating], intrinsics_a: NDArray[np.f
         v = np.rint(pixels[:, 1] / z)
     height_a, width_a = depth_a.shape
     inside = (z > 0) & (u >= 0) & (u < width_a) & (v >= 0) & (v < height_a)
-    seen = np.asarray(depth_a, dtype=np.float64)[v[inside].astype(np.intp),
-                                                  u[inside].astype(np.intp)]
+    rows_a, cols_a = v[inside].astype(np.intp), u[inside].astype(np.intp)
+    seen = np.asarray(depth_a, dtype=np.float64)[rows_a, cols_a]
     agree = np.isfinite(seen) & (np.abs(z[inside] - seen) <= depth_tolerance * seen)
     return float(agree.sum()) / total

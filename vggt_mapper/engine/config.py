@@ -204,9 +204,10 @@ class RecoveryConfig:
 
     :param enabled: retry and start segments (False: a refused window's keyframes are lost).
     :param min_bridge_keyframes: fewest new keyframes in a retried window (>= 1).
-    :param max_consecutive_failures: after this many predictor errors in a row (exceptions,
-        malformed answers) the mapper raises ``PredictorFailedError``: the model is gone, not
-        one window bad. The map built so far stays readable.
+    :param max_failed_windows: after this many windows in a row for which the predictor did not
+        answer at any attempt (exceptions, something that is not a prediction of the frames),
+        the mapper raises ``PredictorFailedError``: the model is gone (a server down, a broken
+        install), not one window bad. The map built so far stays readable.
     :param min_frame_consistency: a new keyframe must agree with an earlier keyframe of its
         window: at least this share of its points, projected with the window's own poses, must
         land on the other's depth (within 10 %). Catches a frame the model got wrong (wrong
@@ -217,7 +218,7 @@ class RecoveryConfig:
 
     enabled: bool = True
     min_bridge_keyframes: int = 2
-    max_consecutive_failures: int = 8
+    max_failed_windows: int = 2
     min_frame_consistency: float = 0.3
     relative_frame_consistency: float = 0.5
 
@@ -225,9 +226,8 @@ class RecoveryConfig:
         if self.min_bridge_keyframes < 1:
             raise ConfigError(f'min_bridge_keyframes must be >= 1, got '
                               f'{self.min_bridge_keyframes}')
-        if self.max_consecutive_failures < 1:
-            raise ConfigError(f'max_consecutive_failures must be >= 1, got '
-                              f'{self.max_consecutive_failures}')
+        if self.max_failed_windows < 1:
+            raise ConfigError(f'max_failed_windows must be >= 1, got {self.max_failed_windows}')
         for name in ('min_frame_consistency', 'relative_frame_consistency'):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f'{name} must be in [0, 1], got {getattr(self, name)}')

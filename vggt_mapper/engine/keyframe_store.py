@@ -197,7 +197,7 @@ def select_keyframe_points(depth: NDArray[np.floating], conf: NDArray[np.floatin
 
 def _voxel_keep(points: NDArray[np.float64], conf: NDArray[np.float64],
                 config: StoreConfig) -> NDArray[np.intp]:
-    """Indices of the most confident point per voxel, the voxel grown until under budget."""
+    """Return the most confident point of each voxel, the voxel grown until under budget."""
     voxel = max(config.local_voxel_rel * float(np.median(points[:, 2])), 1e-9)
     # Most confident first, so the first occurrence of each voxel key is the one to keep.
     order = np.argsort(-conf, kind='stable')
@@ -214,20 +214,29 @@ class KeyframeStore:
     """
     Keyframe records in memory; clouds and images on disk with a small hot cache.
 
-    Used by one thread at a time (the mapper's). The folder is created if missing; with no
-    folder a private temporary one is made and removed by ``close``.
+    Used by one thread at a time (the mapper's). With ``directory`` the files go there (created
+    if missing, kept by ``close``); otherwise a private temporary folder is made in ``parent``
+    (or the system's temporary folder) and ``close`` removes it.
 
     :param config: the store's budget.
-    :param directory: where the two data files go (None: a private temporary folder).
+    :param directory: where the two data files go (kept), or None.
+    :param parent: where to make the private temporary folder when ``directory`` is None: put
+        it on a disk with room, not a RAM-backed /tmp, for long runs.
+    :raises StoreError: if the folder cannot be made or the files cannot be opened.
     """
 
-    def __init__(self, config: StoreConfig, directory: Path | None = None) -> None:
+    def __init__(self, config: StoreConfig, directory: Path | None = None, *,
+                 parent: Path | None = None) -> None:
         self.config = config
         self._owns_directory = directory is None
-        if directory is None:
-            directory = Path(tempfile.mkdtemp(prefix='vggt_mapper_keyframes_'))
-        self.directory = Path(directory)
+        self.directory = Path(directory or parent or tempfile.gettempdir())
         try:
+            if directory is None:
+                if parent is not None:
+                    Path(parent).mkdir(parents=True, exist_ok=True)
+                directory = Path(tempfile.mkdtemp(prefix='.vggt_mapper_keyframes_',
+                                                  dir=parent))
+            self.directory = Path(directory)
             self.directory.mkdir(parents=True, exist_ok=True)
             flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC
             self._points_fd = os.open(self.directory / _POINTS_FILE, flags, 0o600)
@@ -302,7 +311,7 @@ class KeyframeStore:
 
     def cloud(self, index: int) -> KeyframeCloud:
         """
-        Return keyframe ``index``'s cloud (from the hot cache or the disk).
+        Return the cloud of keyframe ``index`` (from the hot cache or the disk).
 
         :param index: keyframe index.
         :return: the cloud (do not modify it).

@@ -118,7 +118,7 @@ def window_from_cam_poses(prediction: WindowPrediction) -> NDArray[np.float64]:
 def point_view(cloud: KeyframeCloud, world_from_node: Sim3, record: KeyframeRecord
                ) -> PointView:
     """
-    A mapped keyframe's stored points as an alignment view in its segment's world.
+    Make an alignment view of a mapped keyframe's stored points, in its segment's world.
 
     :param cloud: its local cloud.
     :param world_from_node: its current pose.

@@ -133,11 +133,17 @@ class _Answer:
 
 
 class _Refused(Exception):
-    """One attempt at a window was refused; ``kind`` counts it, the message explains it."""
+    """
+    One attempt at a window was refused; ``kind`` counts it, the message explains it.
 
-    def __init__(self, kind: str, message: str) -> None:
+    ``predictor_failed`` tells a predictor that did not answer (an exception, or something
+    that is not a prediction of these frames) from one that answered badly.
+    """
+
+    def __init__(self, kind: str, message: str, predictor_failed: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
+        self.predictor_failed = predictor_failed
 
 
 class Mapper:
@@ -156,7 +162,9 @@ class Mapper:
     :param predictor: the model (or a stand-in) answering windows.
     :param describer: place descriptor for loop detection; None uses the predictor's own
         descriptors when its predictions carry them, else a weight-free default.
-    :param store_dir: folder for the keyframe store's files (None: a private temporary folder).
+    :param store_dir: where the keyframe store makes its private temporary folder (removed by
+        ``close``); None: the system's temporary folder. Give a disk with room for long runs
+        (about ``points_per_keyframe`` × 21 bytes plus an image per keyframe).
     """
 
     def __init__(self, config: MapperConfig, predictor: Predictor, *,
@@ -193,7 +201,7 @@ class Mapper:
         """Forget everything: keyframes, pose graph, map, pending keyframes, counters."""
         self.close()
         self._selector.reset()
-        self._store = KeyframeStore(self.config.store, self._store_dir)
+        self._store = KeyframeStore(self.config.store, parent=self._store_dir)
         self._graph = PoseGraph(self.config.graph.solver)
         self._optimizer = BackgroundOptimizer(self.config.graph.solver)
         self._world = WorldMap(self.config.map)
@@ -208,7 +216,7 @@ class Mapper:
         self._counts: Counter[str] = Counter()
         self._refusals: Counter[str] = Counter()
         self._loop_rejections: Counter[str] = Counter()
-        self._consecutive_failures = 0
+        self._failed_windows = 0
         self._corrected = False
         self._optimize_s = 0.0
         self._loops_submitted = 0
@@ -232,7 +240,7 @@ class Mapper:
         :param name: frame name (``frame_<n>`` if omitted).
         :return: the window results this frame produced.
         :raises PredictorFailedError: if the predictor failed on too many windows in a row
-            (``RecoveryConfig.max_consecutive_failures``); the map so far stays readable.
+            (``RecoveryConfig.max_failed_windows``); the map so far stays readable.
         """
         number = self._counts['frames_seen']
         self._counts['frames_seen'] += 1
@@ -296,7 +304,7 @@ class Mapper:
 
     @property
     def store(self) -> KeyframeStore:
-        """Return the keyframe store (clouds and images of mapped keyframes)."""
+        """Clouds and images of the mapped keyframes (the keyframe store)."""
         assert self._store is not None, 'the mapper is closed'
         return self._store
 
@@ -347,19 +355,22 @@ class Mapper:
         capacity = max(self.config.window_size - len(self._anchors), 1)
         count = min(len(self._pending), capacity)
         refusals: list[str] = []
+        refused: list[_Refused] = []
         while True:
             keyframes = self._pending[:count]
             try:
                 answer = self._attempt(keyframes)
             except _Refused as refusal:
+                refused.append(refusal)
                 refusals.append(f'{refusal.kind}: {refusal}')
                 self._refusals[refusal.kind] += 1
                 self._counts['windows_rejected'] += 1
                 _LOG.warning('window %d (keyframes %d-%d) refused: %s', window_index,
                              keyframes[0].index, keyframes[-1].index, refusal)
-                next_count = self._next_attempt(count)
+                next_count = self._next_attempt(count, refused)
                 if next_count is None:
                     result = self._give_up(window_index, keyframes, refusals)
+                    self._count_failed_window(refused)
                     break
                 count = next_count
                 continue
@@ -369,11 +380,14 @@ class Mapper:
         return replace(result, predict_s=model_s, verify_s=verify_s,
                        align_s=time.perf_counter() - start - model_s - verify_s)
 
-    def _next_attempt(self, count: int) -> int | None:
+    def _next_attempt(self, count: int, refused: list[_Refused]) -> int | None:
         """Fewer keyframes (bridge), a new segment (same keyframes), or None (give up)."""
         recovery = self.config.recovery
         if not recovery.enabled:
             return None
+        if count <= recovery.min_bridge_keyframes and refused[-1].predictor_failed \
+                and not any(r.predictor_failed for r in refused[:-1]):
+            return count  # the predictor did not answer: try once more before losing the link
         if count > recovery.min_bridge_keyframes:
             return max(count // 2, recovery.min_bridge_keyframes)
         if self._segment is not None:
@@ -428,26 +442,23 @@ class Mapper:
             prediction = self.predictor.predict(frames)
         except Exception as err:  # noqa: BLE001 - the predictor is plugin code: CUDA OOM, a
             # remote server gone, a custom model's bug all refuse this window, not the run.
-            self._predictor_failed(err)
-            raise _Refused('predictor:error', f'{type(err).__name__}: {err}') from err
+            raise _Refused('predictor:error', f'{type(err).__name__}: {err}', True) from err
         finally:
             self._model_s[counter] = self._model_s.get(counter, 0.0) + time.perf_counter() - start
-        try:
-            _check_prediction(prediction, len(frames))
-        except _Refused as refusal:
-            self._predictor_failed(refusal)
-            raise
-        self._consecutive_failures = 0
+        _check_prediction(prediction, len(frames))
+        self._failed_windows = 0
         return prediction
 
-    def _predictor_failed(self, error: BaseException) -> None:
-        self._consecutive_failures += 1
-        limit = self.config.recovery.max_consecutive_failures
-        if self._consecutive_failures >= limit:
+    def _count_failed_window(self, refusals: list[_Refused]) -> None:
+        """Stop the run when the predictor did not answer for too many windows in a row."""
+        if not all(refusal.predictor_failed for refusal in refusals):
+            return
+        self._failed_windows += 1
+        limit = self.config.recovery.max_failed_windows
+        if self._failed_windows >= limit:
             raise PredictorFailedError(
-                f'the predictor failed {self._consecutive_failures} times in a row, last: '
-                f'{type(error).__name__}: {error}; stopping (what was mapped is kept)'
-            ) from error
+                f'the predictor failed on every attempt at {self._failed_windows} windows in '
+                f'a row, last: {refusals[-1]}; stopping (what was mapped is kept)')
 
     @staticmethod
     def _check_depth(prediction: WindowPrediction, slots: range) -> None:
@@ -762,10 +773,10 @@ def _check_prediction(prediction: object, num_frames: int) -> None:
     """Refuse a predictor answer that is not a usable ``WindowPrediction`` of these frames."""
     if not isinstance(prediction, WindowPrediction):
         raise _Refused('prediction:malformed', f'the predictor returned a '
-                       f'{type(prediction).__name__}, not a WindowPrediction')
+                       f'{type(prediction).__name__}, not a WindowPrediction', True)
     if prediction.num_frames != num_frames:
         raise _Refused('prediction:malformed', f'the predictor returned '
-                       f'{prediction.num_frames} frames for a window of {num_frames}')
+                       f'{prediction.num_frames} frames for a window of {num_frames}', True)
     focal = prediction.intrinsics[:, [0, 1], [0, 1]]
     if not (np.all(np.isfinite(prediction.intrinsics)) and np.all(focal > 0)):
         raise _Refused('prediction:intrinsics', f'unusable intrinsics (focal lengths '

@@ -38,7 +38,7 @@ class _Fused:
 
 
 def _corners(cloud: KeyframeCloud) -> NDArray[np.float64]:
-    """The 8 corners of the cloud's bounding box (its farthest-moving points under a Sim(3))."""
+    """Return the cloud's bounding-box corners (its farthest-moving points under a Sim(3))."""
     if cloud.num_points == 0:
         return np.zeros((1, 3))
     low = cloud.points_local.min(axis=0).astype(np.float64)

@@ -135,7 +135,7 @@ def lossy_synthetic_predictor() -> SyntheticPredictor:
 
 
 class BrokenPredictor:
-    """Fails like a bug would: the CLI must show the traceback, not hide it."""
+    """Fails on every window, like a model with a bug: each window is refused, nothing mapped."""
 
     def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
         raise RuntimeError('boom: a bug in the predictor')
@@ -160,6 +160,40 @@ class BlockingPredictor:
             while True:
                 time.sleep(0.05)  # a signal's KeyboardInterrupt ends this
         return self.inner.predict(frames_rgb)
+
+
+class DyingPredictor:
+    """Answers the first window, then fails on every call (a remote server gone)."""
+
+    def __init__(self) -> None:
+        self.inner = synthetic_predictor()
+        self.calls = 0
+
+    def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
+        self.calls += 1
+        if self.calls > 1:
+            raise ConnectionError('the inference server went away')
+        return self.inner.predict(frames_rgb)
+
+
+class ThumbnailDescriber:
+    """A place describer plugged in with --place-describer: a 16x12 grey thumbnail."""
+
+    name = 'thumbnail-16x12'
+    dim = 192
+    described = 0
+
+    def describe(self, images_rgb: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
+        import cv2
+
+        rows = []
+        for image in images_rgb:
+            grey = cv2.resize(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), (16, 12),
+                              interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+            grey -= grey.mean()
+            rows.append(grey / max(float(np.linalg.norm(grey)), 1e-6))
+        ThumbnailDescriber.described += len(rows)
+        return np.asarray(rows, np.float32)
 
 
 def never_built() -> SyntheticPredictor:

@@ -23,10 +23,18 @@ import pytest
 
 from vggt_mapper.cli import main
 from vggt_mapper.cli import map as map_command
+from vggt_mapper.cli.entry_points import build_parser
 from vggt_mapper.engine import InputFrame
 from vggt_mapper.io import read_cameras_json, read_ply, read_tum
 
 HERE = Path(__file__).resolve().parent
+
+
+def map_parser_args(argv: list[str]) -> object:
+    return build_parser().parse_args(argv)
+
+
+OUTPUTS = ['cameras.json', 'map.glb', 'map.ply', 'map_stats.json', 'trajectory.tum']
 FAKE = ['--predictor', 'cli_fakes:synthetic_predictor', '--window-size', '4', '--overlap', '2']
 
 
@@ -49,14 +57,14 @@ def _outputs(outdir: Path) -> list[str]:
     return sorted(path.name for path in outdir.iterdir()) if outdir.exists() else []
 
 
-def test_map_folder_writes_the_four_outputs(frames_dir: Path, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_map_folder_writes_the_outputs_and_the_run_statistics(
+        frames_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outdir = tmp_path / 'out'
 
     status = main(['map', str(frames_dir), '-o', str(outdir), *FAKE])
 
     assert status == 0
-    assert _outputs(outdir) == ['cameras.json', 'map.glb', 'map.ply', 'trajectory.tum']
+    assert _outputs(outdir) == OUTPUTS
     trajectory = read_tum(outdir / 'trajectory.tum')
     cameras = read_cameras_json(outdir / 'cameras.json')
     points, colors = read_ply(outdir / 'map.ply')
@@ -75,6 +83,12 @@ def test_map_folder_writes_the_four_outputs(frames_dir: Path, tmp_path: Path,
     out = capsys.readouterr().out
     assert f'Mapped {len(cameras)} keyframes from 16 frames' in out
     assert str(outdir / 'map.glb') in out
+    stats = json.loads((outdir / 'map_stats.json').read_text())
+    assert stats['keyframes']['mapped'] == len(cameras) and stats['frames']['read'] == 16
+    assert stats['segments'] == {'now': 1, 'started': 1, 'keyframes': {'0': len(cameras)}}
+    assert stats['windows']['model_calls'] >= stats['windows']['done'] >= 1
+    assert stats['time_s']['model'] > 0 and stats['memory']['peak_rss_bytes'] > 0
+    assert stats['stopped'] == {'interrupted': False, 'flushed': True, 'failure': ''}
 
 
 def test_existing_outputs_are_refused_in_one_line(frames_dir: Path, tmp_path: Path,
@@ -169,11 +183,68 @@ def test_nothing_mapped_is_an_error_and_writes_nothing(tmp_path: Path,
     assert not (tmp_path / 'out').exists()
 
 
-def test_unknown_errors_keep_their_traceback(frames_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match='boom'):
-        main(['map', str(frames_dir), '-o', str(tmp_path / 'out'),
-              '--predictor', 'cli_fakes:BrokenPredictor', '--window-size', '2',
-              '--overlap', '1'])
+def test_a_predictor_that_fails_every_window_ends_with_a_clear_error(
+        frames_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The model's failures refuse windows (the run goes on); nothing could be mapped at all.
+    status = main(['map', str(frames_dir), '-o', str(tmp_path / 'out'),
+                   '--predictor', 'cli_fakes:BrokenPredictor', '--window-size', '2',
+                   '--overlap', '1'])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert 'Nothing was mapped' in captured.err and 'refused' in captured.err
+    assert 'Traceback' not in captured.err
+
+
+def test_a_predictor_that_dies_mid_run_stops_it_and_what_was_mapped_is_written(
+        frames_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    outdir = tmp_path / 'out'
+    status = main(['map', str(frames_dir), '-o', str(outdir), '--predictor',
+                   'cli_fakes:DyingPredictor', '--window-size', '4', '--overlap', '2'])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert 'the inference server went away' in captured.err
+    assert 'keyframes mapped before were written' in captured.err
+    stats = json.loads((outdir / 'map_stats.json').read_text())
+    assert stats['stopped']['failure'] and stats['keyframes']['mapped'] >= 4
+    assert len(read_cameras_json(outdir / 'cameras.json')) == stats['keyframes']['mapped']
+
+
+def test_loops_and_the_place_describer_are_options(frames_dir: Path, tmp_path: Path) -> None:
+    from cli_fakes import ThumbnailDescriber
+
+    before = ThumbnailDescriber.described
+    assert main(['map', str(frames_dir), '-o', str(tmp_path / 'a'), *FAKE,
+                 '--place-describer', 'cli_fakes:ThumbnailDescriber']) == 0
+    assert ThumbnailDescriber.described > before  # the plugged describer saw the keyframes
+    assert main(['map', str(frames_dir), '-o', str(tmp_path / 'b'), *FAKE, '--no-loops',
+                 '--place-describer', 'cli_fakes:ThumbnailDescriber']) == 0
+    stats = json.loads((tmp_path / 'b' / 'map_stats.json').read_text())
+    assert stats['loops']['candidates'] == 0
+    assert main(['map', str(frames_dir), '-o', str(tmp_path / 'c'), *FAKE,
+                 '--place-describer', 'json:dumps']) == 1
+
+
+def test_the_random_tiny_model_maps_without_the_consistency_check() -> None:
+    args = map_parser_args(['map', '-o', 'x', '--model', 'tiny'])
+    assert map_command.build_config(args).recovery.min_frame_consistency == 0.0
+    args = map_parser_args(['map', '-o', 'x', '--model', 'tiny', '--min-frame-consistency',
+                            '0.4'])
+    assert map_command.build_config(args).recovery.min_frame_consistency == 0.4
+    args = map_parser_args(['map', '-o', 'x'])
+    assert map_command.build_config(args).recovery.min_frame_consistency > 0
+    assert map_command.build_config(args).loops.enabled
+
+
+def test_unknown_errors_keep_their_traceback(frames_dir: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from vggt_mapper.io import export
+
+    def buggy_save(*_args: object, **_kwargs: object) -> None:
+        raise TypeError('boom: a bug in the exporter')
+
+    monkeypatch.setattr(export, 'save_map', buggy_save)
+    with pytest.raises(TypeError, match='boom'):
+        main(['map', str(frames_dir), '-o', str(tmp_path / 'out'), *FAKE])
 
 
 def test_ctrl_c_still_writes_what_was_mapped(frames_dir: Path, tmp_path: Path,
@@ -329,7 +400,7 @@ def test_subprocess_map_sample_with_tiny_model(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=600, check=False)
 
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert _outputs(outdir) == ['cameras.json', 'map.glb', 'map.ply', 'trajectory.tum']
+    assert _outputs(outdir) == OUTPUTS
     cameras = json.loads((outdir / 'cameras.json').read_text())['cameras']
     assert len(cameras) == len(read_tum(outdir / 'trajectory.tum')) >= 2
 
@@ -367,10 +438,14 @@ def test_signal_mid_inference_still_writes_what_was_mapped(frames_dir: Path, tmp
     assert process.returncode == status, err[-3000:]
     assert f'Interrupted by {name} during the inference of a window' in err
     assert f'(interrupted by {name})' in out and 'Traceback' not in err
-    # The first window (4 keyframes) was mapped and written, as one complete set.
-    assert _outputs(outdir) == ['cameras.json', 'map.glb', 'map.ply', 'trajectory.tum']
-    assert len(read_tum(outdir / 'trajectory.tum')) == 4
-    assert len(read_cameras_json(outdir / 'cameras.json')) == 4
+    # The first window (4 keyframes) and the interrupted one's keyframes, which stayed pending
+    # and were mapped before saving, written as one complete set.
+    assert _outputs(outdir) == OUTPUTS
+    stats = json.loads((outdir / 'map_stats.json').read_text())
+    assert stats['stopped']['interrupted'] and stats['keyframes']['lost'] == 0
+    mapped = stats['keyframes']['mapped']
+    assert mapped > 4 and mapped == stats['keyframes']['selected']
+    assert len(read_cameras_json(outdir / 'cameras.json')) == mapped
 
 
 def _read_only_folder(tmp_path: Path) -> Path:

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from vggt_mapper.engine.errors import AlignmentError
+from vggt_mapper.engine.errors import AlignmentError, PredictorFailedError
 from vggt_mapper.engine.types import (
     InputFrame,
     KeyframePose,
@@ -151,7 +151,8 @@ def test_drop_newest_keeps_the_backlog() -> None:
 
 def test_recoverable_failure_is_counted_and_mapping_continues() -> None:
     mapper = FakeMapper(window_every=1)
-    mapper.fail_stamps = {2: RuntimeError('CUDA out of memory'), 3: AlignmentError('degenerate')}
+    mapper.fail_stamps = {2: PredictorFailedError('the predictor failed 8 times in a row'),
+                          3: AlignmentError('degenerate')}
     failures: list[tuple[str, str]] = []
     with MappingWorker(mapper, queue_len=8) as worker:
         worker.add_failure_listener(lambda frame, err: failures.append((frame.name, str(err))))
@@ -161,20 +162,23 @@ def test_recoverable_failure_is_counted_and_mapping_continues() -> None:
         stats = worker.stats
     assert (stats.windows_failed, stats.windows_done, stats.fatal_error) == (2, 2, '')
     assert stats.last_error == 'AlignmentError: degenerate'
-    assert failures == [('frame_2', 'CUDA out of memory'), ('frame_3', 'degenerate')]
+    assert failures == [('frame_2', 'the predictor failed 8 times in a row'),
+                        ('frame_3', 'degenerate')]
     assert worker.map_snapshot().num_points == 2  # the map from frames 1 and 4 is kept
 
 
-def test_unexpected_error_stops_the_worker_and_is_reported() -> None:
+@pytest.mark.parametrize('bug', [TypeError('a bug'), ValueError('a bug'), RuntimeError('a bug')])
+def test_unexpected_error_stops_the_worker_and_is_reported(bug: Exception) -> None:
+    # Not an engine error: a bug, which must not pass for one failed window.
     mapper = FakeMapper(window_every=1)
-    mapper.fail_stamps = {2: TypeError('a bug')}
+    mapper.fail_stamps = {2: bug}
     worker = MappingWorker(mapper, queue_len=8)
     worker.start()
     for stamp in (1, 2):
         worker.submit(make_frame(stamp))
     wait_until(lambda: not worker.stats.running)
     stats = worker.stats
-    assert stats.fatal_error == 'TypeError: a bug'
+    assert stats.fatal_error == f'{type(bug).__name__}: a bug'
     assert worker.map_snapshot().num_points == 1  # the map before the bug is still served
     assert (stats.frames_processed, stats.frames_dropped) == (1, 1)  # frame 2 is lost
     assert worker.submit(make_frame(3)) is False

@@ -111,3 +111,15 @@ def test_convention_apply_to_pose_keeps_rigid_pose_and_moves_centre() -> None:
 def test_invalid_scale_is_refused() -> None:
     with pytest.raises(ValueError, match='scale'):
         Sim3(0.0, np.eye(3), np.zeros(3))
+
+
+def test_a_rotation_off_so3_by_rounding_is_projected_back_and_a_non_rotation_refused() -> None:
+    rotation, _ = cv2.Rodrigues(np.array([0.3, -0.2, 0.5]))
+    nearly = rotation + 1e-7 * np.arange(9).reshape(3, 3)
+    fixed = Sim3(1.0, nearly, np.zeros(3)).rotation
+    assert np.abs(fixed.T @ fixed - np.eye(3)).max() < 1e-12
+    assert np.allclose(fixed, rotation, atol=1e-6)
+    with pytest.raises(ValueError, match='not a rotation'):
+        Sim3(1.0, 1.1 * rotation, np.zeros(3))
+    with pytest.raises(ValueError, match='not a rotation'):
+        Sim3(1.0, -rotation, np.zeros(3))  # a reflection

@@ -212,7 +212,7 @@ def test_compressed_transport(make_node: Callable[..., Any],
     assert node.worker.stats.windows_done >= 2
 
 
-def test_window_failure_is_counted_and_the_node_keeps_mapping(
+def test_a_failed_inference_refuses_the_window_and_the_node_keeps_mapping(
         make_node: Callable[..., Any], frames: tuple[Any, list[np.ndarray]]) -> None:
     class FlakyPredictor:
         def __init__(self, inner: Any) -> None:
@@ -227,15 +227,18 @@ def test_window_failure_is_counted_and_the_node_keeps_mapping(
     node = make_node(predictor=FlakyPredictor(SyntheticPredictor(frames[0], model_width=84)))
     feed(node, image_messages(frames[1]))
     stats = node.worker.stats
-    assert stats.windows_failed == 1 and stats.running and stats.fatal_error == ''
+    # The engine refused the window and retried it with fewer keyframes: nothing lost.
+    assert stats.windows_failed == 0 and stats.running and stats.fatal_error == ''
+    assert stats.mapper is not None and stats.mapper.refusals == {'predictor:error': 1}
+    assert stats.mapper.keyframes_lost == 0
     assert any('CUDA out of memory' in m for m in node.logger.messages('warning'))
     assert node.worker.map_snapshot().num_points > 0
     node.timers[0].callback()
     status = node.publishers['/diagnostics'].messages[-1].status[0]
-    # One failure among several accepted windows is counted, not a standing warning.
+    # One refusal among several accepted windows is counted, not a standing warning.
     assert status.level == b'\x00', status.message
     values = {kv.key: kv.value for kv in status.values}
-    assert values['windows_failed'] == '1'
+    assert values['rejected_alignments'] == '1' and values['segments'] == '1'
 
 
 def test_queue_drops_are_counted(make_node: Callable[..., Any],
@@ -392,19 +395,21 @@ def test_main_reports_bad_parameters_in_one_line(node_module: ModuleType,
     assert err.startswith('mapper_node: invalid predictor parameters') and err.count('\n') == 1
 
 
-def test_a_bug_in_the_predictor_stops_mapping_but_not_the_node(
+def test_a_predictor_that_always_fails_is_an_error_but_the_node_stays_up(
         make_node: Callable[..., Any], frames: tuple[Any, list[np.ndarray]]) -> None:
     class BuggyPredictor:
         def predict(self, frames_rgb: Any) -> Any:
-            raise TypeError('unsupported operand')  # not a recoverable error: a bug
+            raise TypeError('unsupported operand')  # a custom model's bug, on every window
 
     node = make_node(predictor=BuggyPredictor())
     feed(node, image_messages(frames[1]))
     stats = node.worker.stats
-    assert not stats.running and stats.fatal_error == 'TypeError: unsupported operand'
+    assert stats.running and stats.windows_failed >= 1
+    assert 'unsupported operand' in stats.last_error
     node.timers[0].callback()
     status = node.publishers['/diagnostics'].messages[-1].status[0]
-    assert status.level == b'\x02' and 'unsupported operand' in status.message  # ERROR
+    assert status.level == b'\x02' and 'predictor failing' in status.message  # ERROR
+    assert 'unsupported operand' in status.message
     response = node.call_service('~/save_map')  # the (empty) map can still be saved
     assert response.success, response.message
 
@@ -636,3 +641,40 @@ def test_main_reports_a_wrongly_typed_parameter_in_one_line(
 def test_fake_rclpy_init_returns_none_like_jazzy() -> None:
     # rclpy.init() is only a context manager from rclpy 7.4 (Kilted); main must not rely on it.
     assert ros_fakes.init([]) is None
+
+
+def test_a_lost_link_publishes_the_new_segment_and_every_segment_apart(
+        make_node: Callable[..., Any], frames: tuple[Any, list[np.ndarray]]) -> None:
+    sequence, images = frames
+    cut = len(images) // 2
+
+    class Cut:
+        """No window spanning the middle frame can be predicted (a camera that jumped)."""
+
+        def __init__(self) -> None:
+            self.inner = SyntheticPredictor(sequence, model_width=84)
+
+        def predict(self, frames_rgb: Any) -> Any:
+            indices = [sequence.index_of(frame) for frame in frames_rgb]
+            if min(indices) < cut <= max(indices):
+                raise RuntimeError('frames from two places')
+            return self.inner.predict(frames_rgb)
+
+    node = make_node(predictor=Cut())
+    feed(node, image_messages(images))
+    engine = node.worker.stats.mapper
+    assert engine.segments == 2 and engine.keyframes_lost == 0
+    active = max(node.worker.trajectory(), key=lambda pose: pose.index).segment
+    assert active == 1
+    snapshot = node.worker.map_snapshot()
+    published, _ = conv.cloud_to_points(node.publishers['~/map'].messages[-1])
+    assert len(published) == int(np.count_nonzero(snapshot.segments == active))
+    path = node.publishers['~/path'].messages[-1]
+    assert len(path.poses) == sum(p.segment == active for p in node.worker.trajectory())
+    everything = node.publishers['~/map_segments'].messages[-1]
+    assert everything.width == snapshot.num_points and everything.point_step == 20
+    assert [field.name for field in everything.fields][-1] == 'segment'
+    node.timers[0].callback()
+    values = {kv.key: kv.value for kv in node.publishers['/diagnostics'].messages[-1]
+              .status[0].values}
+    assert values['segments'] == '2' and values['segments_started'] == '2'

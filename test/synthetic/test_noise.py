@@ -288,3 +288,20 @@ def test_rotation_errors_are_measured_in_degrees(orbit: SyntheticSequence) -> No
         1, :, :3]
     errors = window_error(dataclasses.replace(prediction, cam_from_window=cams), orbit, [0, 5])
     assert errors.frames[1].rotation_deg == pytest.approx(30.0)
+
+
+def test_noise_per_window_answers_a_window_the_same_whatever_came_before() -> None:
+    sequence = SyntheticSequence.orbit(40)
+    frames = [sequence.frame(i) for i in (0, 5, 10)]
+    other = [sequence.frame(i) for i in (20, 25)]
+    first = SyntheticPredictor(sequence, NOISE_LEVELS['realistic'], model_width=126,
+                               noise_per_window=True)
+    second = SyntheticPredictor(sequence, NOISE_LEVELS['realistic'], model_width=126,
+                                noise_per_window=True)
+    second.predict(other)
+    a, b = first.predict(frames), second.predict(frames)
+    assert np.array_equal(a.depth, b.depth)
+    assert np.array_equal(a.cam_from_window, b.cam_from_window)
+    reseeded = SyntheticPredictor(sequence, NOISE_LEVELS['realistic'], model_width=126,
+                                  seed=1, noise_per_window=True)
+    assert not np.array_equal(a.depth, reseeded.predict(frames).depth)

@@ -7,11 +7,15 @@ exports, and other callers can use it with their own mapper and callbacks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 import logging
+import resource
 import time
+from typing import Any
 
+from vggt_mapper.engine.errors import PredictorFailedError
 from vggt_mapper.engine.mapper import Mapper
 from vggt_mapper.engine.types import (
     InputFrame,
@@ -21,7 +25,7 @@ from vggt_mapper.engine.types import (
     WindowResult,
 )
 
-__all__ = ['MappingOutcome', 'map_sequence']
+__all__ = ['MappingOutcome', 'map_sequence', 'run_statistics']
 
 _LOG = logging.getLogger(__name__)
 
@@ -38,6 +42,11 @@ class MappingOutcome:
     :param interrupted: True if Ctrl-C stopped the reading early.
     :param flushed: True if the last, partial window was processed.
     :param elapsed_s: wall time of the run in seconds.
+    :param failure: why mapping stopped early (the predictor failed window after window);
+        empty when it did not. What was mapped before is in the outcome.
+    :param model_s: seconds in the predictor (mapping windows).
+    :param verify_s: seconds in the predictor verifying loop candidates.
+    :param backend_s: seconds of the back end, model time excluded.
     """
 
     trajectory: list[KeyframePose]
@@ -47,6 +56,10 @@ class MappingOutcome:
     interrupted: bool
     flushed: bool
     elapsed_s: float
+    failure: str = ''
+    model_s: float = 0.0
+    verify_s: float = 0.0
+    backend_s: float = 0.0
 
 
 def map_sequence(frames: Iterable[InputFrame], mapper: Mapper, *,
@@ -58,7 +71,9 @@ def map_sequence(frames: Iterable[InputFrame], mapper: Mapper, *,
 
     Ctrl-C (``KeyboardInterrupt``) while reading stops the reading; the pending keyframes are
     still flushed, unless a second Ctrl-C arrives during that flush, and what was mapped is
-    returned with ``interrupted=True`` instead of the exception propagating.
+    returned with ``interrupted=True`` instead of the exception propagating. A predictor that
+    fails window after window (``PredictorFailedError``) stops the run the same way, with
+    ``failure`` saying why.
 
     :param frames: the input frames, oldest first.
     :param mapper: the engine (or any object with the same methods).
@@ -70,9 +85,14 @@ def map_sequence(frames: Iterable[InputFrame], mapper: Mapper, *,
     start = time.perf_counter()
     frames_read = 0
     interrupted = False
+    failure = ''
+    seconds = {'model': 0.0, 'verify': 0.0, 'backend': 0.0}
 
     def deliver(results: list[WindowResult]) -> None:
         for result in results:
+            seconds['model'] += result.predict_s
+            seconds['verify'] += result.verify_s
+            seconds['backend'] += result.align_s
             if not result.accepted:
                 _LOG.info('window %d refused: %s', result.window_index, result.reason)
             if on_window is not None:
@@ -88,14 +108,61 @@ def map_sequence(frames: Iterable[InputFrame], mapper: Mapper, *,
         interrupted = True
         if on_interrupt is not None:
             on_interrupt(mapper.stats)
+    except PredictorFailedError as err:
+        failure = str(err)
     flushed = False
-    try:
-        deliver(mapper.flush())
-        flushed = True
-    except KeyboardInterrupt:
-        interrupted = True
-        _LOG.warning('flush interrupted: the last %d pending keyframes are not mapped',
-                     mapper.stats.pending_keyframes)
+    if not failure:
+        try:
+            deliver(mapper.flush())
+            flushed = True
+        except KeyboardInterrupt:
+            interrupted = True
+            _LOG.warning('flush interrupted: the last %d pending keyframes are not mapped',
+                         mapper.stats.pending_keyframes)
+        except PredictorFailedError as err:
+            failure = str(err)
     return MappingOutcome(trajectory=mapper.trajectory(), snapshot=mapper.map_snapshot(),
                           stats=mapper.stats, frames_read=frames_read, interrupted=interrupted,
-                          flushed=flushed, elapsed_s=time.perf_counter() - start)
+                          flushed=flushed, elapsed_s=time.perf_counter() - start,
+                          failure=failure, model_s=seconds['model'],
+                          verify_s=seconds['verify'], backend_s=seconds['backend'])
+
+
+def run_statistics(outcome: MappingOutcome, skipped_by_reason: Mapping[str, int]
+                   ) -> dict[str, Any]:
+    """
+    Gather a run's figures for ``map_stats.json`` (JSON-ready).
+
+    :param outcome: what ``map_sequence`` returned.
+    :param skipped_by_reason: frames the reader and the engine skipped, by reason.
+    :return: frames, keyframes, windows and refusals by kind, segments, loops with the fate of
+        their candidates, optimisation, time split (model, loop verification, back end), memory
+        (peak RSS, keyframe store on disk and in RAM, map), and why the run stopped.
+    """
+    stats = outcome.stats
+    per_segment = Counter(pose.segment for pose in outcome.trajectory)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    return {
+        'frames': {'read': outcome.frames_read, 'skipped': sum(skipped_by_reason.values()),
+                   'skipped_by_reason': dict(skipped_by_reason),
+                   'untrackable': stats.frames_untrackable},
+        'keyframes': {'selected': stats.keyframes, 'mapped': stats.keyframes_mapped,
+                      'lost': stats.keyframes_lost, 'pending': stats.pending_keyframes},
+        'windows': {'done': stats.windows_done, 'refused_attempts': stats.windows_rejected,
+                    'refused_by_kind': dict(stats.refusals), 'model_calls': stats.model_calls},
+        'segments': {'now': stats.segments, 'started': stats.segments_started,
+                     'keyframes': {str(k): v for k, v in sorted(per_segment.items())}},
+        'loops': {'candidates': stats.loop_candidates, 'accepted': stats.loops_accepted,
+                  'rejected_by_reason': dict(stats.loop_rejections),
+                  'verification_calls': stats.verification_calls,
+                  'last_optimisation_verdicts': dict(stats.loop_verdicts)},
+        'optimisation': {'runs': stats.optimizations, 'seconds': round(stats.optimize_s, 3)},
+        'time_s': {'total': round(outcome.elapsed_s, 3), 'model': round(outcome.model_s, 3),
+                   'loop_verification_model': round(outcome.verify_s, 3),
+                   'back_end': round(outcome.backend_s, 3)},
+        'memory': {'peak_rss_bytes': peak_rss, 'keyframe_store_disk_bytes': stats.store_bytes,
+                   'keyframe_store_ram_bytes': stats.store_memory_bytes,
+                   'map_bytes': stats.map_bytes, 'map_points': stats.map_points},
+        'stopped': {'interrupted': outcome.interrupted, 'flushed': outcome.flushed,
+                    'failure': outcome.failure},
+    }

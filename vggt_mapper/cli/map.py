@@ -26,8 +26,14 @@ import sys
 from typing import Any, TYPE_CHECKING
 
 from vggt_mapper.cli.signals import StopSignals
-from vggt_mapper.engine.config import KeyframeConfig, MapConfig, MapperConfig
-from vggt_mapper.engine.errors import ConfigError
+from vggt_mapper.engine.config import (
+    KeyframeConfig,
+    LoopConfig,
+    MapConfig,
+    MapperConfig,
+    RecoveryConfig,
+)
+from vggt_mapper.engine.errors import ConfigError, PredictorFailedError
 from vggt_mapper.io.atomic import check_writable, prepare_output_folder
 from vggt_mapper.io.errors import ExportError, InputError
 from vggt_mapper.io.export import map_paths, recover_map
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from vggt_mapper.cli.main_map import MappingOutcome
+    from vggt_mapper.engine.places import PlaceDescriber
     from vggt_mapper.engine.types import InputFrame, MapperStats, WindowResult
     from vggt_mapper.predictor.base import Predictor, WindowPrediction
     from vggt_mapper.predictor.factory import PredictorSpec
@@ -141,8 +148,16 @@ def build_config(args: argparse.Namespace) -> MapperConfig:
                                        min_gap=args.min_gap, max_gap=args.max_gap))
     map_config = MapConfig(**given(conf_percentile=args.conf_percentile,
                                    voxel_size=args.voxel_size, max_points=args.max_points))
+    consistency = getattr(args, 'min_frame_consistency', None)
+    if consistency is None and args.model == 'tiny' and args.checkpoint is None \
+            and args.predictor is None and args.remote is None:
+        # Random weights predict geometry no check would accept: map it anyway (smoke runs).
+        consistency = 0.0
+    recovery = RecoveryConfig(**given(min_frame_consistency=consistency))
+    loops = LoopConfig(enabled=getattr(args, 'loops', True))
     return MapperConfig(**given(window_size=args.window_size, overlap=args.overlap,
-                                scale=args.scale), keyframes=keyframes, map=map_config)
+                                scale=args.scale), keyframes=keyframes, map=map_config,
+                        recovery=recovery, loops=loops)
 
 
 def _predictor_spec(args: argparse.Namespace) -> PredictorSpec:
@@ -224,6 +239,7 @@ class _Plan:
     outdir: Path
     fps: float
     created: list[Path] = field(default_factory=list)
+    describer: PlaceDescriber | None = None
 
 
 def _prepare(args: argparse.Namespace) -> _Plan:
@@ -239,8 +255,9 @@ def _prepare(args: argparse.Namespace) -> _Plan:
     outdir = Path(args.outdir)
     if outdir.exists() and not outdir.is_dir():
         raise ExportError(f'OUTDIR {str(outdir)!r} exists and is not a folder')
+    describer = _load_describer(args.place_describer) if args.place_describer else None
     plan = _Plan(config, spec, source, kind, outdir,
-                 args.fps if args.fps is not None else VIDEO_FPS)
+                 args.fps if args.fps is not None else VIDEO_FPS, describer=describer)
     # Found now, not after an hour of mapping: an unwritable folder, a killed earlier save,
     # outputs that would be overwritten.
     plan.created = prepare_output_folder(outdir)
@@ -312,37 +329,53 @@ def _summary(outcome: MappingOutcome, read_stats: ReadStats, num_points: int,
     skipped = _skip_reasons(read_stats, stats).describe_skips()
     stopped = f' (interrupted by {signals.name})' if outcome.interrupted else ''
     cut = '; the input was cut short (see the warning above)' if read_stats.notes else ''
-    return (f'Mapped {len(outcome.trajectory)} keyframes from {outcome.frames_read} frames '
-            f'({skipped}) in {stats.windows_done} windows ({stats.windows_rejected} refused), '
-            f'{num_points} points, {outcome.elapsed_s:.1f} s{stopped}{cut}')
+    lost = f', {stats.keyframes_lost} could not be mapped' if stats.keyframes_lost else ''
+    segments = (f', {stats.segments} map segments (merged when a loop links them)'
+                if stats.segments > 1 else '')
+    loops = (f', {stats.loops_accepted} of {stats.loop_candidates} loop candidates closed'
+             if stats.loop_candidates else '')
+    return (f'Mapped {len(outcome.trajectory)} keyframes{lost} from {outcome.frames_read} '
+            f'frames ({skipped}) in {stats.windows_done} windows ({stats.windows_rejected} '
+            f'refused attempts){segments}{loops}, {num_points} points, '
+            f'{outcome.elapsed_s:.1f} s{stopped}{cut}')
 
 
 def _map(args: argparse.Namespace, plan: _Plan, signals: StopSignals) -> int:
     """Open the input, build predictor and engine, map, save, report."""
-    from tqdm import tqdm
-
-    from vggt_mapper.cli.main_map import map_sequence
     from vggt_mapper.engine.mapper import Mapper
-    from vggt_mapper.io.export import save_map
 
-    config, outdir = plan.config, plan.outdir
-    bag_dir = outdir / BAG_DIR_NAME
     read_stats = ReadStats()
     # Opened before the model is loaded: an unreadable input fails in a second.
     frames = iter_input(plan.source, max_frames=args.max_frames, fps=plan.fps,
                         every=args.every, topic=args.topic, stats=read_stats)
     predictor = _InferenceWatch(_create_predictor(plan.spec))
-    mapper = Mapper(config, predictor)
-    _LOG.info('mapping %s %s with window_size=%d overlap=%d', plan.kind.value, plan.source,
-              config.window_size, config.overlap)
+    describer = plan.describer
+    # The keyframe store spills to the output folder's disk, not a RAM-backed /tmp.
+    with Mapper(plan.config, predictor, describer=describer, store_dir=plan.outdir) as mapper:
+        _LOG.info('mapping %s %s with window_size=%d overlap=%d, loops %s', plan.kind.value,
+                  plan.source, plan.config.window_size, plan.config.overlap,
+                  'on' if plan.config.loops.enabled else 'off')
+        outcome = _run_mapper(args, plan, signals, mapper, frames, read_stats, predictor)
+    return _save(args, plan, signals, outcome, read_stats)
 
-    bag_context = _open_bag_writer(bag_dir) if args.bag_out else nullcontext(None)
+
+def _run_mapper(args: argparse.Namespace, plan: _Plan, signals: StopSignals, mapper: Any,
+                frames: Any, read_stats: ReadStats, predictor: _InferenceWatch
+                ) -> MappingOutcome:
+    """Feed the frames with a progress bar (and the optional output bag)."""
+    from tqdm import tqdm
+
+    from vggt_mapper.cli.main_map import map_sequence
+
+    bag_context = (_open_bag_writer(plan.outdir / BAG_DIR_NAME) if args.bag_out
+                   else nullcontext(None))
     with bag_context as bag_writer, tqdm(desc='mapping', unit='frame', file=sys.stderr,
                                          total=read_stats.frames_expected,
                                          dynamic_ncols=True, disable=None) as progress:
 
         def show(stats: MapperStats) -> None:
             progress.set_postfix(keyframes=stats.keyframes, windows=stats.windows_done,
+                                 segments=stats.segments, loops=stats.loops_accepted,
                                  points=stats.map_points,
                                  skipped=read_stats.frames_skipped + stats.frames_skipped,
                                  refresh=False)
@@ -356,8 +389,7 @@ def _map(args: argparse.Namespace, plan: _Plan, signals: StopSignals) -> int:
                 bag_writer.write_window(result, mapper.map_snapshot(), mapper.trajectory())
 
         def on_interrupt(stats: MapperStats) -> None:
-            during = (' during the inference of a window (its new keyframes are not mapped)'
-                      if predictor.interrupted else '')
+            during = ' during the inference of a window' if predictor.interrupted else ''
             progress.write(f'Interrupted by {signals.name}{during}: mapping the '
                            f'{stats.pending_keyframes} pending keyframes, then saving '
                            f'({signals.name} again to skip them)', file=sys.stderr)
@@ -366,23 +398,56 @@ def _map(args: argparse.Namespace, plan: _Plan, signals: StopSignals) -> int:
                                on_interrupt=on_interrupt)
         signals.protect()  # the save below runs to its end; a signal now is only remembered
         show(outcome.stats)
+    return outcome
 
-    stats = outcome.stats
+
+def _save(args: argparse.Namespace, plan: _Plan, signals: StopSignals, outcome: MappingOutcome,
+          read_stats: ReadStats) -> int:
+    """Write the outputs and the run's statistics; report; the exit status."""
+    from vggt_mapper.cli.main_map import run_statistics
+    from vggt_mapper.io.export import save_map
+
+    config, stats = plan.config, outcome.stats
     if plan.kind is InputKind.VIDEO and outcome.frames_read < config.window_size \
             and not outcome.interrupted:
         _LOG.warning('the video gave only %d frames, fewer than one window of %d keyframes: '
                      'decode more with a higher --fps (or --every 1), or give a longer video',
                      outcome.frames_read, config.window_size)
+    skipped = _skip_reasons(read_stats, stats)
     if not outcome.trajectory:
+        why = f'; the predictor failed: {outcome.failure}' if outcome.failure else ''
         raise NothingMappedError(
             f'Nothing was mapped from {str(plan.source)!r}: {outcome.frames_read} frames read '
-            f'({_skip_reasons(read_stats, stats).describe_skips()}), {stats.keyframes} '
-            f'keyframes, {stats.windows_done} windows ({stats.windows_rejected} refused); '
-            'nothing written. Give frames with texture and camera motion, or lower '
-            '--keyframe-px / --max-gap')
-    saved = save_map(outdir, outcome.trajectory, outcome.snapshot, overwrite=args.overwrite,
-                     show_cameras=not args.no_cameras)
+            f'({skipped.describe_skips()}), {stats.keyframes} keyframes, '
+            f'{stats.windows_done} windows ({stats.windows_rejected} refused){why}; nothing '
+            'written. Give frames with texture and camera motion, or lower --keyframe-px / '
+            '--max-gap')
+    saved = save_map(plan.outdir, outcome.trajectory, outcome.snapshot,
+                     overwrite=args.overwrite, show_cameras=not args.no_cameras,
+                     stats=run_statistics(outcome, skipped.reasons))
     print(_summary(outcome, read_stats, saved.num_points, signals))
-    written = [*saved.paths, *([bag_dir] if args.bag_out else [])]
+    written = [*saved.paths, *([plan.outdir / BAG_DIR_NAME] if args.bag_out else [])]
     print('Wrote ' + ', '.join(str(path) for path in written))
+    if outcome.failure:
+        raise PredictorFailedError(f'{outcome.failure}; the {len(outcome.trajectory)} keyframes '
+                                   'mapped before were written')
     return signals.exit_status if outcome.interrupted else 0
+
+
+def _load_describer(reference: str) -> PlaceDescriber:
+    """Load ``--place-describer MODULE:ATTR``: a describer, or a factory that makes one."""
+    from vggt_mapper.engine.places import PlaceDescriber
+    from vggt_mapper.predictor.factory import load_object
+
+    found = load_object(reference)
+    describer = found
+    if isinstance(found, type) or (callable(found) and not hasattr(found, 'describe')):
+        try:
+            describer = found()
+        except TypeError as err:
+            raise ConfigError(f'--place-describer {reference} cannot be built without '
+                              f'arguments: {err}') from err
+    if not isinstance(describer, PlaceDescriber):
+        raise ConfigError(f'--place-describer {reference} is not a place describer: it needs '
+                          'name, dim and describe(images) (see vggt_mapper.engine.places)')
+    return describer

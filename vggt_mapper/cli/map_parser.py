@@ -84,6 +84,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     engine.add_argument('--scale', type=float, metavar='S',
                         help="factor on the first window's arbitrary unit (default "
                              f'{mapper.scale}; set it when the true scale is known)')
+    engine.add_argument('--loops', action=argparse.BooleanOptionalAction, default=True,
+                        help='close loops: find revisited places, verify them with the model '
+                             'and correct the drift with the pose graph (default on)')
+    engine.add_argument('--place-describer', metavar='MODULE:ATTR',
+                        help='place descriptor for loop detection (an object or factory with '
+                             "name, dim and describe(images)); default: VGGT's own tokens "
+                             'when the model sends them, else a weight-free describer')
+    engine.add_argument('--min-frame-consistency', type=float, metavar='F',
+                        help='refuse a window when a new keyframe agrees with the frames before '
+                             'it on less than this share of its points, 0 disables (default '
+                             f'{mapper.recovery.min_frame_consistency}; 0 with --model tiny '
+                             'and no checkpoint, whose random geometry would all be refused)')
 
     model = parser.add_argument_group('model')
     model.add_argument('--model', choices=MODEL_CHOICES, default='vggt-1b',

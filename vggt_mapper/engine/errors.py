@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ['AlignmentError', 'ConfigError', 'EngineError', 'FrameError', 'PlaceError']
+__all__ = ['AlignmentError', 'ConfigError', 'EngineError', 'FrameError', 'PlaceError',
+           'PredictorFailedError']
 
 
 class EngineError(Exception):
@@ -18,7 +19,22 @@ class FrameError(EngineError, ValueError):
 
 
 class AlignmentError(EngineError):
-    """A window's Sim(3) alignment is ill-conditioned; the window is refused, the map kept."""
+    """
+    A window's Sim(3) alignment is ill-conditioned; the window is refused, the map kept.
+
+    :param message: what failed, with the values.
+    :param kind: a short, stable name of the check that failed (``residual``, ``inliers``,
+        ``rotation``, ``centre``, ``pairs``, ``degenerate``, ``depth``, ``intrinsics``,
+        ``poses``, ``consistency``...), used to count refusals by kind.
+    """
+
+    def __init__(self, message: str, kind: str = 'alignment') -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class PredictorFailedError(EngineError):
+    """The predictor failed on too many windows in a row: the model is gone, not one window."""
 
 
 class PlaceError(EngineError, ValueError):

@@ -1,41 +1,87 @@
 """
-The mapping engine's one object: frames in, aligned keyframe poses and a merged map out.
+The mapping engine's one object: frames in, a keyframe pose graph and the map it carries out.
 
 Data path: ``add_frame`` → ``KeyframeSelector`` (parallax by optical flow) → a window of
-``window_size`` keyframes, the first ``overlap`` of which were already mapped (the anchors)
-→ ``Predictor.predict`` → ``align_window`` (robust Sim(3) on the anchors' dense depth) →
-new keyframe poses and points fused into ``PointMap``.
+``window_size`` keyframes, the first ``overlap`` of which are already mapped (the anchors) →
+``Predictor.predict`` → checks (a usable answer, each new keyframe consistent with its window) →
+``align_window`` (robust Sim(3) between the anchors' stored points and their new depth) → new
+keyframe nodes and odometry edges in the ``PoseGraph``, local clouds in the ``KeyframeStore``,
+points fused into the ``WorldMap`` → loop detection and verification (``engine.loops``) →
+optimisation in a background thread, whose result moves keyframes and patches the map.
 
-Refused windows: when ``align_window`` refuses a window, nothing of it reaches the
-trajectory or the map, its new keyframes are dropped, and the anchors stay the last keyframes
-with good poses, so the next window re-anchors on them.
+Refused windows keep their keyframes (``RecoveryConfig``): the window is retried as a bridge with
+fewer new keyframes; when even the smallest bridge is refused the link to the map is lost and the
+keyframes start a new *segment* with its own frame and scale. A verified loop between two
+segments merges them through the pose graph. Keyframes are given up only when they cannot start a
+segment either; they are counted (``MapperStats.keyframes_lost``), never dropped silently.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, replace
 import logging
+from pathlib import Path
 import time
 
 import numpy as np
 from numpy.typing import NDArray
 
-from vggt_mapper.engine.alignment import align_window, OverlapView
+from vggt_mapper.engine.alignment import (
+    align_window,
+    AlignmentReport,
+    covisible_fraction,
+    OverlapView,
+)
 from vggt_mapper.engine.config import MapperConfig
-from vggt_mapper.engine.errors import AlignmentError, EngineError, FrameError
+from vggt_mapper.engine.errors import (
+    AlignmentError,
+    FrameError,
+    PlaceError,
+    PredictorFailedError,
+)
+from vggt_mapper.engine.keyframe_store import (
+    KeyframeCloud,
+    KeyframeRecord,
+    KeyframeStore,
+    select_keyframe_points,
+)
 from vggt_mapper.engine.keyframes import KeyframeSelector
-from vggt_mapper.engine.point_map import PointMap
-from vggt_mapper.engine.types import KeyframePose, MapperStats, MapSnapshot, WindowResult
+from vggt_mapper.engine.loops import (
+    LoopDetector,
+    LoopEdge,
+    point_view,
+    verify_loop,
+    window_from_cam_poses,
+)
+from vggt_mapper.engine.places import PlaceDescriber, PredictionDescriber
+from vggt_mapper.engine.pose_graph import (
+    BackgroundOptimizer,
+    EdgeNoise,
+    LoopVerdict,
+    OptimizationError,
+    PoseGraph,
+)
+from vggt_mapper.engine.types import (
+    KeyframePose,
+    LoopOutcome,
+    MapperStats,
+    MapSnapshot,
+    WindowResult,
+)
+from vggt_mapper.engine.world_map import WorldMap
 from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.geometry.sim3 import Sim3
-from vggt_mapper.geometry.unproject import unproject_pixels
-from vggt_mapper.predictor.base import ImageMapping, Predictor, WindowPrediction
+from vggt_mapper.predictor.base import Predictor, WindowPrediction
 
 __all__ = ['Mapper', 'validate_frame']
 
 _LOG = logging.getLogger(__name__)
 
 _MIN_SIDE = 16
+# A new keyframe is compared with this many keyframes before it in its window.
+_CONSISTENCY_REACH = 3
 
 
 def validate_frame(image_rgb: object, stamp_ns: object) -> NDArray[np.uint8]:
@@ -62,80 +108,123 @@ def validate_frame(image_rgb: object, stamp_ns: object) -> NDArray[np.uint8]:
     return np.ascontiguousarray(image_rgb)
 
 
-def _window_from_cam(prediction: WindowPrediction) -> NDArray[np.float64]:
-    """Invert the predicted extrinsics; refuse non-finite or non-rigid ones."""
-    cam_from_window = np.tile(np.eye(4), (prediction.num_frames, 1, 1))
-    cam_from_window[:, :3, :4] = prediction.cam_from_window
-    rotations = cam_from_window[:, :3, :3]
-    if not np.all(np.isfinite(cam_from_window)):
-        raise AlignmentError('prediction has non-finite camera poses')
-    orthogonality = np.abs(rotations @ np.transpose(rotations, (0, 2, 1)) - np.eye(3)).max()
-    if orthogonality > 1e-3 or np.any(np.linalg.det(rotations) <= 0):
-        raise AlignmentError(f'prediction has camera rotations that are not rotations '
-                             f'(|R R^T - I| up to {orthogonality:.3g})')
-    return inverse_se3(cam_from_window)
-
-
-def _copy_pose(pose: KeyframePose) -> KeyframePose:
-    """Return a pose whose arrays the caller may modify without touching the engine's."""
-    return replace(pose, world_from_cam=pose.world_from_cam.copy(),
-                   intrinsics=pose.intrinsics.copy(),
-                   intrinsics_original=pose.intrinsics_original.copy())
+def _rigid(pose: NDArray[np.float64]) -> Sim3:
+    return Sim3(1.0, pose[:3, :3], pose[:3, 3])
 
 
 @dataclass
 class _Keyframe:
+    """A selected keyframe whose image the mapper still holds (pending, or an anchor)."""
+
     index: int
     name: str
     stamp_ns: int
     image_rgb: NDArray[np.uint8]
 
 
-@dataclass
-class _Anchor:
-    """A mapped keyframe kept for the next window's overlap (its depth in world units)."""
+@dataclass(frozen=True)
+class _Answer:
+    """A window prediction that passed every check, with its place in the world."""
 
-    keyframe: _Keyframe
-    pose: KeyframePose
-    depth_world: NDArray[np.float32]
-    conf: NDArray[np.float32]
+    prediction: WindowPrediction
+    window_from_cam: NDArray[np.float64]
+    world_from_window: Sim3
+    report: AlignmentReport | None
+
+
+class _Refused(Exception):
+    """
+    One attempt at a window was refused; ``kind`` counts it, the message explains it.
+
+    ``predictor_failed`` tells a predictor that did not answer (an exception, or something
+    that is not a prediction of these frames) from one that answered badly.
+    """
+
+    def __init__(self, kind: str, message: str, predictor_failed: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.predictor_failed = predictor_failed
 
 
 class Mapper:
     """
-    Incremental mapper: keyframes → overlapping windows → predictions → Sim(3) → one map.
+    Incremental mapper: keyframes → windows → predictions → pose graph → one map per segment.
 
     Synchronous: ``add_frame`` runs the predictor when a window is complete, so a door that must
-    stay responsive calls it from a worker thread (``vggt_mapper.engine.worker``). Nothing here
-    grows without bound: at most ``window_size`` keyframes wait for the predictor, at most
-    ``overlap`` mapped keyframes keep their images and depth, and the map is capped (see
-    ``PointMap``). The trajectory keeps one small pose record per keyframe.
+    stay responsive calls it from a worker thread (``vggt_mapper.engine.worker``); the pose graph
+    is optimised in a background thread and its result is applied between windows. Memory: at
+    most ``window_size`` keyframe images wait for the predictor, ``overlap`` anchors keep theirs,
+    the store keeps a bounded hot set of clouds in RAM (the rest on disk, ``StoreConfig``), and
+    each segment's fused map is capped (``MapConfig.max_points``). Call ``close`` (or use the
+    mapper as a context manager) to stop the optimiser and remove the store's temporary files.
 
     :param config: engine settings.
     :param predictor: the model (or a stand-in) answering windows.
+    :param describer: place descriptor for loop detection; None uses the predictor's own
+        descriptors when its predictions carry them, else a weight-free default.
+    :param store_dir: where the keyframe store makes its private temporary folder (removed by
+        ``close``); None: the system's temporary folder. Give a disk with room for long runs
+        (about ``points_per_keyframe`` × 21 bytes plus an image per keyframe).
     """
 
-    def __init__(self, config: MapperConfig, predictor: Predictor) -> None:
+    def __init__(self, config: MapperConfig, predictor: Predictor, *,
+                 describer: PlaceDescriber | None = None, store_dir: Path | None = None) -> None:
         self.config = config
         self.predictor = predictor
+        self._describer = describer
+        self._store_dir = store_dir
         self._selector = KeyframeSelector(config.keyframes)
-        self._map = PointMap(config.map)
+        self._store: KeyframeStore | None = None
+        self._optimizer: BackgroundOptimizer | None = None
         self.reset()
 
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Mapper:
+        """Return the mapper; ``close`` on exit."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the mapper."""
+        self.close()
+
+    def close(self) -> None:
+        """Stop the optimiser thread and release the keyframe store (its temporary files)."""
+        if self._optimizer is not None:
+            self._optimizer.close()
+            self._optimizer = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
     def reset(self) -> None:
-        """Forget everything: trajectory, map, pending keyframes, counters."""
+        """Forget everything: keyframes, pose graph, map, pending keyframes, counters."""
+        self.close()
         self._selector.reset()
-        self._map.reset()
+        self._store = KeyframeStore(self.config.store, parent=self._store_dir)
+        self._graph = PoseGraph(self.config.graph.solver)
+        self._optimizer = BackgroundOptimizer(self.config.graph.solver)
+        self._world = WorldMap(self.config.map)
+        self._loops = LoopDetector(self.config.loops)
+        self._members: dict[int, list[int]] = {}
         self._pending: list[_Keyframe] = []
-        self._anchors: list[_Anchor] = []
-        self._poses: dict[int, KeyframePose] = {}
+        self._anchors: list[_Keyframe] = []
+        self._segment: int | None = None
+        self._segments_started = 0
         self._frame_hw: tuple[int, int] | None = None
         self._last_stamp_ns: int | None = None
-        self._frames_seen = 0
-        self._frames_skipped = 0
-        self._keyframes = 0
-        self._windows_done = 0
-        self._windows_rejected = 0
+        self._counts: Counter[str] = Counter()
+        self._refusals: Counter[str] = Counter()
+        self._loop_rejections: Counter[str] = Counter()
+        self._failed_windows = 0
+        self._corrected = False
+        self._optimize_s = 0.0
+        self._loops_submitted = 0
+        self._model_s: dict[str, float] = {}
+        self._loop_verdicts: Counter[str] = Counter()
+        self._places = PredictionDescriber(self._describer)
+
+    # -- intake ------------------------------------------------------------------------------
 
     def add_frame(self, image_rgb: NDArray[np.uint8], stamp_ns: int,
                   name: str | None = None) -> list[WindowResult]:
@@ -150,175 +239,556 @@ class Mapper:
         :param stamp_ns: timestamp in integer nanoseconds, increasing.
         :param name: frame name (``frame_<n>`` if omitted).
         :return: the window results this frame produced.
-        :raises EngineError: if the predictor's answer is malformed (not bad input).
+        :raises PredictorFailedError: if the predictor failed on too many windows in a row
+            (``RecoveryConfig.max_failed_windows``); the map so far stays readable.
         """
-        number = self._frames_seen
-        self._frames_seen += 1
+        number = self._counts['frames_seen']
+        self._counts['frames_seen'] += 1
         try:
-            image = validate_frame(image_rgb, stamp_ns)
-            if self._frame_hw is not None and image.shape[:2] != self._frame_hw:
-                raise FrameError(f'image size {image.shape[:2]} differs from the first frame size '
-                                 f'{self._frame_hw}; one camera per mapper')
-            if self._last_stamp_ns is not None and int(stamp_ns) <= self._last_stamp_ns:
-                raise FrameError(f'stamp_ns {stamp_ns} is not after the previous frame stamp '
-                                 f'{self._last_stamp_ns}')
+            image = self._check_frame(image_rgb, stamp_ns)
         except FrameError as err:
-            self._frames_skipped += 1
+            self._counts['frames_skipped'] += 1
             _LOG.warning('skipped frame %d (%s): %s', number, name, err)
             return []
-        self._frame_hw = (int(image.shape[0]), int(image.shape[1]))
-        self._last_stamp_ns = int(stamp_ns)
         decision = self._selector.offer(image)
         if not decision.is_keyframe:
             return []
-        keyframe = _Keyframe(self._keyframes, name if name is not None else f'frame_{number}',
-                             int(stamp_ns), image.copy())
-        self._keyframes += 1
+        keyframe = _Keyframe(self._counts['keyframes'],
+                             name if name is not None else f'frame_{number}', int(stamp_ns),
+                             image.copy())
+        self._counts['keyframes'] += 1
         _LOG.debug('keyframe %d from frame %d (%s, parallax %.1f px)', keyframe.index,
                    number, decision.reason, decision.parallax_px)
         self._pending.append(keyframe)
-        if len(self._anchors) + len(self._pending) >= self.config.window_size:
-            return [self._process_window()]
-        return []
+        return self._map_ready(flushing=False)
 
     def flush(self) -> list[WindowResult]:
         """
-        Process the last, partial window (end of stream).
+        Map the last, partial window (end of stream) and apply a last optimisation.
 
-        :return: the result of that window, or nothing if no keyframe was waiting.
+        :return: the results of the windows that were still waiting (none if none was).
+        :raises PredictorFailedError: as ``add_frame``.
         """
-        if not self._pending:
-            return []
-        return [self._process_window()]
+        results = self._map_ready(flushing=True)
+        corrected = False
+        if self.config.graph.optimize_at_end and self._optimizer is not None:
+            self._loops_submitted = -1  # a last optimisation, loops or not
+        while self._optimizer is not None and (self._optimizer.busy or self._graph_dirty()):
+            self._optimize_soon()
+            corrected |= self._apply_optimization(block=True)
+        if corrected and results:
+            results[-1] = _with_corrected(results[-1])
+        return results
+
+    def _check_frame(self, image_rgb: NDArray[np.uint8], stamp_ns: int) -> NDArray[np.uint8]:
+        image = validate_frame(image_rgb, stamp_ns)
+        if self._frame_hw is not None and image.shape[:2] != self._frame_hw:
+            raise FrameError(f'image size {image.shape[:2]} differs from the first frame size '
+                             f'{self._frame_hw}; one camera per mapper')
+        if self._last_stamp_ns is not None and int(stamp_ns) <= self._last_stamp_ns:
+            raise FrameError(f'stamp_ns {stamp_ns} is not after the previous frame stamp '
+                             f'{self._last_stamp_ns}')
+        self._frame_hw = (int(image.shape[0]), int(image.shape[1]))
+        self._last_stamp_ns = int(stamp_ns)
+        return image
+
+    # -- readers -----------------------------------------------------------------------------
 
     def trajectory(self) -> list[KeyframePose]:
         """Return the current poses of all mapped keyframes, in keyframe order (copies)."""
-        return [_copy_pose(self._poses[index]) for index in sorted(self._poses)]
+        return [self._keyframe_pose(index) for index in sorted(self._all_mapped())]
 
     def map_snapshot(self) -> MapSnapshot:
-        """Return the merged coloured map now (a copy the caller may keep)."""
-        return self._map.snapshot()
+        """Return the fused coloured map of every segment now (a copy the caller may keep)."""
+        return self._world.snapshot()
+
+    @property
+    def store(self) -> KeyframeStore:
+        """Clouds and images of the mapped keyframes (the keyframe store)."""
+        assert self._store is not None, 'the mapper is closed'
+        return self._store
+
+    @property
+    def pose_graph(self) -> PoseGraph:
+        """Return the pose graph (read it, do not modify it)."""
+        return self._graph
 
     @property
     def stats(self) -> MapperStats:
-        """Counters (frames seen/skipped, keyframes, windows, lag)."""
-        return MapperStats(self._frames_seen, self._frames_skipped, self._keyframes,
-                           self._windows_done, self._windows_rejected, len(self._pending),
-                           self._map.num_points)
+        """Counters (frames, keyframes, windows, refusals, segments, loops, memory)."""
+        counts = self._counts
+        store = self.store
+        return MapperStats(
+            frames_seen=counts['frames_seen'], frames_skipped=counts['frames_skipped'],
+            keyframes=counts['keyframes'], windows_done=counts['windows_done'],
+            windows_rejected=counts['windows_rejected'],
+            pending_keyframes=len(self._pending), map_points=self._world.num_points,
+            frames_untrackable=self._selector.frames_untrackable, keyframes_mapped=len(store),
+            keyframes_lost=counts['keyframes_lost'], model_calls=counts['model_calls'],
+            verification_calls=counts['verification_calls'], refusals=dict(self._refusals),
+            segments=len(self._members), segments_started=self._segments_started,
+            loop_candidates=counts['loop_candidates'], loops_accepted=counts['loops_accepted'],
+            loop_rejections=dict(self._loop_rejections),
+            loop_verdicts=dict(self._loop_verdicts),
+            optimizations=counts['optimizations'], optimize_s=self._optimize_s,
+            store_bytes=store.disk_bytes, store_memory_bytes=store.memory_bytes,
+            map_bytes=self._world.nbytes + self._loops.nbytes)
 
-    @property
-    def point_map(self) -> PointMap:
-        """Return the map store (for diagnostics and pose corrections)."""
-        return self._map
+    # -- windows -----------------------------------------------------------------------------
 
-    def _process_window(self) -> WindowResult:
-        anchors, pending = self._anchors, self._pending
-        self._pending = []
-        frames = [a.keyframe.image_rgb for a in anchors] + [k.image_rgb for k in pending]
-        keyframe_indices = tuple([a.keyframe.index for a in anchors]
-                                 + [k.index for k in pending])
-        window_index = self._windows_done
+    def _map_ready(self, flushing: bool) -> list[WindowResult]:
+        """Map windows while one is complete (or, when flushing, while keyframes wait)."""
+        results: list[WindowResult] = []
+        while self._pending and (flushing or len(self._anchors) + len(self._pending)
+                                 >= self.config.window_size):
+            corrected = self._apply_optimization()
+            result = self._map_window()
+            results.append(_with_corrected(result) if corrected else result)
+        return results
+
+    def _map_window(self) -> WindowResult:
+        """Map the pending keyframes (a prefix of them when bridging); see the docstring."""
+        window_index = self._counts['windows_done']
+        self._counts['windows_done'] += 1
+        self._model_s = {'model_calls': 0.0, 'verification_calls': 0.0}
+        start = time.perf_counter()
+        capacity = max(self.config.window_size - len(self._anchors), 1)
+        count = min(len(self._pending), capacity)
+        refusals: list[str] = []
+        refused: list[_Refused] = []
+        while True:
+            keyframes = self._pending[:count]
+            try:
+                answer = self._attempt(keyframes)
+            except _Refused as refusal:
+                refused.append(refusal)
+                refusals.append(f'{refusal.kind}: {refusal}')
+                self._refusals[refusal.kind] += 1
+                self._counts['windows_rejected'] += 1
+                _LOG.warning('window %d (keyframes %d-%d) refused: %s', window_index,
+                             keyframes[0].index, keyframes[-1].index, refusal)
+                next_count = self._next_attempt(count, refused)
+                if next_count is None:
+                    result = self._give_up(window_index, keyframes, refusals)
+                    self._count_failed_window(refused)
+                    break
+                count = next_count
+                continue
+            result = self._commit(window_index, keyframes, answer, refusals)
+            break
+        model_s, verify_s = self._model_s['model_calls'], self._model_s['verification_calls']
+        return replace(result, predict_s=model_s, verify_s=verify_s,
+                       align_s=time.perf_counter() - start - model_s - verify_s)
+
+    def _next_attempt(self, count: int, refused: list[_Refused]) -> int | None:
+        """Fewer keyframes (bridge), a new segment (same keyframes), or None (give up)."""
+        recovery = self.config.recovery
+        if not recovery.enabled:
+            return None
+        if count <= recovery.min_bridge_keyframes and refused[-1].predictor_failed \
+                and not any(r.predictor_failed for r in refused[:-1]):
+            return count  # the predictor did not answer: try once more before losing the link
+        if count > recovery.min_bridge_keyframes:
+            return max(count // 2, recovery.min_bridge_keyframes)
+        if self._segment is not None:
+            _LOG.warning('link to segment %d lost: the next keyframes start a new segment',
+                         self._segment)
+            self._segment = None
+            self._anchors = []
+            return min(len(self._pending), self.config.window_size)
+        return None
+
+    def _give_up(self, window_index: int, keyframes: list[_Keyframe], refusals: list[str]
+                 ) -> WindowResult:
+        lost = tuple(k.index for k in keyframes)
+        self._pending = self._pending[len(keyframes):]
+        self._counts['keyframes_lost'] += len(lost)
+        _LOG.warning('keyframes %s could not be mapped (%s)', list(lost), refusals[-1])
+        return WindowResult(window_index, lost, False, refusals[-1], (),
+                            np.empty((0, 3), np.float32), np.empty((0, 3), np.uint8),
+                            0.0, 0.0, None, status='refused', segment=-1,
+                            attempts=len(refusals), refusals=tuple(refusals),
+                            lost_keyframes=lost)
+
+    def _attempt(self, keyframes: list[_Keyframe]) -> _Answer:
+        """Predict anchors + ``keyframes`` and check the answer; raise ``_Refused`` if bad."""
+        frames = [k.image_rgb for k in self._anchors + keyframes]
+        prediction = self._predict(frames, 'model_calls')
+        window_from_cam = window_from_cam_poses(prediction)
+        new_slots = range(len(self._anchors), len(frames))
+        self._check_depth(prediction, new_slots)
+        self._check_consistency(prediction, window_from_cam, new_slots)
+        if not self._anchors:
+            first = inverse_se3(window_from_cam[0])
+            scale = self.config.scale
+            return _Answer(prediction, window_from_cam,
+                           Sim3(scale, first[:3, :3], scale * first[:3, 3]), None)
+        old = [point_view(self.store.cloud(a.index), self._graph.value(a.index),
+                          self.store.record(a.index)) for a in self._anchors]
+        new = [OverlapView(window_from_cam[slot], prediction.depth[slot],
+                           prediction.depth_conf[slot], prediction.intrinsics[slot])
+               for slot in range(len(self._anchors))]
+        try:
+            report = align_window(old, new, self.config.alignment)
+        except AlignmentError as err:
+            raise _Refused(f'alignment:{err.kind}', str(err)) from err
+        return _Answer(prediction, window_from_cam, report.world_from_window, report)
+
+    def _predict(self, frames: list[NDArray[np.uint8]], counter: str) -> WindowPrediction:
+        """Run the predictor; any failure of it (user code) becomes a refusal, counted."""
+        self._counts[counter] += 1
         start = time.perf_counter()
         try:
             prediction = self.predictor.predict(frames)
-        except BaseException:
-            # Stay consistent for the caller that recovers: the window's new keyframes are
-            # lost, the anchors (good poses) stay for the next window.
-            _LOG.warning('predictor failed on window %d (keyframes %s); its %d new keyframes '
-                         'are dropped', window_index, keyframe_indices, len(pending))
-            raise
-        predict_s = time.perf_counter() - start
-        self._windows_done += 1
-        if prediction.num_frames != len(frames):
-            raise EngineError(f'predictor returned {prediction.num_frames} frames for a window '
-                              f'of {len(frames)}; its {len(pending)} new keyframes are dropped')
-        start = time.perf_counter()
-        try:
-            window_from_cam = _window_from_cam(prediction)
-            world_from_window = self._world_from_window(prediction, window_from_cam, anchors)
-        except AlignmentError as err:
-            self._windows_rejected += 1
-            _LOG.warning('window %d (keyframes %s) refused: %s; its %d new keyframes are '
-                         'dropped, the next window re-anchors on keyframes %s', window_index,
-                         keyframe_indices, err, len(pending),
-                         [a.keyframe.index for a in anchors])
-            return WindowResult(window_index, keyframe_indices, False, str(err), (),
-                                np.empty((0, 3), np.float32), np.empty((0, 3), np.uint8),
-                                predict_s, time.perf_counter() - start)
-        new_poses: list[KeyframePose] = []
-        new_anchors: list[_Anchor] = []
-        points_parts: list[NDArray[np.float32]] = []
-        colour_parts: list[NDArray[np.uint8]] = []
-        for slot in range(len(anchors), len(frames)):
-            keyframe = pending[slot - len(anchors)]
-            pose = self._keyframe_pose(keyframe, prediction, slot,
-                                       world_from_window.apply_to_pose(window_from_cam[slot]))
-            depth_world = (prediction.depth[slot] * world_from_window.scale).astype(np.float32)
-            points_cam, colours = self._keyframe_points(depth_world, prediction, slot)
-            points_parts.append(self._map.add_keyframe(keyframe.index, points_cam, colours,
-                                                       pose.world_from_cam))
-            colour_parts.append(colours)
-            self._poses[keyframe.index] = pose
-            new_poses.append(pose)
-            new_anchors.append(_Anchor(keyframe, pose, depth_world,
-                                       prediction.depth_conf[slot].copy()))
-        self._anchors = (anchors + new_anchors)[-self.config.overlap:]
-        align_s = time.perf_counter() - start
-        return WindowResult(window_index, keyframe_indices, True, '',
-                            tuple(_copy_pose(pose) for pose in new_poses),
-                            np.concatenate(points_parts), np.concatenate(colour_parts),
-                            predict_s, align_s, world_from_window)
+        except Exception as err:  # noqa: BLE001 - the predictor is plugin code: CUDA OOM, a
+            # remote server gone, a custom model's bug all refuse this window, not the run.
+            raise _Refused('predictor:error', f'{type(err).__name__}: {err}', True) from err
+        finally:
+            self._model_s[counter] = self._model_s.get(counter, 0.0) + time.perf_counter() - start
+        _check_prediction(prediction, len(frames))
+        self._failed_windows = 0
+        return prediction
 
-    def _world_from_window(self, prediction: WindowPrediction,
-                           window_from_cam: NDArray[np.float64],
-                           anchors: list[_Anchor]) -> Sim3:
-        focal = prediction.intrinsics[:, [0, 1], [0, 1]]
-        if not (np.all(np.isfinite(prediction.intrinsics)) and np.all(focal > 0)):
-            raise AlignmentError(f'prediction has unusable intrinsics (focal lengths '
-                                 f'{focal.min():.3g}..{focal.max():.3g})')
-        if not anchors:
-            # First window: the world is the first keyframe's camera, in the window's unit
-            # times config.scale.
-            cam0_from_window = inverse_se3(window_from_cam[0])
-            scale = self.config.scale
-            return Sim3(scale, cam0_from_window[:3, :3], scale * cam0_from_window[:3, 3])
-        old_views = [OverlapView(a.pose.world_from_cam, a.depth_world, a.conf,
-                                 a.pose.intrinsics) for a in anchors]
-        new_views = [OverlapView(window_from_cam[slot], prediction.depth[slot],
-                                 prediction.depth_conf[slot], prediction.intrinsics[slot])
-                     for slot in range(len(anchors))]
-        report = align_window(old_views, new_views, self.config.alignment)
-        _LOG.debug('window aligned: %d pairs, residual %.4f, inliers %.2f, rot %.2f deg',
-                   report.num_pairs, report.residual_ratio, report.inlier_fraction,
-                   report.max_rotation_deg)
-        return report.world_from_window
+    def _count_failed_window(self, refusals: list[_Refused]) -> None:
+        """Stop the run when the predictor did not answer for too many windows in a row."""
+        if not all(refusal.predictor_failed for refusal in refusals):
+            return
+        self._failed_windows += 1
+        limit = self.config.recovery.max_failed_windows
+        if self._failed_windows >= limit:
+            raise PredictorFailedError(
+                f'the predictor failed on every attempt at {self._failed_windows} windows in '
+                f'a row, last: {refusals[-1]}; stopping (what was mapped is kept)')
 
     @staticmethod
-    def _keyframe_pose(keyframe: _Keyframe, prediction: WindowPrediction, slot: int,
-                       world_from_cam: NDArray[np.float64]) -> KeyframePose:
-        mapping: ImageMapping = prediction.mappings[slot]
-        intrinsics = np.asarray(prediction.intrinsics[slot], dtype=np.float64).copy()
-        return KeyframePose(keyframe.index, keyframe.name, keyframe.stamp_ns, world_from_cam,
-                            intrinsics, tuple(mapping.model_hw),  # type: ignore[arg-type]
-                            mapping.intrinsics_to_original(intrinsics),
-                            tuple(mapping.original_hw))  # type: ignore[arg-type]
+    def _check_depth(prediction: WindowPrediction, slots: range) -> None:
+        for slot in slots:
+            depth = prediction.depth[slot]
+            usable = np.isfinite(depth) & (depth > 0) & np.isfinite(prediction.depth_conf[slot])
+            if usable.mean() < 0.01:
+                raise _Refused('prediction:depth', f'frame {slot} of the window has no usable '
+                               f'depth ({usable.mean():.1%} finite and positive)')
 
-    def _keyframe_points(self, depth_world: NDArray[np.float32], prediction: WindowPrediction,
-                         slot: int) -> tuple[NDArray[np.float32], NDArray[np.uint8]]:
-        cfg = self.config.map
-        conf = prediction.depth_conf[slot]
-        height, width = depth_world.shape
-        rows, cols = np.mgrid[0:height:cfg.pixel_stride, 0:width:cfg.pixel_stride]
-        rows, cols = rows.ravel(), cols.ravel()
-        conf_s = conf[rows, cols]
-        depth_s = depth_world[rows, cols]
-        valid = np.isfinite(conf_s) & np.isfinite(depth_s) & (depth_s > 0)
-        if np.any(valid):
-            threshold = max(float(np.percentile(conf_s[valid], cfg.conf_percentile)),
-                            cfg.conf_min)
-            valid &= conf_s >= threshold
-        rows, cols = rows[valid], cols[valid]
-        points_cam = unproject_pixels(np.stack([cols, rows], axis=-1), depth_world[rows, cols],
-                                      prediction.intrinsics[slot])
-        colours = prediction.images_rgb[slot][rows, cols]
-        return points_cam.astype(np.float32), colours
+    def _check_consistency(self, prediction: WindowPrediction,
+                           window_from_cam: NDArray[np.float64], slots: range) -> None:
+        recovery = self.config.recovery
+        if recovery.min_frame_consistency <= 0:
+            return
+        scores = {slot: max(covisible_fraction(
+            prediction.depth[other], prediction.intrinsics[other], window_from_cam[other],
+            prediction.depth[slot], prediction.intrinsics[slot], window_from_cam[slot])
+            for other in range(max(slot - _CONSISTENCY_REACH, 0), slot))
+            for slot in slots if slot > 0}
+        if not scores:
+            return
+        # Absolute floor, and relative to the window: what one frame got wrong stands out
+        # against the others, whatever the window's own noise level.
+        typical = float(np.median(list(scores.values())))
+        threshold = max(recovery.min_frame_consistency,
+                        recovery.relative_frame_consistency * typical)
+        slot, score = min(scores.items(), key=lambda item: item[1])
+        if score < threshold:
+            raise _Refused('prediction:consistency',
+                           f'frame {slot} of the window agrees with the frames before it on '
+                           f'only {score:.0%} of its points (need {threshold:.0%}; the window '
+                           f'typically {typical:.0%}): the model got it or its pose wrong')
+
+    # -- committing an accepted window -------------------------------------------------------
+
+    def _commit(self, window_index: int, keyframes: list[_Keyframe], answer: _Answer,
+                refusals: list[str]) -> WindowResult:
+        self._pending = self._pending[len(keyframes):]
+        new_segment = self._segment is None
+        if new_segment:
+            self._segment = self._start_segment()
+        segment = self._segment
+        assert segment is not None
+        anchors = self._anchors
+        poses, points, colours = [], [], []
+        for offset, keyframe in enumerate(keyframes):
+            slot = len(anchors) + offset
+            node = answer.world_from_window.compose(_rigid(answer.window_from_cam[slot]))
+            cloud = self._store_keyframe(keyframe, answer.prediction, slot)
+            self._graph.add_node(keyframe.index, node, segment)
+            self._members.setdefault(segment, []).append(keyframe.index)
+            points.append(self._world.add(keyframe.index, segment, node, cloud))
+            colours.append(cloud.colors_rgb)
+            poses.append(self._keyframe_pose(keyframe.index))
+        self._add_odometry(keyframes, answer)
+        self._anchors = (anchors + keyframes)[-self.config.overlap:]
+        loops = self._close_loops(keyframes, answer.prediction, len(anchors))
+        status = 'new_segment' if new_segment and self._segments_started > 1 else \
+            'bridged' if refusals else 'accepted'
+        return WindowResult(
+            window_index, tuple(k.index for k in anchors + keyframes), True, '', tuple(poses),
+            np.concatenate(points), np.concatenate(colours), 0.0, 0.0,
+            answer.world_from_window, status=status,
+            segment=self._segment if self._segment is not None else segment,
+            attempts=len(refusals) + 1, refusals=tuple(refusals), loops=tuple(loops))
+
+    def _start_segment(self) -> int:
+        segment = max(self._members, default=-1) + 1
+        self._segments_started += 1
+        if self._segments_started > 1:
+            _LOG.warning('starting map segment %d (its own frame and scale until a loop closure '
+                         'merges it)', segment)
+        return segment
+
+    def _store_keyframe(self, keyframe: _Keyframe, prediction: WindowPrediction, slot: int
+                        ) -> KeyframeCloud:
+        intrinsics = np.asarray(prediction.intrinsics[slot], dtype=np.float64)
+        mapping = prediction.mappings[slot]
+        cloud = select_keyframe_points(prediction.depth[slot], prediction.depth_conf[slot],
+                                       intrinsics, prediction.images_rgb[slot],
+                                       self.config.map, self.config.store)
+        median = float(np.median(cloud.points_local[:, 2])) if cloud.num_points else 1.0
+        record = KeyframeRecord(keyframe.index, keyframe.name, keyframe.stamp_ns, intrinsics,
+                                tuple(mapping.model_hw),  # type: ignore[arg-type]
+                                mapping.intrinsics_to_original(intrinsics),
+                                tuple(mapping.original_hw),  # type: ignore[arg-type]
+                                median, cloud.num_points)
+        # The model image: re-predicting it gives the model exactly the pixels of this pass.
+        self.store.add(record, cloud, prediction.images_rgb[slot])
+        return cloud
+
+    def _add_odometry(self, keyframes: list[_Keyframe], answer: _Answer) -> None:
+        """
+        Edges from one window: its camera chain over every slot, and the anchors' alignment.
+
+        Chain edges join consecutive slots, anchors included, with the window's own relative
+        poses: each pair of anchors is measured again by every window that holds it, so the
+        graph averages the model's per-window pose noise. An anchor's node is in its home
+        window's unit, so its end of an edge is rescaled by ``node.scale / W.scale`` (the
+        alignment's scale). Alignment edges then tie each anchor to the first new keyframe as
+        the dense alignment placed it, weighted by the alignment's residual.
+        """
+        graph_cfg = self.config.graph
+        world_from_window = answer.world_from_window
+        keys = [k.index for k in self._anchors + keyframes]
+
+        def in_window_unit(slot: int) -> Sim3:
+            ratio = self._graph.value(keys[slot]).scale / world_from_window.scale
+            return _rigid(answer.window_from_cam[slot]).compose(Sim3(ratio, np.eye(3),
+                                                                     np.zeros(3)))
+
+        for slot in range(len(keys) - 1):
+            relative = in_window_unit(slot).inverse().compose(in_window_unit(slot + 1))
+            depth = self.store.record(keys[slot]).median_depth
+            self._graph.add_odometry(keys[slot], keys[slot + 1], relative, EdgeNoise(
+                np.radians(graph_cfg.odometry_rot_deg), graph_cfg.odometry_trans_rel * depth,
+                graph_cfg.odometry_log_scale))
+        report = answer.report
+        if report is None:
+            return
+        first = keyframes[0].index
+        rel = max(report.residual_ratio, graph_cfg.min_alignment_rel)
+        for anchor in self._anchors:
+            relative = self._graph.value(anchor.index).inverse().compose(
+                self._graph.value(first))
+            depth = self.store.record(anchor.index).median_depth
+            self._graph.add_odometry(anchor.index, first, relative, EdgeNoise(
+                np.radians(max(report.max_rotation_deg, graph_cfg.odometry_rot_deg)),
+                rel * depth, rel))
+
+    # -- loops -------------------------------------------------------------------------------
+
+    def _close_loops(self, keyframes: list[_Keyframe], prediction: WindowPrediction,
+                     first_slot: int) -> list[LoopOutcome]:
+        cfg = self.config.loops
+        if not cfg.enabled:
+            return []
+        slots = list(range(first_slot, first_slot + len(keyframes)))
+        descriptors = self._descriptors(prediction, slots)
+        if descriptors is None:
+            return []
+        proposals: list[tuple[float, int, int]] = []
+        for keyframe, descriptor in zip(keyframes, descriptors, strict=True):
+            for candidate, similarity in self._loops.propose(keyframe.index, descriptor):
+                proposals.append((similarity, keyframe.index, candidate))
+        for keyframe, descriptor in zip(keyframes, descriptors, strict=True):
+            self._loops.add(keyframe.index, descriptor)
+        outcomes: list[LoopOutcome] = []
+        for similarity, query, candidate in sorted(proposals, reverse=True):
+            if len(outcomes) >= cfg.max_verifications_per_window:
+                break
+            outcomes.append(self._verify(query, candidate, similarity))
+        return outcomes
+
+    def _descriptors(self, prediction: WindowPrediction, slots: list[int]
+                     ) -> NDArray[np.float32] | None:
+        try:
+            return self._places.describe_prediction(prediction)[slots]
+        except PlaceError as err:
+            self._counts['windows_undescribed'] += 1
+            _LOG.warning('no place descriptors for this window, its keyframes cannot be found '
+                         'again by loop closure: %s', err)
+            return None
+
+    def _verify(self, query: int, candidate: int, similarity: float) -> LoopOutcome:
+        self._counts['loop_candidates'] += 1
+
+        def predict(frames: list[NDArray[np.uint8]]) -> WindowPrediction | str:
+            try:
+                return self._predict(frames, 'verification_calls')
+            except _Refused as refusal:
+                return str(refusal)
+
+        verdict = verify_loop(query, candidate, similarity, _MappedKeyframes(self), predict,
+                              self.config.loops)
+        if isinstance(verdict, LoopOutcome):
+            self._loop_rejections[verdict.reason.split(':', 1)[0]] += 1
+            _LOG.info('loop %d -> %d rejected: %s', query, candidate, verdict.reason)
+            return verdict
+        self._add_loop(verdict)
+        return verdict.outcome
+
+    def _add_loop(self, edge: LoopEdge) -> None:
+        outcome = edge.outcome
+        self._counts['loops_accepted'] += 1
+        self._loops.remember_accepted(outcome.query, outcome.candidate)
+        if outcome.merged is not None:
+            self._merge_segments(*outcome.merged, correction=edge.correction)
+        rel = max(edge.residual_ratio, self.config.graph.min_alignment_rel)
+        depth = self.store.record(outcome.candidate).median_depth
+        self._graph.add_loop(outcome.candidate, outcome.query, edge.candidate_from_query,
+                             EdgeNoise(np.radians(max(edge.rotation_deg,
+                                                      self.config.graph.odometry_rot_deg)),
+                                       rel * depth, rel))
+        _LOG.info('loop %d -> %d accepted (similarity %.2f, covisible %.2f)', outcome.query,
+                  outcome.candidate, outcome.similarity, outcome.covisible)
+        self._optimize_soon()
+
+    def _merge_segments(self, candidate_segment: int, query_segment: int, *,
+                        correction: Sim3) -> None:
+        """Merge the younger segment into the older one's frame (``correction``: q → c)."""
+        keep, absorb = sorted((candidate_segment, query_segment))
+        transform = correction if keep == candidate_segment else correction.inverse()
+        self._graph.merge_segments(keep, absorb, transform)
+        self._members[keep] = sorted(self._members.pop(absorb) + self._members[keep])
+        if self._segment == absorb:
+            self._segment = keep
+        self._move_keyframes(self._members[keep])
+        _LOG.warning('loop closure merged map segment %d into segment %d', absorb, keep)
+
+    # -- optimisation ------------------------------------------------------------------------
+
+    def _optimize_soon(self) -> None:
+        """Submit the graph to the background optimiser unless it is busy."""
+        assert self._optimizer is not None
+        loops = self._graph.edge_counts().loop
+        if self._optimizer.submit(self._graph.snapshot()):
+            self._loops_submitted = loops
+
+    def _graph_dirty(self) -> bool:
+        return self._graph.edge_counts().loop > self._loops_submitted
+
+    def _apply_optimization(self, block: bool = False) -> bool:
+        """Apply a finished optimisation (moves keyframes, patches the map); True if one."""
+        if self._optimizer is None:
+            return False
+        try:
+            result = self._optimizer.wait() if block else self._optimizer.poll()
+        except OptimizationError as err:
+            self._counts['optimizations_failed'] += 1
+            _LOG.warning('pose-graph optimisation failed, the map keeps its poses: %s', err)
+            return False
+        if result is None:
+            if self._graph_dirty():
+                self._optimize_soon()
+            return False
+        self._graph.apply(result)
+        self._counts['optimizations'] += 1
+        self._optimize_s += result.seconds
+        for report in result.loops:
+            if report.verdict is not LoopVerdict.INLIER:
+                _LOG.info('loop %d -> %d %s by the robust kernel (weight %.2f)', report.b,
+                          report.a, report.verdict.value.replace('_', '-'), report.weight)
+        self._loop_verdicts = Counter(report.verdict.value for report in result.loops)
+        self._move_keyframes(sorted(self._all_mapped()))
+        if self._graph_dirty():
+            self._optimize_soon()
+        return True
+
+    def _move_keyframes(self, indices: list[int]) -> None:
+        """Re-fuse the keyframes whose points moved by more than a fraction of a voxel."""
+        moved = [i for i in indices if self._world.needs_move(
+            i, self._graph.segment_of(i), self._graph.value(i))]
+        for index, cloud in self.store.iter_clouds(moved):
+            self._world.move(index, self._graph.segment_of(index), self._graph.value(index),
+                             cloud)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _all_mapped(self) -> list[int]:
+        return [index for members in self._members.values() for index in members]
+
+    def _keyframe_pose(self, index: int) -> KeyframePose:
+        record = self.store.record(index)
+        node = self._graph.value(index)
+        world_from_cam = np.eye(4)
+        world_from_cam[:3, :3] = node.rotation
+        world_from_cam[:3, 3] = node.translation
+        return KeyframePose(index, record.name, record.stamp_ns, world_from_cam,
+                            record.intrinsics.copy(), record.model_hw,
+                            record.intrinsics_original.copy(), record.original_hw,
+                            self._graph.segment_of(index))
+
+
+class _MappedKeyframes:
+    """The mapper's keyframes as loop verification reads them."""
+
+    def __init__(self, mapper: Mapper) -> None:
+        self._mapper = mapper
+
+    def image(self, index: int) -> NDArray[np.uint8]:
+        return self._mapper.store.image(index)
+
+    def cloud(self, index: int) -> KeyframeCloud:
+        return self._mapper.store.cloud(index)
+
+    def record(self, index: int) -> KeyframeRecord:
+        return self._mapper.store.record(index)
+
+    def world_from_node(self, index: int) -> Sim3:
+        return self._mapper.pose_graph.value(index)
+
+    def segment_of(self, index: int) -> int:
+        return self._mapper.pose_graph.segment_of(index)
+
+    def neighbours(self, index: int, before: int, after: int) -> list[int]:
+        members = self._mapper._members[self.segment_of(index)]
+        at = bisect_left(members, index)
+        return members[max(at - before, 0):at + after + 1]
+
+    def path_length(self, first: int, last: int) -> float:
+        members = self._mapper._members[self.segment_of(first)]
+        low, high = sorted((first, last))
+        keys = members[bisect_left(members, low):bisect_left(members, high) + 1]
+        graph = self._mapper.pose_graph
+        centres = np.array([graph.value(key).translation for key in keys])
+        return float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
+
+
+def _check_prediction(prediction: object, num_frames: int) -> None:
+    """Refuse a predictor answer that is not a usable ``WindowPrediction`` of these frames."""
+    if not isinstance(prediction, WindowPrediction):
+        raise _Refused('prediction:malformed', f'the predictor returned a '
+                       f'{type(prediction).__name__}, not a WindowPrediction', True)
+    if prediction.num_frames != num_frames:
+        raise _Refused('prediction:malformed', f'the predictor returned '
+                       f'{prediction.num_frames} frames for a window of {num_frames}', True)
+    focal = prediction.intrinsics[:, [0, 1], [0, 1]]
+    if not (np.all(np.isfinite(prediction.intrinsics)) and np.all(focal > 0)):
+        raise _Refused('prediction:intrinsics', f'unusable intrinsics (focal lengths '
+                       f'{np.nanmin(focal):.3g}..{np.nanmax(focal):.3g})')
+    rotations = prediction.cam_from_window[:, :3, :3]
+    if not np.all(np.isfinite(prediction.cam_from_window)):
+        raise _Refused('prediction:poses', 'non-finite camera poses')
+    orthogonality = np.abs(rotations @ np.transpose(rotations, (0, 2, 1)) - np.eye(3)).max()
+    if orthogonality > 1e-3 or np.any(np.linalg.det(rotations) <= 0):
+        raise _Refused('prediction:poses', f'camera rotations that are not rotations '
+                       f'(|R R^T - I| up to {orthogonality:.3g})')
+
+
+def _with_corrected(result: WindowResult) -> WindowResult:
+    return replace(result, corrected=True)

@@ -1,5 +1,5 @@
 """
-The global coloured point map: a capped voxel grid fed by keyframe-local point sets.
+A coloured point map merged on a capped voxel grid; points can be added and taken out again.
 
 Each voxel holds the sums of the positions and colours of the points that fell in it and
 their count, so its point is their centroid and a keyframe's contribution can be subtracted
@@ -9,8 +9,6 @@ adding points is a vectorised ``searchsorted`` plus one insert, never a Python l
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
 import logging
 
 import numpy as np
@@ -18,7 +16,6 @@ from numpy.typing import NDArray
 
 from vggt_mapper.engine.config import MapConfig
 from vggt_mapper.engine.types import MapSnapshot
-from vggt_mapper.geometry.se3 import transform_points
 
 __all__ = ['PointMap']
 
@@ -29,23 +26,16 @@ _OFFSET = 1 << (_BITS - 1)
 _MASK = (1 << _BITS) - 1
 
 
-@dataclass
-class _LocalCloud:
-    points_cam: NDArray[np.float32]
-    colors_rgb: NDArray[np.uint8]
-    world_from_cam: NDArray[np.float64]
-
-
 class PointMap:
     """
-    Voxel-merged coloured map with a bounded store of keyframe-local point sets.
+    Voxel-merged coloured map: ``fuse`` adds world points, ``unfuse`` takes the same points out.
 
-    Policy: a keyframe's points are fused into the grid when it is added. The last
-    ``active_keyframes`` keyframes also keep their points in camera coordinates, so
-    ``update_pose`` can move them (subtract, re-add) without recomputing depth; older ones are
-    final. When the grid would exceed ``max_points`` voxels its voxel edge doubles (2×2×2
-    cells merge, exactly, since sums add up). With ``voxel_size == 0`` points are kept
-    unmerged until the cap, then the grid starts at a size derived from the map's extent.
+    Callers keep the points they fused (``vggt_mapper.engine.world_map`` keeps them per keyframe,
+    in keyframe coordinates), so a pose correction is ``unfuse`` at the old pose and ``fuse`` at
+    the new one. When the grid would exceed ``max_points`` voxels its voxel edge doubles (2×2×2
+    cells merge, exactly, since sums add up; later ``unfuse`` calls land in the coarse cells that
+    hold those sums). With ``voxel_size == 0`` points are kept unmerged until the cap, then the
+    grid starts at a size derived from the map's extent.
 
     :param config: the map settings.
     """
@@ -61,7 +51,6 @@ class PointMap:
         self._sum_xyz = np.empty((0, 3), np.float64)
         self._sum_rgb = np.empty((0, 3), np.float32)
         self._count = np.empty(0, np.float32)
-        self._local: OrderedDict[int, _LocalCloud] = OrderedDict()
         self._next_raw_key = 0
 
     @property
@@ -76,12 +65,9 @@ class PointMap:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the grid and the local point sets."""
-        total = (self._keys.nbytes + self._sum_xyz.nbytes + self._sum_rgb.nbytes
-                 + self._count.nbytes)
-        for cloud in self._local.values():
-            total += cloud.points_cam.nbytes + cloud.colors_rgb.nbytes
-        return total
+        """Bytes held by the grid."""
+        return int(self._keys.nbytes + self._sum_xyz.nbytes + self._sum_rgb.nbytes
+                   + self._count.nbytes)
 
     def _cell_keys(self, points_world: NDArray[np.float64]
                    ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
@@ -202,53 +188,25 @@ class PointMap:
         count = np.bincount(inverse, self._count, num).astype(np.float32)
         self._keys, self._sum_xyz, self._sum_rgb, self._count = unique, sum_xyz, sum_rgb, count
 
-    def add_keyframe(self, index: int, points_cam: NDArray[np.floating],
-                     colors_rgb: NDArray[np.uint8], world_from_cam: NDArray[np.floating]
-                     ) -> NDArray[np.float32]:
+    def fuse(self, points_world: NDArray[np.floating], colors_rgb: NDArray[np.uint8]) -> None:
         """
-        Fuse one keyframe's points into the map.
+        Add points to the map.
 
-        :param index: keyframe index (key of the local store).
-        :param points_cam: (N, 3) points in the keyframe's camera frame, world units.
+        :param points_world: (N, 3) points in the map's frame.
         :param colors_rgb: (N, 3) uint8 colours.
-        :param world_from_cam: 4×4 pose of the keyframe in the world.
-        :return: (N, 3) float32 the points in the world frame.
         """
-        local = np.ascontiguousarray(points_cam, dtype=np.float32)
-        colours = np.ascontiguousarray(colors_rgb, dtype=np.uint8)
-        pose = np.asarray(world_from_cam, dtype=np.float64).copy()
-        points_world = transform_points(pose, local)
-        self._fuse(points_world, colours, 1.0)
-        if self.config.active_keyframes > 0:
-            self._local[index] = _LocalCloud(local, colours, pose)
-            self._local.move_to_end(index)
-            while len(self._local) > self.config.active_keyframes:
-                self._local.popitem(last=False)
-        return points_world.astype(np.float32)
+        self._fuse(np.asarray(points_world, dtype=np.float64),
+                   np.asarray(colors_rgb, dtype=np.uint8), 1.0)
 
-    def update_pose(self, index: int, world_from_cam: NDArray[np.floating]) -> bool:
+    def unfuse(self, points_world: NDArray[np.floating], colors_rgb: NDArray[np.uint8]) -> None:
         """
-        Move an active keyframe's points to a corrected pose (subtract, re-add).
+        Take out points that ``fuse`` added earlier (the same values).
 
-        :param index: keyframe index.
-        :param world_from_cam: its new 4×4 pose.
-        :return: False if the keyframe is no longer active (its points are final).
+        :param points_world: (N, 3) the points as they were fused.
+        :param colors_rgb: (N, 3) their colours.
         """
-        cloud = self._local.get(index)
-        if cloud is None:
-            return False
-        voxel_before = self.voxel_size
-        self._fuse(transform_points(cloud.world_from_cam, cloud.points_cam), cloud.colors_rgb,
-                   -1.0)
-        if self.voxel_size != voxel_before:
-            _LOG.warning('voxel grid coarsened during a pose update of keyframe %d', index)
-        cloud.world_from_cam = np.asarray(world_from_cam, dtype=np.float64).copy()
-        self._fuse(transform_points(cloud.world_from_cam, cloud.points_cam), cloud.colors_rgb, 1.0)
-        return True
-
-    def active_keyframes(self) -> list[int]:
-        """Return the indices of keyframes whose local points are kept, oldest first."""
-        return list(self._local)
+        self._fuse(np.asarray(points_world, dtype=np.float64),
+                   np.asarray(colors_rgb, dtype=np.uint8), -1.0)
 
     def snapshot(self) -> MapSnapshot:
         """Return the merged map: one point per voxel (centroid and mean colour), a copy."""

@@ -12,7 +12,8 @@ Conventions (pinned by ``test/engine/test_convention_mapper.py``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,7 +21,8 @@ from numpy.typing import NDArray
 from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.geometry.sim3 import Sim3
 
-__all__ = ['InputFrame', 'KeyframePose', 'MapSnapshot', 'MapperStats', 'WindowResult']
+__all__ = ['InputFrame', 'KeyframePose', 'LoopOutcome', 'MapSnapshot', 'MapperStats',
+           'WindowResult']
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class KeyframePose:
     :param model_hw: (height, width) of the image the model saw.
     :param intrinsics_original: 3×3 float64 K in the pixels of the original image.
     :param original_hw: (height, width) of the original image.
+    :param segment: the map segment the keyframe belongs to; each segment has its own world
+        frame and scale until a loop closure merges it into an older one (segment 0's world is
+        the first keyframe's camera).
     """
 
     index: int
@@ -61,6 +66,7 @@ class KeyframePose:
     model_hw: tuple[int, int]
     intrinsics_original: NDArray[np.float64]
     original_hw: tuple[int, int]
+    segment: int = 0
 
     @property
     def cam_from_world(self) -> NDArray[np.float64]:
@@ -85,11 +91,26 @@ class WindowResult:
     :param poses: current poses of the keyframes this window added or corrected.
     :param points_world: (N, 3) float32 points this window added to the map, world frame.
     :param colors_rgb: (N, 3) uint8 colours of ``points_world``.
-    :param predict_s: seconds spent in the predictor.
-    :param align_s: seconds spent in alignment and map update (the back end).
+    :param predict_s: seconds spent in the predictor mapping this window (retries included).
+    :param align_s: seconds of the back end for this window, model time excluded: checks,
+        alignment, keyframe store, map update, place recognition, loop verification's own
+        work and applying an optimisation result (the optimisation itself runs in another
+        process: ``MapperStats.optimize_s``).
     :param world_from_window: the Sim(3) that carried the window's frame (its first camera, at
         the model's arbitrary scale) into the world; None when the window was refused. Its
         ``scale`` converts the window's depth units into world units.
+    :param status: ``accepted`` (the window joined the map), ``bridged`` (accepted after
+        refused attempts, with fewer new keyframes), ``new_segment`` (the link to the map was
+        lost: the window starts a new segment) or ``refused`` (its keyframes could not be
+        mapped at all: ``lost_keyframes``).
+    :param segment: the segment the window's keyframes joined (-1 when refused).
+    :param attempts: model calls this window took (1 + retries).
+    :param refusals: why each refused attempt was refused, in order.
+    :param lost_keyframes: keyframes given up (never mapped), with the last refusal as reason.
+    :param corrected: the pose graph moved mapped keyframes since the previous result
+        (``Mapper.trajectory()`` and the map changed beyond this window's additions).
+    :param loops: loop candidates verified during this window and their fate.
+    :param verify_s: seconds spent in the predictor verifying loop candidates.
     """
 
     window_index: int
@@ -102,6 +123,41 @@ class WindowResult:
     predict_s: float
     align_s: float
     world_from_window: Sim3 | None = None
+    status: str = 'accepted'
+    segment: int = 0
+    attempts: int = 1
+    refusals: tuple[str, ...] = ()
+    lost_keyframes: tuple[int, ...] = ()
+    corrected: bool = False
+    loops: tuple[LoopOutcome, ...] = ()
+    verify_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class LoopOutcome:
+    """
+    The fate of one loop-closure candidate (data the doors show and ``map_stats.json`` counts).
+
+    :param query: the new keyframe that looked for a revisit.
+    :param candidate: the mapped keyframe place recognition proposed.
+    :param similarity: descriptor similarity of the two (cosine, 1 = identical).
+    :param accepted: True if verification accepted it and it became a pose-graph edge.
+    :param reason: why it was rejected (a short kind, then details); empty when accepted.
+    :param covisible: share of the query's points that the candidate sees, as the loop window
+        predicted them (NaN when verification stopped before measuring it).
+    :param correction: ``candidate-world_from_query-world`` Sim(3) the loop implies (identity
+        when there is no drift); None when rejected.
+    :param merged: ``(kept, absorbed)`` segments when the loop merged two segments.
+    """
+
+    query: int
+    candidate: int
+    similarity: float
+    accepted: bool
+    reason: str
+    covisible: float = float('nan')
+    correction: Sim3 | None = None
+    merged: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,10 +167,20 @@ class MapSnapshot:
 
     :param points_world: (N, 3) float32 points in the world frame.
     :param colors_rgb: (N, 3) uint8 colours.
+    :param segment_ids: (N,) int32 map segment of each point (None: all in segment 0). Points
+        of different segments are in different frames until their segments merge.
     """
 
     points_world: NDArray[np.float32]
     colors_rgb: NDArray[np.uint8]
+    segment_ids: NDArray[np.int32] | None = None
+
+    @property
+    def segments(self) -> NDArray[np.int32]:
+        """(N,) int32 segment of each point (zeros when the map has one segment)."""
+        if self.segment_ids is None:
+            return np.zeros(self.num_points, np.int32)
+        return self.segment_ids
 
     @property
     def num_points(self) -> int:
@@ -134,6 +200,24 @@ class MapperStats:
     :param windows_rejected: windows whose alignment was refused.
     :param pending_keyframes: keyframes selected but not yet predicted (the lag).
     :param map_points: points in the merged map.
+    :param frames_untrackable: frames the keyframe selector could not use (blank, saturated).
+    :param keyframes_mapped: keyframes with a pose in the map.
+    :param keyframes_lost: keyframes given up after every recovery attempt.
+    :param model_calls: predictor calls for mapping windows (retries included).
+    :param verification_calls: predictor calls spent verifying loop candidates.
+    :param refusals: refused attempts by kind (``alignment:residual``, ``predictor:error``...).
+    :param segments: map segments now (1 while the map is one piece).
+    :param segments_started: segments ever started (merged ones included).
+    :param loop_candidates: loop candidates verified.
+    :param loops_accepted: loop edges added to the pose graph.
+    :param loop_rejections: rejected candidates by kind.
+    :param loop_verdicts: what the robust kernel made of the loop edges in the last
+        optimisation (``inlier``, ``down_weighted``, ``ignored``).
+    :param optimizations: pose-graph optimisations applied.
+    :param optimize_s: seconds spent optimising (in the background thread).
+    :param store_bytes: bytes of keyframe clouds and images on disk.
+    :param store_memory_bytes: bytes of keyframe clouds held in RAM.
+    :param map_bytes: bytes of the fused world map grids.
     """
 
     frames_seen: int
@@ -143,3 +227,20 @@ class MapperStats:
     windows_rejected: int
     pending_keyframes: int
     map_points: int
+    frames_untrackable: int = 0
+    keyframes_mapped: int = 0
+    keyframes_lost: int = 0
+    model_calls: int = 0
+    verification_calls: int = 0
+    refusals: Mapping[str, int] = field(default_factory=dict)
+    segments: int = 0
+    segments_started: int = 0
+    loop_candidates: int = 0
+    loops_accepted: int = 0
+    loop_rejections: Mapping[str, int] = field(default_factory=dict)
+    loop_verdicts: Mapping[str, int] = field(default_factory=dict)
+    optimizations: int = 0
+    optimize_s: float = 0.0
+    store_bytes: int = 0
+    store_memory_bytes: int = 0
+    map_bytes: int = 0

@@ -18,9 +18,9 @@ Threading contract:
 * Listeners are called in the worker thread after the caches are updated, one ``WindowResult``
   at a time, in window order. They must be quick (publish, not compute).
 
-Failures: an error of one of ``recoverable_errors`` (engine errors, the predictor's errors,
-``RuntimeError`` such as a CUDA out-of-memory, ``OSError`` from a remote predictor, ``ValueError``
-from a malformed prediction) raised while mapping a frame is logged, counted in
+Failures: an error of one of ``recoverable_errors`` (engine errors: the predictor failing on too
+many windows in a row, the keyframe store's disk; the engine itself turns one window's predictor
+failure into a refused window) raised while mapping a frame is logged, counted in
 ``WorkerStats.windows_failed`` and reported to the failure listeners; the map built so far is
 kept and the next frame is mapped. Any other exception is a bug: it is logged with its traceback,
 stored in ``WorkerStats.fatal_error``, fails pending commands and stops the worker thread — the
@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 import enum
-import importlib
 import logging
 import threading
 import time
@@ -69,21 +68,11 @@ class WorkerError(EngineError):
     """The worker cannot take the request (not started, stopped, or stopped by a fatal error)."""
 
 
-def _recoverable_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [EngineError, RuntimeError, OSError, ValueError]
-    try:  # the predictor package's own errors, when it defines a module for them
-        predictor_errors = importlib.import_module('vggt_mapper.predictor.errors')
-    except ImportError:
-        return tuple(errors)
-    for name in getattr(predictor_errors, '__all__', ()):
-        candidate = getattr(predictor_errors, name)
-        if isinstance(candidate, type) and issubclass(candidate, Exception):
-            errors.append(candidate)
-    return tuple(errors)
-
-
-#: Exceptions that fail one window but not the worker (see the module docstring).
-DEFAULT_RECOVERABLE_ERRORS: tuple[type[BaseException], ...] = _recoverable_errors()
+#: Exceptions that fail one frame but not the worker (see the module docstring). The engine
+#: already turns the predictor's failures (out of memory, a server gone, a model's bug) into
+#: refused windows; what reaches the worker is an engine error (the predictor failing too
+#: often in a row, the keyframe store's disk) or a bug, which must stop it loudly.
+DEFAULT_RECOVERABLE_ERRORS: tuple[type[BaseException], ...] = (EngineError,)
 
 
 class DropPolicy(enum.Enum):
@@ -304,7 +293,8 @@ class MappingWorker:
         """
         Call ``listener(result)`` in the worker thread for every completed window.
 
-        :param listener: quick callable; a recoverable error it raises is logged and counted.
+        :param listener: quick callable; an exception it raises is logged with its traceback
+            and kept in ``stats.last_error``, and mapping goes on.
         """
         with self._cond:
             self._listeners.append(listener)
@@ -489,11 +479,12 @@ class MappingWorker:
             for listener in listeners:
                 try:
                     listener(result)
-                except self._recoverable as err:
+                except Exception as err:  # noqa: BLE001 - a door's publisher failing (a dead
+                    # ROS context, a full disk) must not stop the mapping; it is logged whole.
                     with self._cond:
                         self._last_error = f'{type(err).__name__}: {err}'
-                    _LOGGER.warning('window listener failed on window %d: %s: %s',
-                                    result.window_index, type(err).__name__, err)
+                    _LOGGER.exception('window listener failed on window %d',
+                                      result.window_index)
 
     def _publish_stats(self) -> None:
         mapper_stats = self._mapper.stats

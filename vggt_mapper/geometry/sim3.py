@@ -27,6 +27,12 @@ __all__ = [
 ]
 
 
+# A rotation further off SO(3) than this is projected back onto it; further than the second,
+# refused.
+_ORTHONORMAL_TOL = 1e-10
+_NOT_A_ROTATION = 1e-3
+
+
 class DegenerateSim3Error(ValueError):
     """The point sets cannot determine a Sim(3): too few, collinear, or of zero spread."""
 
@@ -37,7 +43,8 @@ class Sim3:
     A similarity transform ``x_target = scale * rotation @ x_source + translation``.
 
     :param scale: positive scale factor.
-    :param rotation: 3×3 float64 rotation matrix (det = +1).
+    :param rotation: 3×3 float64 rotation matrix (det = +1); one off SO(3) by rounding only
+        (up to 1e-3) is projected onto it, anything else is refused.
     :param translation: (3,) float64 translation, in target units.
     """
 
@@ -52,6 +59,15 @@ class Sim3:
             raise ValueError(f'rotation must be 3x3, got shape {rotation.shape}')
         if not self.scale > 0:
             raise ValueError(f'scale must be > 0, got {self.scale}')
+        drift = float(np.max(np.abs(rotation.T @ rotation - np.eye(3))))
+        # Products of many rotations drift off SO(3) by rounding; a matrix far off it, or a
+        # reflection, is not a rotation at all.
+        if drift > _NOT_A_ROTATION or not np.linalg.det(rotation) > 0:
+            raise ValueError(f'rotation is not a rotation (|RᵀR - I| = {drift:.3g}, '
+                             f'det = {np.linalg.det(rotation):.3g})')
+        if drift > _ORTHONORMAL_TOL:
+            u_mat, _, vt_mat = np.linalg.svd(rotation)
+            rotation = u_mat @ vt_mat
         object.__setattr__(self, 'scale', float(self.scale))
         object.__setattr__(self, 'rotation', rotation)
         object.__setattr__(self, 'translation', translation)
@@ -153,7 +169,8 @@ def _check_pairs(source: NDArray[np.floating], target: NDArray[np.floating],
 
 def umeyama_sim3(source: NDArray[np.floating], target: NDArray[np.floating],
                  weights: NDArray[np.floating] | None = None,
-                 min_rank_ratio: float = 1e-6) -> Sim3:
+                 min_rank_ratio: float = 1e-6,
+                 rotation: NDArray[np.floating] | None = None) -> Sim3:
     """
     Least-squares similarity ``target ≈ s R source + t`` (Umeyama 1991), optionally weighted.
 
@@ -163,6 +180,8 @@ def umeyama_sim3(source: NDArray[np.floating], target: NDArray[np.floating],
     :param min_rank_ratio: the second singular value of the weighted source covariance must be
         at least this fraction of the first; below it the points are (nearly) collinear and
         the rotation about their line is undetermined.
+    :param rotation: a known 3×3 rotation: then only scale and translation are estimated
+        (eqs. (41)-(42) with R fixed: ``c = Σ w (R x̃)·ỹ / Σ w |x̃|²``).
     :return: the transform ``target_from_source``.
     :raises DegenerateSim3Error: fewer than 3 weighted pairs, zero spread, or collinear points.
     :raises ValueError: on malformed input (shapes, non-finite values, negative weights).
@@ -182,6 +201,13 @@ def umeyama_sim3(source: NDArray[np.floating], target: NDArray[np.floating],
     if not var_src > 1e-18:
         raise DegenerateSim3Error(f'source points have no spread (variance {var_src:.3g}); '
                                   f'a Sim(3) needs non-coincident points')
+    if rotation is not None:
+        fixed: NDArray[np.float64] = np.asarray(rotation, dtype=np.float64)
+        scale = float(wts @ np.sum((src_c @ fixed.T) * dst_c, axis=1)) / var_src
+        if not scale > 0:
+            raise DegenerateSim3Error(f'estimated scale {scale:.3g} is not positive; the point '
+                                      f'sets do not correspond')
+        return Sim3(scale, fixed, mean_dst - scale * fixed @ mean_src)
     # Covariance Σ_xy = 1/n Σ (y - μy)(x - μx)^T, eq. (38).
     covariance = (dst_c * wts[:, None]).T @ src_c
     src_cov = (src_c * wts[:, None]).T @ src_c
@@ -195,13 +221,12 @@ def umeyama_sim3(source: NDArray[np.floating], target: NDArray[np.floating],
     if np.linalg.det(u_mat) * np.linalg.det(vt_mat) < 0:
         sign[2] = -1.0
     # R = U S V^T, eq. (40); c = tr(D S) / σx², eq. (42); t = μy - c R μx, eq. (41).
-    rotation = u_mat @ np.diag(sign) @ vt_mat
+    fitted = u_mat @ np.diag(sign) @ vt_mat
     scale = float(d_vec @ sign) / var_src
     if not scale > 0:
         raise DegenerateSim3Error(f'estimated scale {scale:.3g} is not positive; the point '
                                   f'sets do not correspond')
-    translation = mean_dst - scale * rotation @ mean_src
-    return Sim3(scale, rotation, translation)
+    return Sim3(scale, fitted, mean_dst - scale * fitted @ mean_src)
 
 
 @dataclass(frozen=True)
@@ -227,7 +252,8 @@ class RobustSim3Fit:
 def fit_sim3_robust(source: NDArray[np.floating], target: NDArray[np.floating],
                     weights: NDArray[np.floating] | None = None, huber_k: float = 1.345,
                     iterations: int = 10, min_rank_ratio: float = 1e-3,
-                    huber_iterations: int = 3, tukey_c: float = 4.685) -> RobustSim3Fit:
+                    huber_iterations: int = 3, tukey_c: float = 4.685,
+                    rotation: NDArray[np.floating] | None = None) -> RobustSim3Fit:
     """
     Sim(3) by iteratively reweighted least squares (IRLS) on the residual norms.
 
@@ -246,13 +272,15 @@ def fit_sim3_robust(source: NDArray[np.floating], target: NDArray[np.floating],
     :param min_rank_ratio: passed to ``umeyama_sim3`` (collinearity guard).
     :param huber_iterations: leading iterations with Huber weights.
     :param tukey_c: Tukey biweight threshold in units of σ.
+    :param rotation: a known rotation (only scale and translation are fitted), see
+        ``umeyama_sim3``.
     :return: the fit and its diagnostics.
     :raises DegenerateSim3Error: if any weighted solve is degenerate.
     :raises ValueError: on malformed input.
     """
     src, dst, prior = _check_pairs(source, target, weights)
     current = prior.copy()
-    transform = umeyama_sim3(src, dst, current, min_rank_ratio)
+    transform = umeyama_sim3(src, dst, current, min_rank_ratio, rotation)
     done = 0
     for step in range(iterations):
         done += 1
@@ -263,7 +291,7 @@ def fit_sim3_robust(source: NDArray[np.floating], target: NDArray[np.floating],
         else:
             robust = np.square(np.clip(1.0 - np.square(residual / (tukey_c * sigma)), 0, None))
         updated = prior * robust
-        transform = umeyama_sim3(src, dst, updated, min_rank_ratio)
+        transform = umeyama_sim3(src, dst, updated, min_rank_ratio, rotation)
         change = float(np.max(np.abs(updated - current))) / max(float(prior.max()), 1e-300)
         current = updated
         if step >= huber_iterations and change < 1e-4:

@@ -7,11 +7,13 @@ Layout (``format`` = ``vggt_mapper.cameras/1``)::
      "cameras": [{"index", "name", "stamp_ns", "timestamp",
                   "intrinsics": {"model": {"K", "width", "height"},
                                  "original": {"K", "width", "height"}},
-                  "cam_from_world": 4×4, "world_from_cam": 4×4}, ...]}
+                  "cam_from_world": 4×4, "world_from_cam": 4×4, "segment"}, ...]}
 
 ``stamp_ns`` is exact; ``timestamp`` is the same time in seconds as a float for convenience.
 Matrices are nested row-major lists. ``model`` intrinsics are in the pixels of the image the
-model saw, ``original`` ones in the pixels of the input image.
+model saw, ``original`` ones in the pixels of the input image. ``segment`` is the map segment
+of the keyframe: poses of different segments are in different frames (each its own first
+keyframe's camera and scale) until a loop closure merges them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ CAMERAS_FORMAT = 'vggt_mapper.cameras/1'
 
 _CONVENTIONS = {
     'camera_axes': 'OpenCV: x right, y down, z forward',
-    'world_frame': 'camera frame of the first keyframe, scaled by MapperConfig.scale',
+    'world_frame': 'camera frame of the first keyframe of the segment, scaled by '
+                   'MapperConfig.scale (segments are separate maps until merged)',
     'cam_from_world': 'x_cam = R @ x_world + t (extrinsics)',
     'world_from_cam': 'inverse of cam_from_world; its translation is the camera centre',
     'intrinsics': 'pinhole K, pixel centres at integer (u, v) = (column, row)',
@@ -66,6 +69,7 @@ def camera_record(pose: KeyframePose) -> dict[str, Any]:
         },
         'cam_from_world': pose.cam_from_world.tolist(),
         'world_from_cam': np.asarray(pose.world_from_cam, dtype=np.float64).tolist(),
+        'segment': int(pose.segment),
     }
 
 
@@ -115,6 +119,7 @@ def read_cameras_json(path: Path | str) -> list[KeyframePose]:
                 model_hw=(int(model['height']), int(model['width'])),
                 intrinsics_original=np.array(original['K'], dtype=np.float64),
                 original_hw=(int(original['height']), int(original['width'])),
+                segment=int(record.get('segment', 0)),
             ))
         except (KeyError, TypeError, ValueError) as err:
             raise InputError(f'{str(source)!r}: camera {number} is malformed: {err!r}') from err

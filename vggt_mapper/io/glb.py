@@ -7,12 +7,19 @@ with the world being the first camera's OpenCV frame, glTF coordinates are the f
 coordinates turned 180° about its optical axis, ``(x, y, z)_gltf = (-x, -y, z)_cam0``: y up
 (glTF's up axis), the scene in front of the first camera lies along +z, towards a default
 viewer looking down -z, and left and right are not mirrored.
+
+A map of several segments (separate maps, each in its own first keyframe's frame and scale,
+until a loop closure merges them): the segment with the most keyframes is placed as above, node
+``map_points``; every other segment is oriented the same way from its own first keyframe and set
+beside it along +x (nodes ``map_points_segment_<k>``), since their relative placement is unknown.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 import colorsys
+from dataclasses import replace
 import json
 from pathlib import Path
 import struct
@@ -29,7 +36,8 @@ from vggt_mapper.io.cloud import check_colored_points
 from vggt_mapper.io.errors import ExportError
 
 __all__ = [
-    'GLTF_FROM_CAM0', 'build_scene', 'empty_glb', 'gltf_from_world', 'scene_scale', 'write_glb',
+    'GLTF_FROM_CAM0', 'build_scene', 'empty_glb', 'gltf_from_world', 'main_segment',
+    'scene_scale', 'write_glb',
 ]
 
 # (x, y, z)_gltf = (-x, -y, z)_cam0: diag(1, -1, -1) (OpenCV to OpenGL) then a 180° turn about
@@ -96,32 +104,85 @@ def _frustum_mesh(pose: KeyframePose, depth: float, to_gltf: NDArray[np.float64]
                            vertex_colors=np.tile(color, (len(vertices), 1)), process=False)
 
 
-def build_scene(points_world: NDArray[np.floating], colors_rgb: NDArray[np.uint8],
-                poses: Sequence[KeyframePose], show_cameras: bool = True) -> trimesh.Scene:
+def main_segment(poses: Sequence[KeyframePose]) -> int:
     """
-    Build the scene: one coloured point cloud and one frustum per keyframe, glTF-oriented.
+    Return the segment holding the most keyframes (the smallest id on a tie; 0 if none).
+
+    :param poses: the trajectory.
+    :return: the segment id.
+    """
+    counts = Counter(pose.segment for pose in poses)
+    if not counts:
+        return 0
+    return min(counts, key=lambda segment: (-counts[segment], segment))
+
+
+def _segment_layout(points: NDArray[np.float64], segment_ids: NDArray[np.int64],
+                    poses: Sequence[KeyframePose]) -> dict[int, NDArray[np.float64]]:
+    """Place each segment in glTF: its own orientation, the others set beside the main one."""
+    main = main_segment(poses)
+    segments = sorted(set(segment_ids.tolist()) | {pose.segment for pose in poses},
+                      key=lambda segment: (segment != main, segment))
+    layout: dict[int, NDArray[np.float64]] = {}
+    right_edge = gap = 0.0
+    for segment in segments:
+        to_gltf = gltf_from_world([p for p in poses if p.segment == segment])
+        own = transform_points(to_gltf, points[segment_ids == segment])
+        if own.shape[0] == 0:
+            own = np.zeros((1, 3))
+        if not layout:
+            right_edge, gap = float(own[:, 0].max()), 0.2 * float(np.ptp(own[:, 0]) or 1.0)
+        else:
+            shift = right_edge + gap - float(own[:, 0].min())
+            to_gltf = np.array(to_gltf)
+            to_gltf[0, 3] += shift
+            right_edge = float(own[:, 0].max()) + shift
+        layout[segment] = to_gltf
+    return layout
+
+
+def build_scene(points_world: NDArray[np.floating], colors_rgb: NDArray[np.uint8],
+                poses: Sequence[KeyframePose], show_cameras: bool = True,
+                segment_ids: NDArray[np.integer] | None = None) -> trimesh.Scene:
+    """
+    Build the scene: coloured points and one frustum per keyframe, glTF-oriented.
 
     :param points_world: (N, 3) points in the world frame (N may be 0).
     :param colors_rgb: (N, 3) uint8 RGB colours.
     :param poses: keyframe poses; the first defines the orientation (see module docstring).
     :param show_cameras: add the frustums.
+    :param segment_ids: (N,) map segment of each point (None: all one segment); each
+        segment's poses are those with its ``segment``.
     :return: the scene, geometry already in glTF coordinates.
     :raises ExportError: if the arrays have wrong shapes or non-finite points.
     """
     points, colors = check_colored_points(points_world, colors_rgb)
-    to_gltf = gltf_from_world(poses)
+    segments = (np.zeros(len(points), np.int64) if segment_ids is None
+                else np.asarray(segment_ids, dtype=np.int64).reshape(-1))
+    if segments.shape[0] != len(points):
+        raise ExportError(f'segment_ids has {segments.shape[0]} entries for {len(points)} '
+                          f'points')
+    if segment_ids is None:
+        poses = [replace(pose, segment=0) for pose in poses]
+    layout = _segment_layout(points, segments, poses)
+    main = main_segment(poses)
     scene = trimesh.Scene()
-    if len(points):
-        points_gltf = transform_points(to_gltf, points)
-        alpha = np.full((len(points), 1), 255, dtype=np.uint8)
-        rgba = np.hstack([colors.astype(np.uint8), alpha])
+    for segment, to_gltf in layout.items():
+        mask = segments == segment
+        if not mask.any():
+            continue
+        name = 'map_points' if segment == main else f'map_points_segment_{segment}'
+        rgba = np.hstack([colors[mask].astype(np.uint8),
+                          np.full((int(mask.sum()), 1), 255, dtype=np.uint8)])
         make_cloud = trimesh.PointCloud
-        cloud = make_cloud(vertices=points_gltf, colors=rgba)  # type: ignore[no-untyped-call]
-        scene.add_geometry(cloud, node_name='map_points', geom_name='map_points')
+        cloud = make_cloud(vertices=transform_points(to_gltf, points[mask]),
+                           colors=rgba)  # type: ignore[no-untyped-call]
+        scene.add_geometry(cloud, node_name=name, geom_name=name)
     if show_cameras and poses:
         depth = _FRUSTUM_DEPTH_FRACTION * scene_scale(points, poses)
         for pose in poses:
-            mesh = _frustum_mesh(pose, depth, to_gltf, _camera_color(pose.index, len(poses)))
+            mesh = _frustum_mesh(pose, depth, layout[pose.segment],
+                                 _camera_color(pose.index, len(poses)))
             name = f'camera_{pose.index:04d}'
             scene.add_geometry(mesh, node_name=name, geom_name=name)
     return scene
@@ -146,7 +207,8 @@ def empty_glb() -> bytes:
 
 def write_glb(path: Path | str, points_world: NDArray[np.floating],
               colors_rgb: NDArray[np.uint8], poses: Sequence[KeyframePose],
-              show_cameras: bool = True, *, overwrite: bool = False) -> Path:
+              show_cameras: bool = True, *, overwrite: bool = False,
+              segment_ids: NDArray[np.integer] | None = None) -> Path:
     """
     Write the scene of ``build_scene`` as a GLB file, atomically.
 
@@ -156,10 +218,12 @@ def write_glb(path: Path | str, points_world: NDArray[np.floating],
     :param poses: keyframe poses.
     :param show_cameras: add the frustums.
     :param overwrite: replace an existing file.
+    :param segment_ids: (N,) map segment of each point (see ``build_scene``).
     :return: the written path.
     :raises ExportError: on bad arrays, an existing file without ``overwrite``, or a write error.
     """
-    scene = build_scene(points_world, colors_rgb, poses, show_cameras=show_cameras)
+    scene = build_scene(points_world, colors_rgb, poses, show_cameras=show_cameras,
+                        segment_ids=segment_ids)
     if scene.is_empty:
         # trimesh refuses to export an empty scene; an empty map is still a valid result.
         return atomic_write_bytes(path, empty_glb(), overwrite=overwrite)

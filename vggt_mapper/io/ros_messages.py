@@ -79,12 +79,19 @@ _POINT_FIELD_DTYPES: dict[int, str] = {
     1: 'i1', 2: 'u1', 3: 'i2', 4: 'u2', 5: 'i4', 6: 'u4', 7: 'f4', 8: 'f8',
 }
 _FLOAT32 = 7
+_UINT32 = 6
 
 #: Bytes per published point: x, y, z float32 and a packed rgb (float32 holding 0x00RRGGBB).
 CLOUD_POINT_STEP = 16
 _CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb'],
                          'formats': ['<f4', '<f4', '<f4', '<u4'],
                          'offsets': [0, 4, 8, 12], 'itemsize': CLOUD_POINT_STEP})
+#: With a ``segment`` (uint32) per point: the map segment it belongs to.
+SEGMENT_CLOUD_POINT_STEP = 20
+_SEGMENT_CLOUD_DTYPE = np.dtype({'names': ['x', 'y', 'z', 'rgb', 'segment'],
+                                 'formats': ['<f4', '<f4', '<f4', '<u4', '<u4'],
+                                 'offsets': [0, 4, 8, 12, 16],
+                                 'itemsize': SEGMENT_CLOUD_POINT_STEP})
 
 #: Raw image encodings ``image_to_rgb`` reads → (channels, bytes per channel).
 IMAGE_ENCODINGS: dict[str, tuple[int, int]] = {
@@ -385,9 +392,13 @@ def poses_to_path(frame_from_bodies: NDArray[np.floating], stamps_ns: Sequence[i
 
 
 def points_to_cloud(points: NDArray[np.floating], colors_rgb: NDArray[np.uint8], stamp_ns: int,
-                    frame_id: str, types: MessageTypes) -> Any:
+                    frame_id: str, types: MessageTypes,
+                    segment_ids: NDArray[np.integer] | None = None) -> Any:
     """
     Build an unorganised ``sensor_msgs/PointCloud2`` with x, y, z and packed rgb.
+
+    With ``segment_ids`` a ``segment`` field (UINT32 at offset 16, ``point_step`` 20) says which
+    map segment each point belongs to (RViz can colour by it).
 
     Layout (little-endian, ``point_step`` 16): x, y, z float32 at offsets 0, 4, 8 and ``rgb`` at
     12, declared FLOAT32 as RViz and PCL expect but holding the uint32 ``0x00RRGGBB`` bits.
@@ -398,6 +409,7 @@ def points_to_cloud(points: NDArray[np.floating], colors_rgb: NDArray[np.uint8],
     :param stamp_ns: header stamp, integer nanoseconds.
     :param frame_id: header.frame_id.
     :param types: the message classes to instantiate.
+    :param segment_ids: optional (N,) segment of each point.
     :return: the PointCloud2.
     :raises ConversionError: if the shapes disagree or the colours are not uint8.
     """
@@ -408,16 +420,24 @@ def points_to_cloud(points: NDArray[np.floating], colors_rgb: NDArray[np.uint8],
     if colors.shape != points.shape or colors.dtype != np.uint8:
         raise ConversionError(f'colors_rgb must be uint8 {points.shape}, got '
                               f'{colors.dtype} {colors.shape}')
-    cloud = np.empty(points.shape[0], dtype=_CLOUD_DTYPE)
+    dtype = _CLOUD_DTYPE if segment_ids is None else _SEGMENT_CLOUD_DTYPE
+    cloud = np.empty(points.shape[0], dtype=dtype)
     cloud['x'], cloud['y'], cloud['z'] = points[:, 0], points[:, 1], points[:, 2]
     rgb = colors.astype(np.uint32)
     cloud['rgb'] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
     fields = [types.point_field(name=name, offset=offset, datatype=_FLOAT32, count=1)
               for name, offset in (('x', 0), ('y', 4), ('z', 8), ('rgb', 12))]
+    if segment_ids is not None:
+        segments = np.asarray(segment_ids).reshape(-1)
+        if segments.shape[0] != points.shape[0]:
+            raise ConversionError(f'segment_ids must have {points.shape[0]} entries, got '
+                                  f'{segments.shape[0]}')
+        cloud['segment'] = segments
+        fields.append(types.point_field(name='segment', offset=16, datatype=_UINT32, count=1))
     return types.point_cloud2(
         header=make_header(stamp_ns, frame_id, types), height=1, width=int(points.shape[0]),
-        fields=fields, is_bigendian=False, point_step=CLOUD_POINT_STEP,
-        row_step=CLOUD_POINT_STEP * int(points.shape[0]),
+        fields=fields, is_bigendian=False, point_step=dtype.itemsize,
+        row_step=dtype.itemsize * int(points.shape[0]),
         data=types.byte_array(cloud.tobytes()),
         is_dense=bool(np.isfinite(points).all()))
 

@@ -75,7 +75,7 @@ from tf2_ros import TransformBroadcaster, TransformException
 from tf2_ros.buffer import Buffer
 from tf2_ros.transform_listener import TransformListener
 
-from vggt_mapper.engine.errors import EngineError
+from vggt_mapper.engine.errors import EngineError, PredictorFailedError
 from vggt_mapper.engine.mapper import Mapper
 from vggt_mapper.engine.types import InputFrame, KeyframePose, MapSnapshot, WindowResult
 from vggt_mapper.engine.worker import MappingWorker, WorkerError
@@ -161,6 +161,7 @@ class MapperNode(Node):
         self._tf_failures = 0
         self._camera_info: conv.CameraInfoRecord | None = None
         self._last_map_msg: Any = None
+        self._predictor_failing = ''
         self._closing = False
         # Diagnostics: recent window outcomes (True = accepted) and sticky warnings.
         self._recent_windows: deque[bool] = deque(maxlen=DIAG_RECENT_WINDOWS)
@@ -187,12 +188,15 @@ class MapperNode(Node):
         if predictor is None:
             from vggt_mapper.predictor.factory import create_predictor
             predictor = create_predictor(params.to_predictor_spec())
-        self._worker = MappingWorker(Mapper(params.to_mapper_config(), predictor),
-                                     params.queue_length, params.drop_policy)
+        store_dir = (Path(params.keyframe_store_dir).expanduser()
+                     if params.keyframe_store_dir else None)
+        self._mapper = Mapper(params.to_mapper_config(), predictor, store_dir=store_dir)
+        self._worker = MappingWorker(self._mapper, params.queue_length, params.drop_policy)
         latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._map_pub = self.create_publisher(PointCloud2, '~/map', latched)
+        self._segments_pub = self.create_publisher(PointCloud2, '~/map_segments', latched)
         self._window_pub = self.create_publisher(PointCloud2, '~/window_cloud', 10)
         self._path_pub = self.create_publisher(PathMsg, '~/path', latched)
         self._pose_pub = self.create_publisher(PoseStamped, '~/pose', 10)
@@ -351,6 +355,8 @@ class MapperNode(Node):
             return DiagnosticStatus.ERROR, f'worker stopped: {stats.fatal_error}'
         if not stats.running:
             return DiagnosticStatus.ERROR, 'worker stopped: no frame is mapped any more'
+        if self._predictor_failing:
+            return DiagnosticStatus.ERROR, f'predictor failing: {self._predictor_failing}'
         now = time.monotonic()
         counts = (stats.frames_dropped, self._malformed, self._tf_failures)
         names = ('frames dropped (queue full: the mapper is slower than the camera)',
@@ -383,6 +389,14 @@ class MapperNode(Node):
             'last_inference_s': f'{stats.last_predict_s:.3f}',
             'last_window_s': f'{stats.last_step_s:.3f}',
             'keyframes': engine.keyframes if engine else 0,
+            'keyframes_lost': engine.keyframes_lost if engine else 0,
+            'segments': engine.segments if engine else 0,
+            'segments_started': engine.segments_started if engine else 0,
+            'loop_candidates': engine.loop_candidates if engine else 0,
+            'loops_accepted': engine.loops_accepted if engine else 0,
+            'optimizations': engine.optimizations if engine else 0,
+            'model_calls': engine.model_calls if engine else 0,
+            'verification_calls': engine.verification_calls if engine else 0,
             'map_points': engine.map_points if engine else 0,
             'tf_failures': self._tf_failures, 'last_error': stats.last_error,
         }
@@ -409,28 +423,41 @@ class MapperNode(Node):
     def _on_window_failed(self, frame: InputFrame, error: BaseException) -> None:
         # The worker has logged it (forwarded to the ROS logger); count it for diagnostics.
         self._recent_windows.append(False)
+        if isinstance(error, PredictorFailedError):
+            self._predictor_failing = str(error)
 
     def _on_window(self, result: WindowResult) -> None:
         params, types = self._params, self._types
         # A rejected window is logged by the engine (forwarded to the ROS logger).
         self._recent_windows.append(bool(result.accepted))
+        if result.accepted:
+            self._predictor_failing = ''
         trajectory = self._worker.trajectory()
         if not result.accepted or not trajectory or not self._can_publish():
             return
         latest = max(trajectory, key=lambda pose: pose.index)
-        stamp_ns = latest.stamp_ns
+        stamp_ns, active = latest.stamp_ns, latest.segment
+        # The map, path and TF are the segment the camera is in (one frame); every segment is
+        # on ~/map_segments, the others set beside it (their relative place is unknown).
+        poses = [pose for pose in trajectory if pose.segment == active]
         snapshot = self._worker.map_snapshot()
+        in_active = snapshot.segments == active
         self._last_map_msg = conv.points_to_cloud(
-            conv.map_from_world_points(snapshot.points_world), snapshot.colors_rgb, stamp_ns,
-            params.map_frame, types)
+            conv.map_from_world_points(snapshot.points_world[in_active]),
+            snapshot.colors_rgb[in_active], stamp_ns, params.map_frame, types)
         self._map_pub.publish(self._last_map_msg)
-        self._window_pub.publish(conv.points_to_cloud(
-            conv.map_from_world_points(result.points_world), result.colors_rgb, stamp_ns,
-            params.map_frame, types))
+        self._segments_pub.publish(conv.points_to_cloud(
+            _side_by_side(conv.map_from_world_points(snapshot.points_world),
+                          snapshot.segments, active),
+            snapshot.colors_rgb, stamp_ns, params.map_frame, types, snapshot.segments))
+        if result.segment == active:
+            self._window_pub.publish(conv.points_to_cloud(
+                conv.map_from_world_points(result.points_world), result.colors_rgb, stamp_ns,
+                params.map_frame, types))
         map_from_cams = conv.map_from_world_pose(
-            np.stack([pose.world_from_cam for pose in trajectory]))
+            np.stack([pose.world_from_cam for pose in poses]))
         self._path_pub.publish(conv.poses_to_path(
-            map_from_cams, [pose.stamp_ns for pose in trajectory], stamp_ns, params.map_frame,
+            map_from_cams, [pose.stamp_ns for pose in poses], stamp_ns, params.map_frame,
             types))
         map_from_cam = conv.map_from_world_pose(latest.world_from_cam)
         self._pose_pub.publish(conv.matrix_to_pose(map_from_cam, stamp_ns, params.map_frame,
@@ -513,6 +540,9 @@ class MapperNode(Node):
                                        f'window(s) (in flight and the last partial one)')
             return stopped
         finally:
+            if self._worker.stop(drain=False, timeout=0.0):
+                # Nobody uses the engine any more: stop its optimiser, drop its keyframe store.
+                self._mapper.close()
             self._remove_log_handler()
 
     def _remove_log_handler(self) -> None:
@@ -535,6 +565,19 @@ class MapperNode(Node):
             self.log(logging.ERROR, f'saving the map at shutdown failed: {err}')
             return
         self.log(logging.INFO, f'{what}: ' + ' '.join(str(p) for p in paths))
+
+
+def _side_by_side(points_map: np.ndarray, segments: np.ndarray, active: int) -> np.ndarray:
+    """Display layout of ~/map_segments: the active segment in place, the others beside it."""
+    out = np.array(points_map, dtype=np.float32, copy=True)
+    edge = float(out[segments == active, 1].min()) if np.any(segments == active) else 0.0
+    for segment in sorted(set(segments.tolist()) - {active}):
+        mask = segments == segment
+        # Along -y (REP 103: y left), a metre apart: to the right of the active map.
+        shift = edge - 1.0 - float(out[mask, 1].max())
+        out[mask, 1] += shift
+        edge = float(out[mask, 1].min())
+    return out
 
 
 def _startup_errors() -> tuple[type[Exception], ...]:

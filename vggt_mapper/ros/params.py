@@ -142,6 +142,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'coarsens to stay below it).', min_value=1, max_value=100_000_000),
     ParamSpec('pixel_stride', _DEFAULT_MAP.pixel_stride, 'Keep every n-th pixel in each '
               'direction before filtering.', min_value=1, max_value=64),
+    ParamSpec('loops', True, 'Close loops: find revisited places, verify them with the model '
+              '(extra model calls) and correct the map and path with the pose graph.'),
+    ParamSpec('min_frame_consistency', _DEFAULT_MAPPER.recovery.min_frame_consistency,
+              'Refuse a window when a new keyframe agrees with the frames before it on less '
+              'than this share of its points (0 disables; set 0 for the random tiny model).',
+              min_value=0.0, max_value=1.0),
     # Predictor
     ParamSpec('model', 'vggt-1b', 'Local model: vggt-1b, or tiny (without a checkpoint: '
               'synthetic weights, meaningless geometry, smoke tests only).'),
@@ -164,6 +170,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('output_dir', 'vggt_mapper_output', 'Where ~/save_map and the shutdown save '
               'write map.glb, map.ply, trajectory.tum, cameras.json (~ is expanded).',
               read_only=False),
+    ParamSpec('keyframe_store_dir', '', 'Folder on a disk with room where the keyframe store '
+              "keeps every keyframe's points and image for the run (a private subfolder, "
+              "removed at exit); empty: the system's temporary folder (mind a RAM-backed "
+              '/tmp on long runs).'),
     ParamSpec('save_on_shutdown', True, 'Save the map into output_dir when the node stops.',
               read_only=False),
     ParamSpec('shutdown_timeout_s', 3.0, 'At shutdown, after saving what is mapped, wait this '
@@ -203,6 +213,8 @@ class NodeParams:
     voxel_size: float = _DEFAULT_MAP.voxel_size
     max_points: int = _DEFAULT_MAP.max_points
     pixel_stride: int = _DEFAULT_MAP.pixel_stride
+    loops: bool = True
+    min_frame_consistency: float = _DEFAULT_MAPPER.recovery.min_frame_consistency
     model: str = 'vggt-1b'
     checkpoint: str = ''
     device: str = 'auto'
@@ -212,6 +224,7 @@ class NodeParams:
     drop_policy: str = 'drop_oldest'
     map_publish_period_s: float = 5.0
     output_dir: str = 'vggt_mapper_output'
+    keyframe_store_dir: str = ''
     save_on_shutdown: bool = True
     shutdown_timeout_s: float = 3.0
 
@@ -275,7 +288,10 @@ class NodeParams:
                                   min_gap=self.min_gap, max_gap=self.max_gap),
                 map=replace(_DEFAULT_MAP, conf_percentile=self.conf_percentile,
                             voxel_size=self.voxel_size, max_points=self.max_points,
-                            pixel_stride=self.pixel_stride))
+                            pixel_stride=self.pixel_stride),
+                loops=replace(_DEFAULT_MAPPER.loops, enabled=self.loops),
+                recovery=replace(_DEFAULT_MAPPER.recovery,
+                                 min_frame_consistency=self.min_frame_consistency))
         except ConfigError as err:
             raise ParameterError(f'invalid mapper parameters: {err}') from err
 

@@ -48,15 +48,21 @@ class SyntheticPredictor:
     :param noise: noise settings (``NOISE_LEVELS['default']`` if omitted).
     :param model_width: model image width (multiple of 14; VGGT uses 518).
     :param seed: seed of the noise generators.
+    :param noise_per_window: draw each window's noise from ``(seed, its frames)`` instead of
+        one stream for the run: the same window gets the same answer whatever was asked
+        before, so two runs that differ only in extra calls (loop verification) see the same
+        odometry noise — a fair A/B comparison.
     """
 
     def __init__(self, sequence: SyntheticSequence, noise: PredictionNoise | None = None,
-                 model_width: int = 518, seed: int = 0) -> None:
+                 model_width: int = 518, seed: int = 0, noise_per_window: bool = False) -> None:
         if model_width % PATCH:
             raise ValueError(f'model_width must be a multiple of {PATCH}, got {model_width}')
         self.sequence = sequence
         self.noise = noise if noise is not None else NOISE_LEVELS['default']
         self.model_width = model_width
+        self.seed = seed
+        self.noise_per_window = noise_per_window
         self.rng = np.random.default_rng(seed)
         self.streams = ErrorStreams(seed)
         self.calls = 0
@@ -77,9 +83,13 @@ class SyntheticPredictor:
         self.calls += 1
         seq = self.sequence
         indices = [seq.index_of(frame) for frame in frames_rgb]
+        if self.noise_per_window:
+            window_seed = np.random.SeedSequence([self.seed, len(indices), *indices])
+            self.rng = np.random.default_rng(window_seed)
+            self.streams = ErrorStreams(int(window_seed.generate_state(1)[0]))
         mapping = model_mapping(frames_rgb[0].shape[:2], self.model_width)
         model_h, model_w = mapping.model_hw
-        k_model = mapping.model_from_original @ seq.intrinsics
+        k_model = mapping.model_from_original @ seq.intrinsics_of(frames_rgb[0])
         true_depths = [seq.render(index, k_model, model_h, model_w)[1] for index in indices]
         errors = draw_window_errors(self.noise, self.streams, len(indices),
                                     lambda: seq.covisibility_matrix(indices))
@@ -93,6 +103,10 @@ class SyntheticPredictor:
         intrinsics = np.repeat(k_model[None], len(indices), axis=0)
         intrinsics[:, :2, :2] *= errors.focal_factors[:, None, None]
         images = np.stack([self._model_image(frame, mapping) for frame in frames_rgb])
+        for image, index in zip(images, indices, strict=True):
+            # A model image fed back (loop verification re-predicts stored keyframes) is the
+            # same frame, as it would be for VGGT.
+            seq.register(image, index, k_model)
         return WindowPrediction(cams, intrinsics, depths, confs, images,
                                 (mapping,) * len(indices))
 

@@ -101,6 +101,7 @@ class SyntheticSequence:
         self.intrinsics = intrinsics_for(height, width, hfov_deg)
         self.match_thumbnails = match_thumbnails
         self._index_by_key: dict[bytes, int] = {}
+        self._intrinsics_by_key: dict[bytes, NDArray[np.float64]] = {}
         self._thumbs: dict[int, NDArray[np.float32]] = {}
         self.cache_renders = cache_renders
         self._renders: OrderedDict[tuple[int, bytes, int, int],
@@ -203,6 +204,28 @@ class SyntheticSequence:
         """Render the true z-depth of frame ``index``: (H, W) float32, metres."""
         _, depth = self.render(index, self.intrinsics, self.height, self.width)
         return depth
+
+    def register(self, image_rgb: NDArray[np.uint8], index: int,
+                 intrinsics: NDArray[np.floating]) -> None:
+        """
+        Recognise ``image_rgb`` as frame ``index`` from now on (e.g. a resized copy of it).
+
+        :param image_rgb: the image.
+        :param index: its frame.
+        :param intrinsics: 3×3 K of that image, in its pixels.
+        """
+        key = _image_key(image_rgb)
+        self._index_by_key[key] = index
+        self._intrinsics_by_key[key] = np.asarray(intrinsics, dtype=np.float64)
+
+    def intrinsics_of(self, image_rgb: NDArray[np.uint8]) -> NDArray[np.float64]:
+        """
+        Return the K of an image of this sequence (a registered copy's own, else the original's).
+
+        :param image_rgb: a frame or a registered copy.
+        :return: 3×3 K in the image's pixels.
+        """
+        return self._intrinsics_by_key.get(_image_key(image_rgb), self.intrinsics)
 
     def index_of(self, image_rgb: NDArray[np.uint8]) -> int:
         """

@@ -174,3 +174,57 @@ class CovisibilityPredictor:
             cams[slot, :, :3] = rotation @ cams[slot, :, :3]
             cams[slot, :, 3] = rotation @ cams[slot, :, 3] + depth_unit * self.rng.normal(size=3)
         return replace(prediction, cam_from_window=cams)
+
+
+def glb_colors(path: str | Path) -> np.ndarray:
+    """Return the RGB colours (N, 3) uint8 of every point cloud in a GLB file."""
+    import trimesh
+
+    scene = trimesh.load(str(path), file_type='glb', force='scene')
+    colors = [np.asarray(g.colors)[:, :3] for g in scene.geometry.values()
+              if isinstance(g, trimesh.PointCloud)]
+    return np.concatenate(colors) if colors else np.zeros((0, 3), np.uint8)
+
+
+class PaintedPredictor:
+    """
+    Paints the left quarter of every model image black and the right quarter white.
+
+    The colours of those pixels' points become pure background for the black/white filters.
+    """
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+    def predict(self, frames_rgb: list[np.ndarray]) -> object:
+        """Predict with the inner predictor, then paint its images."""
+        prediction = self.inner.predict(frames_rgb)  # type: ignore[attr-defined]
+        images = prediction.images_rgb.copy()
+        quarter = images.shape[2] // 4
+        images[:, :, :quarter] = 0
+        images[:, :, -quarter:] = 255
+        return replace(prediction, images_rgb=images)
+
+
+class GatedPredictor:
+    """Holds each model pass until ``release`` is set; ``entered`` says one has started."""
+
+    def __init__(self, inner: object) -> None:
+        import threading
+
+        self.inner = inner
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def predict(self, frames_rgb: list[np.ndarray]) -> object:
+        """Wait for the release (at most 10 minutes), then predict."""
+        self.entered.set()
+        self.release.wait(600)
+        return self.inner.predict(frames_rgb)  # type: ignore[attr-defined]
+
+
+def make_client(url: str) -> object:
+    """Open a gradio_client session with generous timeouts (tests run on loaded machines)."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, httpx_kwargs={'timeout': 300})

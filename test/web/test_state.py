@@ -12,7 +12,6 @@ import pytest
 from vggt_mapper.synthetic.predictor import SyntheticPredictor, SyntheticSequence
 from vggt_mapper.web import state as state_module
 from vggt_mapper.web.errors import ServerClosingError
-from vggt_mapper.web.settings import WebSettings
 from vggt_mapper.web.state import ModelWorker, ServerState
 
 

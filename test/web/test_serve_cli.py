@@ -109,13 +109,14 @@ def test_sigterm_during_a_model_run_stops_cleanly(tmp_path: Path) -> None:
     from vggt_mapper.cli.serve import TINY_WARNING
 
     sample = Path(__file__).resolve().parents[2] / 'vggt_mapper' / 'data' / 'sample'
-    process, url = _start_serve(tmp_path, '--model', 'tiny', '--frames-per-pass', '3',
-                                '--overlap', '1')
+    # Windows of 8 frames: a pass long enough that the stop has to wait for it.
+    process, url = _start_serve(tmp_path, '--model', 'tiny', '--frames-per-pass', '8',
+                                '--overlap', '2')
     client = Client(url, verbose=False, httpx_kwargs={'timeout': 300})
     try:
         assert TINY_WARNING in httpx.get(url + 'config', timeout=300).text  # shown on the page
-        job = client.submit(files=[handle_file(str(p)) for p in sorted(sample.glob('*.jpg'))[:9]],
-                            api_name='/reconstruct')
+        frames = sorted(sample.glob('*.jpg'))[:20]
+        job = client.submit(files=[handle_file(str(p)) for p in frames], api_name='/reconstruct')
         deadline = time.monotonic() + 600  # a guard against hanging, not a speed requirement
         while job.status().progress_data is None:  # the first window is done, the next runs
             assert not job.done(), job.exception()

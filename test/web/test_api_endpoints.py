@@ -122,19 +122,19 @@ def test_uploads_and_pages_are_served_while_a_model_pass_runs(
     url, gate, _ = gated_server
     runner: Any = make_client(url)
     uploader: Any = make_client(url)
+    pool = ThreadPoolExecutor(max_workers=2)
     try:
         job = runner.submit([handle_file(str(live_server.image_paths[0]))],
                             api_name='/predict_window')
         assert gate.entered.wait(300), 'the model pass never started'
         # The pass holds the model until released below: these must not wait for it (the
         # guard only turns a hang into a failure; no speed is asserted).
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            upload = pool.submit(uploader.predict, None,
-                                 [handle_file(str(p)) for p in live_server.image_paths[:3]],
-                                 api_name='/update_gallery_on_upload_1')
-            page_load = pool.submit(httpx.get, url, timeout=300)
-            _, target_dir, gallery, log = upload.result(timeout=240)
-            page = page_load.result(timeout=240)
+        upload = pool.submit(uploader.predict, None,
+                             [handle_file(str(p)) for p in live_server.image_paths[:3]],
+                             api_name='/update_gallery_on_upload_1')
+        page_load = pool.submit(httpx.get, url, timeout=300)
+        _, target_dir, gallery, log = upload.result(timeout=240)
+        page = page_load.result(timeout=240)
         assert not job.done() and not gate.release.is_set()
         assert target_dir.startswith('upload_') and len(gallery) == 3 and 'complete' in log
         assert page.status_code == 200
@@ -142,6 +142,7 @@ def test_uploads_and_pages_are_served_while_a_model_pass_runs(
         assert load_window_prediction(job.result(timeout=600)).num_frames == 1
     finally:
         gate.release.set()
+        pool.shutdown(wait=True)
         runner.close()
         uploader.close()
 

@@ -37,7 +37,8 @@ def _rss_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
-def _child(config_name: str, frames: int, points: bool, queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _child(config_name: str, frames: int, points: bool,
+           queue: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     import torch
 
     from vggt_mapper.model import VGGTConfig

@@ -1,6 +1,8 @@
 """
-Soak the web server: its resident memory after N ``/reconstruct`` calls, and the latency of
-uploads and page loads while a model run holds it.
+Soak the web server: memory after N ``/reconstruct`` calls, request latency during a run.
+
+The server's resident memory after N ``/reconstruct`` calls, and the latency of uploads and page
+loads while a model run holds it.
 
 Memory: a real ``vggt-mapper serve`` process (the shipped sample's ground-truth stand-in
 predictor, answering at VGGT's 518-pixel model width, so each call allocates what a real one

@@ -52,8 +52,9 @@ def test_reconstruct_refuses_an_unreadable_image(live_server: LiveServer, client
                                                  tmp_path: Path) -> None:
     bad = tmp_path / 'not_an_image.png'
     bad.write_bytes(b'no image here')
-    with pytest.raises(gradio_client.exceptions.AppError, match='not a readable image'):
+    with pytest.raises(gradio_client.exceptions.AppError, match='not a readable image') as err:
         client.predict(files=[handle_file(str(bad))], api_name='/reconstruct')
+    assert "'not_an_image.png'" in str(err.value) and '/' not in str(err.value)  # no paths
 
 
 def test_predict_window_returns_a_serialised_prediction(live_server: LiveServer,
@@ -100,7 +101,7 @@ def test_twenty_concurrent_clients_all_get_their_own_answer(live_server: LiveSer
 
 @pytest.fixture()
 def gated_server(live_server: LiveServer, tmp_path: Path) -> Iterator[tuple[str, Any, Any]]:
-    """A server whose model passes wait for the test's go (and its Blocks)."""
+    """Serve a model whose passes wait for the test's go; yield URL, gate and Blocks."""
     from vggt_mapper.web.app import build_app, close_app, launch_app
 
     gate = GatedPredictor(SyntheticPredictor(live_server.sequence, noise=EXACT,

@@ -35,7 +35,7 @@ POINTMAP = 'Pointmap Branch'
 @pytest.fixture(scope='module')
 def painted(sequence: SyntheticSequence, image_paths: list,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, Any, str]]:
-    """A server with painted backgrounds, a client and one uploaded, reconstructed set."""
+    """Serve painted backgrounds; yield the server, a client and an uploaded set."""
     from vggt_mapper.web.app import build_app, close_app, launch_app
 
     settings = web_settings(tmp_path_factory.mktemp('painted'))

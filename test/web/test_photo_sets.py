@@ -32,7 +32,7 @@ FRAMES_PER_PASS = 6
 
 @pytest.fixture(scope='module')
 def photo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """A server whose model fails on windows of views that do not overlap."""
+    """Serve a model that fails on windows of views that do not overlap."""
     from vggt_mapper.web.app import build_app, close_app, launch_app
 
     predictor = CovisibilityPredictor(sample_predictor(model_width=MODEL_WIDTH))

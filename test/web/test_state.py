@@ -39,7 +39,7 @@ def test_a_closed_worker_refuses_new_jobs() -> None:
 @pytest.fixture()
 def state(sequence: SyntheticSequence, image_paths: list[Path],
           tmp_path: Path) -> Iterator[ServerState]:
-    """A server state with windows of 4 and one reconstruction kept in memory."""
+    """Make a server state with windows of 4 and one reconstruction kept in memory."""
     from app_helpers import web_settings
 
     settings = web_settings(tmp_path, scenes_cached=1, frames_per_pass=4)

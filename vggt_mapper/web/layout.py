@@ -1,6 +1,5 @@
 """
-The app's layout and events: the official VGGT demo's components, in its order, wired to
-``Handlers``.
+The app's layout and events: the official VGGT demo's components, wired to ``Handlers``.
 
 The official demo's endpoints keep their names, parameters (names, order, types, defaults,
 choices) and outputs, so a ``gradio_client`` script written for it works here by changing the URL:
@@ -66,7 +65,7 @@ class _Viewer:
 
     @property
     def controls(self) -> list[Any]:
-        """The controls in the official order of their ``/update_visualization*`` events."""
+        """Return the controls in the official order of their ``/update_visualization*``."""
         return [self.conf_thres, self.frame_filter, self.mask_black_bg, self.mask_white_bg,
                 self.show_cam, self.mask_sky, self.prediction_mode]
 

@@ -1,6 +1,5 @@
 """
-Order an unordered photo set by visual similarity, so that each window holds frames that see
-each other.
+Order an unordered photo set by visual similarity (each window then holds views that overlap).
 
 The engine maps windows of consecutive frames and aligns each window on the frames it shares
 with the previous one, so the order matters once a set needs more than one pass: photos

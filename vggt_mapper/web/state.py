@@ -230,7 +230,7 @@ class ServerState:
 
     @property
     def root(self) -> Path:
-        """The private folder that holds everything this server writes."""
+        """Return the private folder that holds everything this server writes."""
         return self.registry.root
 
     # -- lifecycle ---------------------------------------------------------------------------

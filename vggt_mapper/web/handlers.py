@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 import gradio as gr
 import numpy as np
 
-from vggt_mapper.web.errors import WebError
+from vggt_mapper.web.errors import UploadError, WebError
 from vggt_mapper.web.scene import (
     BRANCH_DEPTH,
     FRAME_FILTER_ALL,
@@ -201,7 +201,7 @@ class Handlers:
         paths = [_file_path(f) for f in files or []]
         videos = [p for p in paths if Path(p).suffix.lower() in _VIDEO_SUFFIXES]
         if len(videos) > 1:
-            raise gr.Error(f'send one video at most, got {len(videos)}', print_exception=False)
+            raise UploadError(f'send one video at most, got {len(videos)}')
         images = [p for p in paths if p not in videos]
         upload = self.state.upload(videos[0] if videos else None, images or None,
                                    float(video_fps))

@@ -203,7 +203,7 @@ def order_by_similarity(descriptors: NDArray[np.floating]) -> FrameOrder:
     """
     Chain frames so that consecutive ones look alike.
 
-    :param descriptors: (N, D) unit-length descriptors, in upload order.
+    :param descriptors: (N, D) descriptors, in upload order (rows are scaled to unit length).
     :return: the order; the upload order itself unless a chain more than a rounding error
         cheaper was found.
     :raises ValueError: for descriptors that are not a finite (N, D) array.
@@ -211,6 +211,7 @@ def order_by_similarity(descriptors: NDArray[np.floating]) -> FrameOrder:
     rows = np.asarray(descriptors, dtype=np.float64)
     if rows.ndim != 2 or not np.all(np.isfinite(rows)):
         raise ValueError(f'descriptors must be a finite (N, D) array, got shape {rows.shape}')
+    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
     count = len(rows)
     upload = np.arange(count, dtype=np.int64)
     if count < 3:

@@ -126,7 +126,7 @@ def test_sigterm_during_a_model_run_stops_cleanly(tmp_path: Path) -> None:
         output, _ = process.communicate(timeout=300)
         assert process.returncode == 0, output
         assert 'terminate called' not in output and 'vggt-mapper serve: stopped' in output
-        assert not list((tmp_path / 'work').iterdir())
+        assert not list((tmp_path / 'work').iterdir()), list((tmp_path / 'work').rglob('*'))
     finally:
         client.close()
         if process.poll() is None:

@@ -83,3 +83,31 @@ def test_shutdown_stops_a_reconstruction_between_windows(
             run.result(timeout=300)
     assert gate.inner.calls == 1  # type: ignore[attr-defined]  # no window after the stop
     assert not served.root.exists()
+
+
+def test_shutdown_waits_for_a_request_writing_into_its_folder(
+        state: ServerState, image_paths: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    entered, release = threading.Event(), threading.Event()
+    real_save = state_module.save_scene
+
+    def held_save(scene: object, path: Path) -> None:
+        entered.set()
+        release.wait(600)
+        real_save(scene, path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(state_module, 'save_scene', held_save)
+    workdir = state.upload(None, [str(p) for p in image_paths[:4]], 1.0).workdir
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        run = pool.submit(state.reconstruct, workdir)
+        assert entered.wait(300)  # the model is done; the request is writing its scene
+        closing = pool.submit(state.close)
+        with pytest.raises(TimeoutError):  # close cannot end before that write has
+            closing.result(timeout=1)
+        release.set()
+        assert closing.result(timeout=300)
+        assert len(run.result(timeout=300).keyframes) == 4  # the write succeeded
+    assert not state.root.exists()
+    with pytest.raises(ServerClosingError, match='shutting down'):
+        state.upload(None, [str(image_paths[0])], 1.0)

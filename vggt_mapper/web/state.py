@@ -8,18 +8,23 @@ their folders), ``/predict_window`` answers are kept on disk up to ``window_answ
 
 Model work (reconstructions and windows) runs on one ``ModelWorker`` thread, one job at a time,
 so that a shutdown can stop it between windows and wait for the pass in flight instead of
-tearing the process down under it. After each job the C allocator is asked to give freed memory
-back to the system (``release_memory``): without it, the large short-lived arrays of each
-reconstruction leave the server's resident memory growing call after call (glibc keeps freed
-blocks of many worker threads' arenas; see ``benchmarks/web_soak.py``).
+tearing the process down under it. Every public operation that touches the working folders is
+counted (``_operation``): ``close`` refuses new ones and waits for those in flight before it
+deletes the folders, so no request writes into a folder being deleted.
+
+After each job and each render the C allocator is asked to give freed memory back to the system
+(``release_memory``): without it, the large short-lived arrays of each reconstruction leave the
+server's resident memory growing call after call (glibc keeps the freed blocks of its arenas;
+see ``benchmarks/web_soak.py``).
 """
 
 from __future__ import annotations
 
 from collections import deque, OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
+import contextlib
 import contextvars
 import ctypes
 import ctypes.util
@@ -227,6 +232,9 @@ class ServerState:
         self._sky: SkySegmenter | None = None
         self._sky_error = ''
         self._window_dirs: deque[Workdir] = deque()
+        self._operations = threading.Condition()
+        self._active = 0
+        self._closing = False
 
     @property
     def root(self) -> Path:
@@ -239,16 +247,38 @@ class ServerState:
         """Start the working-folder expiry timer."""
         self.registry.start_expiry()
 
+    @contextlib.contextmanager
+    def _operation(self) -> Iterator[None]:
+        """Count one request's work on the folders; refuse it once ``close`` has begun."""
+        with self._operations:
+            if self._closing:
+                raise ServerClosingError('the server is shutting down; send the request again '
+                                         'later')
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._operations:
+                self._active -= 1
+                self._operations.notify_all()
+
     def close(self) -> bool:
         """
-        Stop model work (between windows; the pass in flight may finish) and delete the root.
+        Stop model work and requests in flight (up to the grace time), then delete the root.
 
-        :return: True if no model pass was still running after ``shutdown_grace_s``.
+        A reconstruction stops between windows; the model pass in flight may finish.
+
+        :return: True if nothing was still running after ``shutdown_grace_s``.
         """
-        finished = self.worker.close(self.settings.shutdown_grace_s)
+        with self._operations:
+            self._closing = True
+        grace_s = self.settings.shutdown_grace_s
+        finished = self.worker.close(grace_s)
+        with self._operations:
+            finished = self._operations.wait_for(lambda: self._active == 0,
+                                                 timeout=grace_s) and finished
         if not finished:
-            _LOG.warning('a model pass was still running %.0f s after shutdown began',
-                         self.settings.shutdown_grace_s)
+            _LOG.warning('work was still running %.0f s after shutdown began', grace_s)
         self.registry.close()
         return finished
 
@@ -286,12 +316,13 @@ class ServerState:
         :return: the folder, its frames and the user message.
         :raises UploadError: when a limit is broken or nothing usable was uploaded.
         """
-        workdir = self.registry.create()
-        try:
-            summary = import_upload(workdir, video, images, fps, self.settings)
-        except BaseException:
-            self.registry.remove(workdir)
-            raise
+        with self._operation():
+            workdir = self.registry.create()
+            try:
+                summary = import_upload(workdir, video, images, fps, self.settings)
+            except BaseException:
+                self.registry.remove(workdir)
+                raise
         log = UPLOAD_DONE if not summary.note else f'{UPLOAD_DONE} Note: {summary.note}.'
         return UploadResult(workdir, summary.image_paths, log)
 
@@ -339,8 +370,9 @@ class ServerState:
                                plan.config, self.mapper_factory, progress=progress,
                                cancel=self.worker.cancel, plan_note=plan.note)
 
-        scene = self.worker.run(job)
-        save_scene(scene, workdir.scene_path)
+        with self._operation():
+            scene = self.worker.run(job)
+            save_scene(scene, workdir.scene_path)
         self._cache_scene(workdir, scene)
         return scene
 
@@ -362,9 +394,10 @@ class ServerState:
             if workdir.name in self._scenes:
                 self._scenes.move_to_end(workdir.name)
                 return self._scenes[workdir.name]
-        if not workdir.scene_path.is_file():
-            return None
-        scene = load_scene(workdir.scene_path)
+        with self._operation():
+            if not workdir.scene_path.is_file():
+                return None
+            scene = load_scene(workdir.scene_path)
         self._cache_scene(workdir, scene)
         return scene
 
@@ -395,7 +428,8 @@ class ServerState:
         path = workdir.path / f'glbscene_{key[:16]}.glb'
         sky = self._sky_mask(options.mask_sky)
         try:
-            result = render_glb(scene, options, path, self.settings.max_glb_points, sky)
+            with self._operation():
+                result = render_glb(scene, options, path, self.settings.max_glb_points, sky)
         finally:
             release_memory()
         notes = list(result.notes)
@@ -424,9 +458,10 @@ class ServerState:
             raise UploadError(f'{len(image_paths)} images in one window, more than the server '
                               f'limit of {self.settings.max_files}')
         frames = [_read_rgb(path) for path in image_paths]
-        prediction = self.worker.run(lambda: self.predictor().predict(frames))
-        workdir = self.registry.create()
-        path = save_window_prediction(workdir.path / 'prediction.npz', prediction)
+        with self._operation():
+            prediction = self.worker.run(lambda: self.predictor().predict(frames))
+            workdir = self.registry.create()
+            path = save_window_prediction(workdir.path / 'prediction.npz', prediction)
         with self._lock:
             self._window_dirs.append(workdir)
             expired = []

@@ -43,17 +43,17 @@ def live_server(sequence: SyntheticSequence, image_paths: list[Path],
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """Run a real vggt_mapper server on localhost with the synthetic predictor."""
     pytest.importorskip('gradio')
-    from vggt_mapper.web.app import build_app, launch_app
+    from vggt_mapper.web.app import build_app, close_app, launch_app
 
     settings = web_settings(tmp_path_factory.mktemp('workdirs'))
     predictor = SyntheticPredictor(sequence, noise=EXACT, model_width=MODEL_WIDTH)
     app = build_app(predictor, settings)
-    launch_app(app, settings, block=False)
+    launch_app(app, block=False)
     try:
         yield LiveServer(f'http://127.0.0.1:{settings.port}/', settings, sequence,
                          image_paths, app)
     finally:
-        app.close()
+        close_app(app)
 
 
 @pytest.fixture()

@@ -9,13 +9,19 @@ poses carry these clouds into the world frame.
 
 Each accepted ``WindowResult`` carries the Sim(3) the engine estimated for its window; its
 scale converts the cached window-unit depth into world units (the door does no alignment).
+
+``plan_passes`` decides the windows: a photo set that fits the frame limit per pass
+(``capacity.py``) is one pass, like the official demo; a larger one is chained by visual
+similarity (``ordering.py``) and mapped in windows of that limit; a video keeps its time order
+and the engine's window size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import math
+import threading
 import time
 from typing import Protocol
 
@@ -33,15 +39,18 @@ from vggt_mapper.engine.types import (
 from vggt_mapper.geometry.se3 import transform_points
 from vggt_mapper.geometry.unproject import depth_to_points_cam
 from vggt_mapper.predictor.base import Predictor, WindowPrediction
-from vggt_mapper.web.errors import WebError
+from vggt_mapper.web.errors import ServerClosingError, WebError
+from vggt_mapper.web.ordering import FrameOrder
 from vggt_mapper.web.scene import KeyframeCloud, Scene
 
 __all__ = [
     'MapperLike',
     'MapperFactory',
+    'PassPlan',
     'ProgressFn',
     'ReconstructionError',
     'estimate_windows',
+    'plan_passes',
     'reconstruct',
 ]
 
@@ -70,6 +79,54 @@ class MapperLike(Protocol):
 
 
 MapperFactory = Callable[[MapperConfig, Predictor], MapperLike]
+
+
+@dataclass(frozen=True)
+class PassPlan:
+    """
+    How an upload goes through the model.
+
+    :param config: the engine settings for this upload (window size and overlap set here).
+    :param order: upload positions in mapping order, or None for name order.
+    :param note: one sentence for the log (one pass, or windows and why).
+    """
+
+    config: MapperConfig
+    order: tuple[int, ...] | None
+    note: str
+
+
+def _windowed(config: MapperConfig, window_size: int) -> MapperConfig:
+    window_size = max(2, window_size)
+    return replace(config, window_size=window_size,
+                   overlap=min(config.overlap, window_size - 1))
+
+
+def plan_passes(num_frames: int, source: str, frames_per_pass: int, config: MapperConfig,
+                order_frames: Callable[[], FrameOrder]) -> PassPlan:
+    """
+    Decide the windows of an upload.
+
+    :param num_frames: frames uploaded.
+    :param source: ``'images'`` (a photo set) or ``'video'``.
+    :param frames_per_pass: the frame limit per model pass.
+    :param config: the server's engine settings (a video's window size and the overlap).
+    :param order_frames: computes the similarity order (called only for a set over the limit).
+    :return: the plan.
+    """
+    if source != 'images':
+        window = min(config.window_size, frames_per_pass)
+        return PassPlan(_windowed(config, window), None,
+                        f'video frames in time order, windows of {window}')
+    if num_frames <= frames_per_pass:
+        return PassPlan(_windowed(config, num_frames), None,
+                        f'one pass (limit {frames_per_pass} frames per pass)')
+    order = order_frames()
+    how = ('ordered by visual similarity' if order.reordered
+           else 'upload order kept (already a chain of similar views)')
+    return PassPlan(_windowed(config, frames_per_pass), order.order if order.reordered else None,
+                    f'{num_frames} photos over the limit of {frames_per_pass} frames per pass: '
+                    f'{how}, windows of {frames_per_pass}')
 
 
 def estimate_windows(num_frames: int, config: MapperConfig) -> int:
@@ -101,13 +158,19 @@ class _LocalCloud:
 class _RecordingPredictor:
     """Passes windows to the real predictor and remembers each prediction until it is used."""
 
-    def __init__(self, inner: Predictor, on_window: Callable[[], None]) -> None:
+    def __init__(self, inner: Predictor, on_window: Callable[[], None],
+                 cancel: threading.Event | None) -> None:
         self.inner = inner
         self.on_window = on_window
+        self.cancel = cancel
         self.pending: list[WindowPrediction] = []
         self.predict_s = 0.0
 
     def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
+        # Between windows is the only safe place to stop: a forward pass cannot be interrupted.
+        if self.cancel is not None and self.cancel.is_set():
+            raise ServerClosingError('the server is shutting down; this reconstruction was '
+                                     'stopped, send it again later')
         start = time.perf_counter()
         prediction = self.inner.predict(frames_rgb)
         self.predict_s += time.perf_counter() - start
@@ -148,7 +211,8 @@ def _choose_stride(model_hw: tuple[int, int], num_frames: int, pixel_budget: int
 
 def reconstruct(frames: Iterable[InputFrame], num_frames: int, predictor: Predictor,
                 config: MapperConfig, mapper_factory: MapperFactory,
-                progress: ProgressFn | None = None, pixel_budget: int = 4_000_000) -> Scene:
+                progress: ProgressFn | None = None, pixel_budget: int = 4_000_000,
+                cancel: threading.Event | None = None, plan_note: str = '') -> Scene:
     """
     Map an upload with the engine and build the viewer's scene.
 
@@ -160,8 +224,11 @@ def reconstruct(frames: Iterable[InputFrame], num_frames: int, predictor: Predic
     :param progress: called after each window with ``(done, expected)``.
     :param pixel_budget: at most this many cached pixels over all keyframes (longer uploads
         are cached at a coarser pixel stride).
+    :param cancel: when set, the run stops before its next window.
+    :param plan_note: how the windows were planned, for the log.
     :return: the scene, with a log line of counts and timings.
     :raises ReconstructionError: when no keyframe could be mapped.
+    :raises ServerClosingError: when ``cancel`` was set.
     """
     start = time.perf_counter()
     expected = estimate_windows(num_frames, config)
@@ -172,7 +239,7 @@ def reconstruct(frames: Iterable[InputFrame], num_frames: int, predictor: Predic
         if progress is not None:
             progress(done[0], max(expected, done[0]))
 
-    recorder = _RecordingPredictor(predictor, on_window)
+    recorder = _RecordingPredictor(predictor, on_window, cancel)
     mapper = mapper_factory(config, recorder)
     clouds: dict[int, _LocalCloud] = {}
     window_scales: dict[int, float] = {}
@@ -224,12 +291,25 @@ def reconstruct(frames: Iterable[InputFrame], num_frames: int, predictor: Predic
         raise ReconstructionError(
             f'no keyframe could be mapped from {num_frames} frames ({len(results)} windows, '
             f'{sum(not r.accepted for r in results)} refused); try more overlapping images')
-    total_s = time.perf_counter() - start
-    stats = mapper.stats
-    refused = sum(not r.accepted for r in results)
-    align_s = sum(r.align_s for r in results)
-    log = (f'Reconstruction Success ({num_frames} frames, {len(keyframes)} keyframes, '
-           f'{len(results)} windows{f", {refused} refused" if refused else ""}, '
-           f'{stats.map_points} map points). Model {recorder.predict_s:.2f} s, alignment '
-           f'{align_s:.2f} s, total {total_s:.2f} s.')
-    return Scene(keyframes=tuple(keyframes), log=log)
+    return Scene(keyframes=tuple(keyframes),
+                 log=_success_line(num_frames, len(keyframes), results, mapper.stats,
+                                   recorder.predict_s, time.perf_counter() - start, plan_note))
+
+
+def _success_line(num_frames: int, num_keyframes: int, results: list[WindowResult],
+                  stats: MapperStats, predict_s: float, total_s: float, plan_note: str) -> str:
+    refused = [r for r in results if not r.accepted]
+    dropped = num_frames - num_keyframes
+    parts = [f'Reconstruction Success ({num_frames} frames, {num_keyframes} keyframes, '
+             f'{len(results)} windows).']
+    if plan_note:
+        parts.append(plan_note[0].upper() + plan_note[1:] + '.')
+    if refused:
+        parts.append(f'{len(refused)} windows refused by the alignment ({refused[0].reason}); '
+                     f'{dropped} frames are not in the map.')
+    elif dropped:
+        parts.append(f'{dropped} frames could not be used and are not in the map.')
+    parts.append(f'Engine map: {stats.map_points:,} points (voxel-merged).')
+    parts.append(f'Model {predict_s:.2f} s, alignment {sum(r.align_s for r in results):.2f} s, '
+                 f'total {total_s:.2f} s.')
+    return ' '.join(parts)

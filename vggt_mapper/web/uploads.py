@@ -19,7 +19,7 @@ from vggt_mapper.web.errors import UploadError
 from vggt_mapper.web.settings import WebSettings
 from vggt_mapper.web.workdirs import Workdir
 
-__all__ = ['UploadSummary', 'import_upload', 'iter_frames', 'list_frames']
+__all__ = ['UploadSummary', 'import_upload', 'iter_frames', 'list_frames', 'upload_source']
 
 _META_NAME = 'meta.json'
 _UNSAFE = re.compile(r'[^A-Za-z0-9._-]')
@@ -52,6 +52,14 @@ def _safe_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
+def _without_paths(err: BaseException, path: Path) -> str:
+    """Return an error's message with the server path of ``path`` replaced by its name."""
+    message = str(err)
+    for text in (str(path.resolve()), str(path)):
+        message = message.replace(text, path.name)
+    return message
+
+
 def _check_sizes(paths: Sequence[Path], settings: WebSettings) -> None:
     total = 0
     for path in paths:
@@ -75,7 +83,8 @@ def _import_images(paths: Sequence[Path], workdir: Workdir, settings: WebSetting
             with Image.open(path) as image:
                 image.verify()
         except (UnidentifiedImageError, OSError, SyntaxError) as err:
-            raise UploadError(f'{path.name!r} is not a readable image ({err})') from err
+            raise UploadError(f'{path.name!r} is not a readable image '
+                              f'({_without_paths(err, path)})') from err
         target = workdir.images_dir / _safe_name(path.name, taken)
         shutil.copyfile(path, target)
         copied.append(target)
@@ -201,16 +210,35 @@ def list_frames(workdir: Workdir) -> list[Path]:
     return sorted(p for p in workdir.images_dir.iterdir() if p.is_file())
 
 
-def iter_frames(workdir: Workdir) -> Iterator[InputFrame]:
+def _meta(workdir: Workdir) -> dict[str, object]:
+    meta_path = workdir.path / _META_NAME
+    if not meta_path.is_file():
+        return {}
+    meta: dict[str, object] = json.loads(meta_path.read_text(encoding='utf-8'))
+    return meta
+
+
+def upload_source(workdir: Workdir) -> str:
+    """
+    Say what an upload was.
+
+    :param workdir: the working folder.
+    :return: ``'images'`` (a photo set) or ``'video'`` (a video, possibly with images).
+    """
+    return str(_meta(workdir).get('source', 'images'))
+
+
+def iter_frames(workdir: Workdir, order: Sequence[int] | None = None) -> Iterator[InputFrame]:
     """
     Decode a working folder's frames one at a time (a long video never sits in memory whole).
 
     :param workdir: the working folder.
-    :return: an iterator of frames with stamps ``index × period``.
+    :param order: positions in name order to yield, in this order (None: name order).
+    :return: an iterator of frames with stamps ``index × period`` (index in the order given).
     """
-    meta_path = workdir.path / _META_NAME
-    period_ns = 1_000_000_000
-    if meta_path.is_file():
-        period_ns = int(json.loads(meta_path.read_text(encoding='utf-8'))['period_ns'])
-    for index, path in enumerate(list_frames(workdir)):
+    period_ns = int(_meta(workdir).get('period_ns', 1_000_000_000))  # type: ignore[call-overload]
+    paths = list_frames(workdir)
+    if order is not None:
+        paths = [paths[position] for position in order]
+    for index, path in enumerate(paths):
         yield InputFrame(image_rgb=decode_image(path), stamp_ns=index * period_ns, name=path.name)

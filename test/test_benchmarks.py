@@ -44,7 +44,7 @@ def loop() -> SyntheticSequence:
 
 
 def _mapped(sequence: SyntheticSequence, frames: list[int]) -> list[KeyframePose]:
-    """The ground truth as a mapper would give it: first keyframe's frame, half-metre unit."""
+    """Give the ground truth as a mapper would: first keyframe's frame, half-metre unit."""
     first_from_world = inverse_se3(sequence.poses_world_from_cam[frames[0]])
     poses = []
     for key, index in enumerate(frames):

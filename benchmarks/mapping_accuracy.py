@@ -468,7 +468,8 @@ def section_loops(mode: Mode, _args: argparse.Namespace) -> dict[str, object]:
     summary = [loop_summary(laps, [r for r in rows if r['laps'] == laps])
                for laps in mode.loop_laps]
     print(table('Loop path at realistic, with and without loop closure (per seed)', rows,
-                ['laps', 'seed', 'loops', 'keyframes', 'mapped', 'segments', 'ate_over',
+                ['laps', 'seed', 'loops', 'keyframes', 'mapped', 'segments_started',
+                 'segments', 'ate_over',
                  'ate_m', 'ate_percent', 'end_point_m', 'loops_accepted', 'loops_rejected',
                  'loop_rejections', 'wall_s']))
     print(table('Loop closure: ratios with/without (means over seeds; targets ATE <= 1/4, '

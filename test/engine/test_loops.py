@@ -11,11 +11,10 @@ place), and a predictor that fails three calls in a row in the middle of a run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-from numpy.typing import NDArray
 import pytest
 
 from vggt_mapper.engine import Mapper, MapperConfig
@@ -25,10 +24,9 @@ from vggt_mapper.engine.loops import LoopDetector, LoopEdge, verify_loop
 from vggt_mapper.engine.pose_graph import PoseGraphConfig
 from vggt_mapper.engine.types import LoopOutcome
 from vggt_mapper.geometry.sim3 import Sim3
-from vggt_mapper.predictor.base import WindowPrediction
 from vggt_mapper.synthetic import NOISE_LEVELS, SyntheticPredictor, SyntheticSequence
 from vggt_mapper.synthetic.evaluation import _frame_index, feed, trajectory_error
-from vggt_mapper.synthetic.faults import FaultyPredictor
+from vggt_mapper.synthetic.faults import FaultyPredictor, FooledByLookAlikes
 
 MODEL_WIDTH = 126
 
@@ -89,40 +87,6 @@ def test_an_accepted_loop_is_reported_with_its_correction(loop_path: SyntheticSe
         assert any(r.corrected for r in results)
 
 
-class FooledByLookAlikes:
-    """
-    Takes the far frames of a loop window for their look-alikes one corridor period back.
-
-    What a model shown identical doors does: it predicts the two places as one, consistently,
-    so depth, poses and covisibility all agree. (Regular windows are left alone.)
-    """
-
-    def __init__(self, sequence: SyntheticSequence, period_frames: int) -> None:
-        self.inner = SyntheticPredictor(sequence, NOISE_LEVELS['default'],
-                                        model_width=MODEL_WIDTH)
-        self.sequence = sequence
-        self.period = period_frames
-        self.fooled = 0
-
-    def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
-        seq = self.sequence
-        indices = [seq.index_of(frame) for frame in frames_rgb]
-        jumps = [i for i in range(1, len(indices)) if indices[i] - indices[i - 1] > 30]
-        taken = []
-        if jumps:
-            near = indices[jumps[0] - 1]
-            for frame, index in zip(frames_rgb[jumps[0]:], indices[jumps[0]:], strict=True):
-                periods = round((index - near) / self.period)
-                taken.append((frame, index, seq.intrinsics_of(frame)))
-                seq.register(frame, index - periods * self.period, seq.intrinsics_of(frame))
-            self.fooled += 1
-        try:
-            return self.inner.predict(frames_rgb)
-        finally:
-            for frame, index, intrinsics in taken:
-                seq.register(frame, index, intrinsics)
-
-
 def _true_distance(sequence: SyntheticSequence, mapper: Mapper, loop: LoopOutcome) -> float:
     names = {pose.index: pose.name for pose in mapper.trajectory()}
     centres = [sequence.poses_world_from_cam[_frame_index(names[key])][:3, 3]
@@ -133,7 +97,9 @@ def _true_distance(sequence: SyntheticSequence, mapper: Mapper, loop: LoopOutcom
 def test_look_alike_places_taken_for_one_are_rejected_as_implausible_drift(
         corridor: SyntheticSequence) -> None:
     # The corridor repeats every 2.4 m (80 frames); nothing is ever revisited.
-    predictor = FooledByLookAlikes(corridor, period_frames=80)
+    predictor = FooledByLookAlikes(
+        SyntheticPredictor(corridor, NOISE_LEVELS['default'], model_width=MODEL_WIDTH),
+        period_frames=80)
     config = _config(loops=LoopConfig(min_similarity=0.5, exclusion_keyframes=10))
     with Mapper(config, predictor) as mapper:
         results = feed(mapper, corridor)

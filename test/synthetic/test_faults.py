@@ -12,6 +12,7 @@ from vggt_mapper.predictor.base import WindowPrediction
 from vggt_mapper.synthetic import (
     FaultMode,
     FaultyPredictor,
+    FooledByLookAlikes,
     NOISE_LEVELS,
     SyntheticFailure,
     SyntheticPredictor,
@@ -111,3 +112,37 @@ class _Echo:
 def test_bad_settings_are_refused(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         FaultyPredictor(_Echo(), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope='module')
+def corridor() -> SyntheticSequence:
+    # Looks repeat every 2.4 m: 80 frames of 3 cm.
+    return SyntheticSequence.corridor(120, step_m=0.03, cache_renders=64)
+
+
+def _distance_ratio(prediction: WindowPrediction) -> float:
+    """How much farther the window's last camera is from its first than its second camera."""
+    centres = [-cam[:, :3].T @ cam[:, 3] for cam in prediction.cam_from_window]
+    return float(np.linalg.norm(centres[-1]) / np.linalg.norm(centres[1]))
+
+
+def test_look_alikes_are_taken_for_one_place_in_loop_windows_only(
+        corridor: SyntheticSequence) -> None:
+    inner = SyntheticPredictor(corridor, NOISE_LEVELS['none'], model_width=56)
+    predictor = FooledByLookAlikes(inner, period_frames=80)
+    # A loop window: frames 10, 11, then a jump to 100, one period past frame 20.
+    loop_window = _frames(corridor, [10, 11, 100])
+    fooled = predictor.predict(loop_window)
+    assert _distance_ratio(fooled) == pytest.approx(10.0, rel=1e-6)  # frame 20, not 100
+    assert predictor.fooled == 1
+    # The swap lasts one call: the frame is itself again, and regular windows are the truth.
+    assert corridor.index_of(loop_window[2]) == 100
+    honest = predictor.predict(_frames(corridor, [10, 11, 30]))
+    assert _distance_ratio(honest) == pytest.approx(20.0, rel=1e-6)
+    assert (predictor.calls, predictor.fooled) == (2, 1)
+
+
+def test_look_alike_settings_are_checked(corridor: SyntheticSequence) -> None:
+    inner = SyntheticPredictor(corridor, NOISE_LEVELS['none'], model_width=56)
+    with pytest.raises(ValueError, match='period_frames'):
+        FooledByLookAlikes(inner, period_frames=0)

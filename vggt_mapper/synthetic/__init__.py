@@ -5,13 +5,19 @@ For tests and benchmarks of everything downstream of the model: ``SyntheticSeque
 camera path through a textured world (``default_room``, a ``loop_path``, a repeating
 ``corridor_room``), ``SyntheticPredictor`` answers windows from its ground truth with the errors
 a ``PredictionNoise`` preset asks for (``NOISE_LEVELS``: none, default, high, realistic,
-hostile), and ``FaultyPredictor`` makes chosen calls of any predictor fail outright.
+hostile), ``FaultyPredictor`` makes chosen calls of any predictor fail outright, and
+``FooledByLookAlikes`` takes look-alike places for one in loop verification.
 """
 
 from __future__ import annotations
 
 from vggt_mapper.synthetic.errors import SyntheticFailure, UnknownFrameError
-from vggt_mapper.synthetic.faults import FaultMode, FaultRecord, FaultyPredictor
+from vggt_mapper.synthetic.faults import (
+    FaultMode,
+    FaultRecord,
+    FaultyPredictor,
+    FooledByLookAlikes,
+)
 from vggt_mapper.synthetic.noise import (
     NOISE_LEVELS,
     NOISE_SEVERITY_ORDER,
@@ -39,6 +45,7 @@ __all__ = [
     'FaultMode',
     'FaultRecord',
     'FaultyPredictor',
+    'FooledByLookAlikes',
     'PredictionNoise',
     'RepeatingRoom',
     'Room',

@@ -11,6 +11,11 @@ Fault injection: a predictor wrapper that makes chosen calls fail the way real p
 * ``wrong_count``: returns it without its last frame (one frame fewer than asked).
 
 It counts calls and failures and keeps a ``FaultRecord`` of each failure.
+
+``FooledByLookAlikes(inner, period_frames)`` fails subtly instead, the way a model fails at
+places that look the same (identical doors, repeated shelves): in a loop-verification window it
+answers the query's frames as their look-alikes one or more periods back, consistently, so every
+check of the answer's own geometry passes and only a check against the map can catch it.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from scipy.spatial.transform import Rotation
 
 from vggt_mapper.predictor.base import Predictor, WindowPrediction
 from vggt_mapper.synthetic.errors import SyntheticFailure
+from vggt_mapper.synthetic.predictor import SyntheticPredictor
 from vggt_mapper.synthetic.sequence import SyntheticSequence
 
-__all__ = ['FaultMode', 'FaultRecord', 'FaultyPredictor', 'FramePredicate']
+__all__ = ['FaultMode', 'FaultRecord', 'FaultyPredictor', 'FooledByLookAlikes',
+           'FramePredicate']
 
 FramePredicate = Callable[[tuple[int, ...]], bool]
 """Chooses the windows to fail from the sequence frame indices they hold, in window order."""
@@ -150,6 +157,71 @@ class FaultyPredictor:
             cams[1:, :, :3] = Rotation.random(num - 1, random_state=self._rng).as_matrix()
             cams[1:, :, 3] = depth_scale * self._rng.standard_normal((num - 1, 3))
         return replace(prediction, cam_from_window=cams)
+
+
+class FooledByLookAlikes:
+    """
+    Takes the far frames of a loop window for their look-alikes a whole number of periods back.
+
+    What a model shown identical doors does: it predicts the two places as one, consistently,
+    so depth, poses and covisibility all agree, and only a comparison with the map (how far the
+    loop would move the query) can tell. A *loop window* is recognised by its frames: the
+    sequence frame index jumps forward by more than ``min_jump_frames`` between two consecutive
+    frames (verification puts the candidate and its neighbours first, then the query and its
+    predecessors). Each frame after the jump is answered as the frame a whole number of
+    ``period_frames`` earlier that is nearest the last frame before the jump; every other window
+    is answered by ``inner`` unchanged. Use it on a sequence whose look repeats with that
+    period (``SyntheticSequence.corridor``: ``round(period_m / step_m)`` frames).
+
+    :param inner: the synthetic predictor that answers (it knows the sequence's frames).
+    :param period_frames: frames between two look-alike places (> 0).
+    :param min_jump_frames: a forward jump of more than this many frames inside one window
+        marks a loop window (> 0; consecutive keyframes are far closer).
+    :ivar calls: ``predict`` calls so far.
+    :ivar fooled: loop windows answered as look-alikes so far.
+    :raises ValueError: if ``period_frames`` or ``min_jump_frames`` is not positive.
+    """
+
+    def __init__(self, inner: SyntheticPredictor, period_frames: int,
+                 min_jump_frames: int = 30) -> None:
+        if period_frames < 1 or min_jump_frames < 1:
+            raise ValueError(f'period_frames and min_jump_frames must be >= 1, got '
+                             f'{period_frames} and {min_jump_frames}')
+        self.inner = inner
+        self.sequence = inner.sequence
+        self.period_frames = period_frames
+        self.min_jump_frames = min_jump_frames
+        self.calls = 0
+        self.fooled = 0
+
+    def predict(self, frames_rgb: Sequence[NDArray[np.uint8]]) -> WindowPrediction:
+        """
+        Answer like ``inner``, with a loop window's far frames taken for their look-alikes.
+
+        :param frames_rgb: the window's frames (rendered by ``inner.sequence``).
+        :return: ``inner``'s prediction of the (possibly swapped) window.
+        :raises UnknownFrameError: if a frame is not from the sequence.
+        """
+        self.calls += 1
+        seq = self.sequence
+        indices = [seq.index_of(frame) for frame in frames_rgb]
+        jumps = [slot for slot in range(1, len(indices))
+                 if indices[slot] - indices[slot - 1] > self.min_jump_frames]
+        swapped: list[tuple[NDArray[np.uint8], int, NDArray[np.float64]]] = []
+        if jumps:
+            self.fooled += 1
+            near = indices[jumps[0] - 1]
+            for frame, index in zip(frames_rgb[jumps[0]:], indices[jumps[0]:], strict=True):
+                periods = round((index - near) / self.period_frames)
+                intrinsics = seq.intrinsics_of(frame)
+                swapped.append((frame, index, intrinsics))
+                # The synthetic predictor answers each image as the frame it is registered as.
+                seq.register(frame, index - periods * self.period_frames, intrinsics)
+        try:
+            return self.inner.predict(frames_rgb)
+        finally:
+            for frame, index, intrinsics in swapped:
+                seq.register(frame, index, intrinsics)
 
 
 def _first_frames(prediction: WindowPrediction, count: int) -> WindowPrediction:

@@ -558,7 +558,8 @@ class Mapper:
             attempts=len(refusals) + 1, refusals=tuple(refusals), loops=tuple(loops))
 
     def _start_segment(self) -> int:
-        segment = max(self._members, default=-1) + 1
+        # Never a merged-away segment's number: the pose graph refuses nodes there.
+        segment = max(self._segments_started, max(self._members, default=-1) + 1)
         self._segments_started += 1
         if self._segments_started > 1:
             _LOG.warning('starting map segment %d (its own frame and scale until a loop closure '

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,6 +36,9 @@ from vggt_mapper.engine.keyframe_store import image_extension, KeyframeRecord, S
 from vggt_mapper.engine.map_state import MapState
 from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.io.errors import ExportError
+
+if TYPE_CHECKING:
+    import pycolmap  # imported on use: the CLI's checks stay quick
 
 __all__ = ['COLMAP_PIXEL_OFFSET', 'image_name', 'write_colmap']
 
@@ -100,13 +104,15 @@ def _merge(obs: _Observations, voxel: float) -> tuple[NDArray[np.intp], NDArray[
     return kept, point_of[kept]
 
 
-def _camera(pycolmap: object, record: KeyframeRecord, camera_id: int) -> object:
+def _camera(record: KeyframeRecord, camera_id: int) -> pycolmap.Camera:
+    import pycolmap
+
     k_matrix = record.intrinsics
     params = [k_matrix[0, 0], k_matrix[1, 1], k_matrix[0, 2] + COLMAP_PIXEL_OFFSET,
               k_matrix[1, 2] + COLMAP_PIXEL_OFFSET]
     height, width = record.model_hw
-    return pycolmap.Camera(model='PINHOLE', width=width,  # type: ignore[attr-defined]
-                           height=height, params=params, camera_id=camera_id)
+    return pycolmap.Camera(model='PINHOLE', width=width, height=height, params=params,
+                           camera_id=camera_id)
 
 
 def _segment_model(state: MapState, keys: list[int], folder: Path) -> None:
@@ -121,7 +127,7 @@ def _segment_model(state: MapState, keys: list[int], folder: Path) -> None:
     point2d_idx = np.zeros(len(obs.keyframes), np.int64)
     for key in keys:
         image_id = key + 1  # COLMAP ids start at 1
-        reconstruction.add_camera_with_trivial_rig(_camera(pycolmap, records[key], image_id))
+        reconstruction.add_camera_with_trivial_rig(_camera(records[key], image_id))
         rows = kept[obs.keyframes[kept] == key]
         point2d_idx[rows] = np.arange(len(rows))
         image = pycolmap.Image(name=image_name(key, state.keyframes.encoded_image(key)),

@@ -27,8 +27,8 @@ from vggt_mapper.io.map_folder import read_map_folder
 from vggt_mapper.synthetic import NOISE_LEVELS, SyntheticPredictor, SyntheticSequence
 from vggt_mapper.synthetic.evaluation import (
     feed,
-    FRAME_PERIOD_NS,
     frame_name,
+    FRAME_PERIOD_NS,
     trajectory_error,
 )
 from vggt_mapper.synthetic.unrelated import TwoWorldsPredictor

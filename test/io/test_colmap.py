@@ -1,6 +1,8 @@
 """
-COLMAP export: written with pycolmap, read back with pycolmap and with a plain parser of the
-classic binary format (what gsplat's and nerfstudio's readers parse), checked against the map.
+COLMAP export: written with pycolmap, read back and checked against the map.
+
+Read back with pycolmap and with a plain parser of the classic binary format (what gsplat's
+and nerfstudio's readers parse).
 """
 
 from __future__ import annotations

@@ -350,8 +350,8 @@ def _summary(outcome: MappingOutcome, read_stats: ReadStats, num_points: int,
              if stats.loop_candidates else '')
     into = f' into a loaded map of {loaded}' if loaded else ''
     return (f'Mapped {len(outcome.trajectory) - loaded} keyframes{into}{lost} from '
-            f'{outcome.frames_read} frames ({skipped}) in {stats.windows_done} windows ({stats.windows_rejected} '
-            f'refused attempts){segments}{loops}, {num_points} points, '
+            f'{outcome.frames_read} frames ({skipped}) in {stats.windows_done} windows '
+            f'({stats.windows_rejected} refused attempts){segments}{loops}, {num_points} points, '
             f'{outcome.elapsed_s:.1f} s{stopped}{cut}')
 
 

@@ -405,7 +405,7 @@ class PredictionDescriber:
                              f'{dim}, this mapper describes with {self.fallback.name!r} '
                              f'({self.fallback.dim}): pass the same place describer')
         if name == PREDICTION_DESCRIPTORS and not self.prefer_prediction:
-            raise PlaceError('the map was described with the predictor\'s own descriptors, '
+            raise PlaceError("the map was described with the predictor's own descriptors, "
                              'this mapper is told not to use them (prefer_prediction=False)')
         self._name, self._dim = name, dim
 

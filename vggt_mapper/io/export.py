@@ -228,6 +228,6 @@ def save_map_folder(outdir: Path | str, state: MapState, *, overwrite: bool = Fa
     """
     if state.snapshot is None:
         raise ExportError('this map state has no fused map (it was read from disk): load it '
-                          'into a Mapper and save that mapper\'s map_state()')
+                          "into a Mapper and save that mapper's map_state()")
     return save_map(outdir, state.trajectory(), state.snapshot, overwrite=overwrite,
                     show_cameras=show_cameras, stats=stats, state=state, colmap=colmap)

@@ -170,7 +170,7 @@ def write_map_state(path: Path, state: MapState) -> Path:
         'descriptor_space': None if places is None else places.space,
         'descriptor_dim': None if places is None else places.dim,
         'frames': 'world_from_node maps a keyframe camera frame (OpenCV axes, its home depth '
-                  'unit) into its segment\'s world (the first keyframe camera of the segment)',
+                  "unit) into its segment's world (the first keyframe camera of the segment)",
         'files': {str(p.relative_to(folder)): {'bytes': p.stat().st_size, 'sha256': _sha256(p)}
                   for p in files},
     }
@@ -193,7 +193,7 @@ def _state_folder(path: Path) -> Path:
         raise MapFolderError(f'map folder {str(folder)!r} does not exist')
     raise MapFolderError(f'{str(folder)!r} is not a map folder: it has no {MAP_STATE_DIR}/'
                          f'{_MANIFEST} (map folders are written by vggt-mapper map and the '
-                         'node\'s save_map)')
+                         "node's save_map)")
 
 
 def _read_manifest(folder: Path) -> dict[str, Any]:
@@ -419,7 +419,7 @@ class _Counts:
 def _counts(manifest: Mapping[str, Any], records: tuple[KeyframeRecord, ...]) -> _Counts:
     next_keyframe, started = manifest.get('next_keyframe'), manifest.get('segments_started')
     if not isinstance(next_keyframe, int) or not isinstance(started, int):
-        raise MapFolderError(f'the manifest\'s next_keyframe ({next_keyframe!r}) and '
+        raise MapFolderError(f"the manifest's next_keyframe ({next_keyframe!r}) and "
                              f'segments_started ({started!r}) must be integers')
     if manifest.get('keyframes') != len(records):
         raise MapFolderError(f'the manifest lists {manifest.get("keyframes")} keyframes, '

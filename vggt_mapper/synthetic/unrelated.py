@@ -92,7 +92,7 @@ class TwoWorldsPredictor:
 
     def _misplaced(self, away: WindowPrediction, home: WindowPrediction,
                    rng: np.random.Generator) -> NDArray[np.float64]:
-        """The away world's cameras in the home window frame, moved by a wrong rigid motion."""
+        """Put the away world's cameras in the home window frame by a wrong rigid motion."""
         ratio = float(self._ratio([home, away]))
         axis = rng.normal(size=3)
         angle = np.radians(rng.uniform(self.min_rotation_deg, 180.0))

@@ -15,7 +15,6 @@ import pytest
 
 from vggt_mapper.engine import Mapper, MapperConfig
 from vggt_mapper.engine.types import KeyframePose
-from vggt_mapper.io.colmap import COLMAP_PIXEL_OFFSET
 from vggt_mapper.io.export import save_map_folder
 from vggt_mapper.synthetic import NOISE_LEVELS, SyntheticPredictor, SyntheticSequence
 from vggt_mapper.synthetic.evaluation import feed
@@ -86,7 +85,8 @@ def test_colmap_pixels_are_this_projects_plus_a_half(
     point_cam = np.array([0.3, -0.2, 2.0])
     ours = pose.intrinsics @ point_cam
     theirs = model.cameras[image.camera_id].img_from_cam(point_cam[None])[0]
-    np.testing.assert_allclose(theirs, ours[:2] / ours[2] + COLMAP_PIXEL_OFFSET, atol=1e-9)
+    # COLMAP's top-left pixel centre is (0.5, 0.5), ours (0, 0).
+    np.testing.assert_allclose(theirs, ours[:2] / ours[2] + 0.5, atol=1e-9)
 
 
 def _read_classic_images_bin(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:

@@ -3,9 +3,10 @@ Saved maps and localization mode on the synthetic room: size, save/load time, ac
 
 Figures (printed as tables and written as JSON with metadata):
 
-* Map folder: a run of ``--laps`` laps of the loop path (200 frames a lap, window 8, overlap 3,
-  model images 518 px wide like VGGT's) is saved with ``save_map_folder`` (with and without the
-  COLMAP model), read with ``read_map_folder`` and loaded into a new mapper. Keyframes, bytes of
+* Map folder: a run of ``--laps`` laps of the loop path (200 frames a lap, window 8, overlap 3)
+  is saved with ``save_map_folder`` (with and without the COLMAP model), read with
+  ``read_map_folder`` and loaded into a new mapper. ``--model-width``: the keyframe images'
+  width (518 like VGGT's by default; images dominate the size). Keyframes, bytes of
   ``map_state/`` and ``colmap/``, seconds of each step (median of ``--repeats``).
 * Localization: the loaded map localizes a second pass through the same room on another path
   (20 cm aside, 10 cm lower, turned 10°, half a lap) and a pass through another room, per noise
@@ -50,7 +51,7 @@ from vggt_mapper.synthetic.unrelated import TwoWorldsPredictor
 from vggt_mapper.synthetic.world import Box, default_room, loop_path, orbit_path
 
 SUITE = 'map_folder'
-MODEL_WIDTH = 518
+MODEL_WIDTH = 518  # default of --model-width
 
 
 def _metadata() -> dict[str, object]:
@@ -58,7 +59,7 @@ def _metadata() -> dict[str, object]:
                             check=False, cwd=Path(__file__).parent).stdout.strip()
     return {'suite': SUITE, 'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(),
             'commit': commit, 'python': platform.python_version(), 'numpy': np.__version__,
-            'device': 'cpu', 'cpu_count': os.cpu_count(), 'model_width': MODEL_WIDTH}
+            'device': 'cpu', 'cpu_count': os.cpu_count()}
 
 
 def _bytes(folder: Path) -> int:
@@ -87,11 +88,12 @@ def other_room(frames: int) -> SyntheticSequence:
     return SyntheticSequence(orbit_path(frames, step_m=0.04), room=room, cache_renders=300)
 
 
-def run_map_folder(laps: float, repeats: int, work: Path) -> dict[str, object]:
+def run_map_folder(laps: float, repeats: int, work: Path, model_width: int
+                   ) -> dict[str, object]:
     sequence = SyntheticSequence.loop(frames_per_lap=200, laps=laps, cache_renders=200)
-    predictor = SyntheticPredictor(sequence, NOISE_LEVELS['default'], model_width=MODEL_WIDTH)
+    predictor = SyntheticPredictor(sequence, NOISE_LEVELS['default'], model_width=model_width)
     config = MapperConfig(window_size=8, overlap=3)
-    row: dict[str, object] = {'frames': len(sequence)}
+    row: dict[str, object] = {'frames': len(sequence), 'model_width': model_width}
     with Mapper(config, predictor) as mapper:
         feed(mapper, sequence)
         row['keyframes'] = len(mapper.store)
@@ -186,11 +188,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--laps', type=float, default=3.0)
     parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--model-width', type=int, default=MODEL_WIDTH)
     parser.add_argument('--presets', nargs='+', default=['default', 'realistic'])
     parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results')
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        folder_row = run_map_folder(args.laps, args.repeats, Path(work))
+        folder_row = run_map_folder(args.laps, args.repeats, Path(work), args.model_width)
         _print_table([folder_row])
         loc_rows = [row for preset in args.presets
                     for row in run_localization(preset, Path(work))]

@@ -34,7 +34,7 @@ def map_parser_args(argv: list[str]) -> object:
     return build_parser().parse_args(argv)
 
 
-OUTPUTS = ['cameras.json', 'map.glb', 'map.ply', 'map_stats.json', 'trajectory.tum']
+OUTPUTS = ['cameras.json', 'map.glb', 'map.ply', 'map_state', 'map_stats.json', 'trajectory.tum']
 FAKE = ['--predictor', 'cli_fakes:synthetic_predictor', '--window-size', '4', '--overlap', '2']
 
 
@@ -576,3 +576,38 @@ def test_summary_counts_every_skip_reason() -> None:
 ])
 def test_library_messages_name_the_flags(library: str, cli: str) -> None:
     assert map_command.flag_message(library) == cli
+
+
+def test_a_recording_is_mapped_into_a_saved_map_folder(
+        frames_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vggt_mapper.io.map_folder import read_map_folder
+
+    first, second = tmp_path / 'first', tmp_path / 'second'
+    assert main(['map', str(frames_dir), '-o', str(first), *FAKE]) == 0
+    with read_map_folder(first) as state:
+        loaded = len(state.records)
+    capsys.readouterr()
+
+    status = main(['map', str(frames_dir), '--map', str(first), '-o', str(second), '--colmap',
+                   *FAKE])
+
+    assert status == 0
+    assert _outputs(second) == sorted([*OUTPUTS, 'colmap'])
+    out = capsys.readouterr().out
+    assert f'into a loaded map of {loaded}' in out
+    cameras = read_cameras_json(second / 'cameras.json')
+    with read_map_folder(second) as state:
+        assert len(state.records) == len(cameras) > loaded
+        # New keyframes are numbered after the loaded ones, in a segment of their own.
+        assert min(r.index for r in state.records[loaded:]) > state.records[loaded - 1].index
+        assert state.segments_started == 2
+    assert (second / 'colmap' / 'sparse' / '0' / 'images.bin').is_file()
+
+
+def test_a_map_that_is_not_a_map_folder_is_refused_before_mapping(
+        frames_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(['map', str(frames_dir), '--map', str(frames_dir), '-o',
+                   str(tmp_path / 'out'), *FAKE])
+    err = capsys.readouterr().err
+    assert status == 1 and 'is not a map folder' in err and 'Traceback' not in err
+    assert not (tmp_path / 'out').exists()

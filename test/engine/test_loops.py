@@ -210,3 +210,16 @@ def test_verification_rejects_two_places_that_do_not_see_each_other(
         assert isinstance(verdict, LoopOutcome) and not verdict.accepted
         assert verdict.reason.startswith('covisibility'), verdict.reason
         assert verdict.covisible < 0.1
+
+
+def test_the_exclusion_hides_recent_keyframes_of_the_query_segment_only() -> None:
+    # Keys 0-9 are a loaded map (segment 0), 10-14 a new recording (segment 1) of one place.
+    detector = LoopDetector(LoopConfig(exclusion_keyframes=8, min_similarity=0.5, candidates=20))
+    place = np.ones(16, np.float32) / 4.0
+    for key in range(14):
+        detector.add(key, place)
+    segment_of = {key: 0 if key < 10 else 1 for key in range(15)}.__getitem__
+    found = {key for key, _ in detector.propose(14, place, segment_of)}
+    assert found == set(range(10))  # every map keyframe; none of its own recent ones
+    without_segments = {key for key, _ in detector.propose(14, place)}
+    assert without_segments == set(range(7))

@@ -4,8 +4,9 @@
 ``run(args)`` first checks everything it can without heavy imports — option values (messages
 name the flags), the input, the output folder (created, probed for writability, a killed earlier
 save finished or cleaned up, existing outputs refused) — so a mistake is reported in a second,
-not after torch loaded or an hour of mapping. Then it builds the predictor and the engine,
-shows a progress bar and writes the outputs with ``vggt_mapper.io.export.save_map``.
+not after torch loaded or an hour of mapping; a ``--map`` folder is read and checked then too.
+Then it builds the predictor and the engine (loading the map into it), shows a progress bar and
+writes OUTDIR as a map folder with ``vggt_mapper.io.export.save_map``.
 
 SIGINT (Ctrl-C) and SIGTERM (``docker stop``, systemd, Slurm, ``timeout``) stop the reading;
 what was mapped is still written and the exit status is 130 or 143.
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from vggt_mapper.cli.main_map import MappingOutcome
+    from vggt_mapper.engine.map_state import MapState
     from vggt_mapper.engine.places import PlaceDescriber
     from vggt_mapper.engine.types import InputFrame, MapperStats, WindowResult
     from vggt_mapper.predictor.base import Predictor, WindowPrediction
@@ -240,6 +242,7 @@ class _Plan:
     fps: float
     created: list[Path] = field(default_factory=list)
     describer: PlaceDescriber | None = None
+    loaded: MapState | None = None
 
 
 def _prepare(args: argparse.Namespace) -> _Plan:
@@ -257,19 +260,30 @@ def _prepare(args: argparse.Namespace) -> _Plan:
         raise ExportError(f'OUTDIR {str(outdir)!r} exists and is not a folder')
     describer = _load_describer(args.place_describer) if args.place_describer else None
     plan = _Plan(config, spec, source, kind, outdir,
-                 args.fps if args.fps is not None else VIDEO_FPS, describer=describer)
+                 args.fps if args.fps is not None else VIDEO_FPS, describer=describer,
+                 loaded=_read_map(args.map) if args.map is not None else None)
     # Found now, not after an hour of mapping: an unwritable folder, a killed earlier save,
     # outputs that would be overwritten.
     plan.created = prepare_output_folder(outdir)
     try:
         recover_map(outdir)
-        check_writable(list(map_paths(outdir).values()), overwrite=args.overwrite)
+        check_writable(list(map_paths(outdir, state=True, colmap=args.colmap).values()),
+                       overwrite=args.overwrite)
         if args.bag_out:
             _prepare_bag_dir(outdir / BAG_DIR_NAME, overwrite=args.overwrite)
     except BaseException:
         _remove_if_empty(plan.created)
+        if plan.loaded is not None:
+            plan.loaded.close()
         raise
     return plan
+
+
+def _read_map(folder: str) -> MapState:
+    """Read and check ``--map`` (format, every file's hash) before any model loads."""
+    from vggt_mapper.io.map_folder import read_map_folder
+
+    return read_map_folder(folder)
 
 
 def _remove_if_empty(folders: list[Path]) -> None:
@@ -323,7 +337,7 @@ def _skip_reasons(read_stats: ReadStats, stats: MapperStats) -> ReadStats:
 
 
 def _summary(outcome: MappingOutcome, read_stats: ReadStats, num_points: int,
-             signals: StopSignals) -> str:
+             signals: StopSignals, loaded: int = 0) -> str:
     """Write the one-line report of a run."""
     stats = outcome.stats
     skipped = _skip_reasons(read_stats, stats).describe_skips()
@@ -334,9 +348,10 @@ def _summary(outcome: MappingOutcome, read_stats: ReadStats, num_points: int,
                 if stats.segments > 1 else '')
     loops = (f', {stats.loops_accepted} of {stats.loop_candidates} loop candidates closed'
              if stats.loop_candidates else '')
-    return (f'Mapped {len(outcome.trajectory)} keyframes{lost} from {outcome.frames_read} '
-            f'frames ({skipped}) in {stats.windows_done} windows ({stats.windows_rejected} '
-            f'refused attempts){segments}{loops}, {num_points} points, '
+    into = f' into a loaded map of {loaded}' if loaded else ''
+    return (f'Mapped {len(outcome.trajectory) - loaded} keyframes{into}{lost} from '
+            f'{outcome.frames_read} frames ({skipped}) in {stats.windows_done} windows '
+            f'({stats.windows_rejected} refused attempts){segments}{loops}, {num_points} points, '
             f'{outcome.elapsed_s:.1f} s{stopped}{cut}')
 
 
@@ -352,11 +367,25 @@ def _map(args: argparse.Namespace, plan: _Plan, signals: StopSignals) -> int:
     describer = plan.describer
     # The keyframe store spills to the output folder's disk, not a RAM-backed /tmp.
     with Mapper(plan.config, predictor, describer=describer, store_dir=plan.outdir) as mapper:
+        loaded = _load_map(mapper, plan)
         _LOG.info('mapping %s %s with window_size=%d overlap=%d, loops %s', plan.kind.value,
                   plan.source, plan.config.window_size, plan.config.overlap,
                   'on' if plan.config.loops.enabled else 'off')
         outcome = _run_mapper(args, plan, signals, mapper, frames, read_stats, predictor)
-    return _save(args, plan, signals, outcome, read_stats)
+        # Its view of the keyframe store outlives the mapper's temporary files.
+        state = mapper.map_state()
+    with state:
+        return _save(args, plan, signals, outcome, read_stats, state, loaded)
+
+
+def _load_map(mapper: Any, plan: _Plan) -> int:
+    """Load ``--map`` into the mapper; the number of keyframes loaded."""
+    if plan.loaded is None:
+        return 0
+    with plan.loaded as state:
+        mapper.load_state(state)
+        _LOG.info('loaded a map of %d keyframes', len(state.records))
+        return len(state.records)
 
 
 def _run_mapper(args: argparse.Namespace, plan: _Plan, signals: StopSignals, mapper: Any,
@@ -402,7 +431,7 @@ def _run_mapper(args: argparse.Namespace, plan: _Plan, signals: StopSignals, map
 
 
 def _save(args: argparse.Namespace, plan: _Plan, signals: StopSignals, outcome: MappingOutcome,
-          read_stats: ReadStats) -> int:
+          read_stats: ReadStats, state: MapState, loaded: int) -> int:
     """Write the outputs and the run's statistics; report; the exit status."""
     from vggt_mapper.cli.main_map import run_statistics
     from vggt_mapper.io.export import save_map
@@ -414,7 +443,7 @@ def _save(args: argparse.Namespace, plan: _Plan, signals: StopSignals, outcome: 
                      'decode more with a higher --fps (or --every 1), or give a longer video',
                      outcome.frames_read, config.window_size)
     skipped = _skip_reasons(read_stats, stats)
-    if not outcome.trajectory:
+    if len(outcome.trajectory) <= loaded:
         why = f'; the predictor failed: {outcome.failure}' if outcome.failure else ''
         raise NothingMappedError(
             f'Nothing was mapped from {str(plan.source)!r}: {outcome.frames_read} frames read '
@@ -424,8 +453,9 @@ def _save(args: argparse.Namespace, plan: _Plan, signals: StopSignals, outcome: 
             '--max-gap')
     saved = save_map(plan.outdir, outcome.trajectory, outcome.snapshot,
                      overwrite=args.overwrite, show_cameras=not args.no_cameras,
-                     stats=run_statistics(outcome, skipped.reasons))
-    print(_summary(outcome, read_stats, saved.num_points, signals))
+                     stats=run_statistics(outcome, skipped.reasons), state=state,
+                     colmap=args.colmap)
+    print(_summary(outcome, read_stats, saved.num_points, signals, loaded))
     written = [*saved.paths, *([plan.outdir / BAG_DIR_NAME] if args.bag_out else [])]
     print('Wrote ' + ', '.join(str(path) for path in written))
     if outcome.failure:

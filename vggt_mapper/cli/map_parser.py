@@ -14,8 +14,10 @@ MODEL_CHOICES = ('vggt-1b', 'tiny')
 _DESCRIPTION = """\
 Map a sequence offline: frames -> keyframes -> overlapping VGGT windows -> Sim(3) alignment ->
 one coloured point map. Writes OUTDIR/map.glb (points + camera frustums, opens upright in glTF
-viewers), map.ply, trajectory.tum (world_from_cam, TUM format) and cameras.json, as one set:
-a save that is killed leaves the previous set, and the next run finishes or cleans it up.
+viewers), map.ply, trajectory.tum (world_from_cam, TUM format), cameras.json, map_stats.json
+and map_state/ (keyframes, clouds, images, pose graph, place descriptors: OUTDIR is a map
+folder that --map loads again; --colmap adds a COLMAP model), as one set: a save that is killed
+leaves the previous set, and the next run finishes or cleans it up.
 
 INPUT is a folder of images (natural name order; images of another size than most are
 skipped), a video file (decoded at up to 10 frames/s, keyframe selection picks among them), or
@@ -34,6 +36,7 @@ examples:
   vggt-mapper map clip.mp4 -o out --fps 2 --max-frames 200
   vggt-mapper map my_bag/ -o out --topic /camera/image_raw --bag-out
   vggt-mapper map frames/ -o out --remote http://gpu-box:7860
+  vggt-mapper map more_frames/ --map out -o out2 --colmap   # continue a saved map
 """
 
 
@@ -129,7 +132,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     reading.add_argument('--topic', metavar='TOPIC',
                          help='rosbag2 only: image topic (default: the only image topic)')
 
+    saved = parser.add_argument_group('saved maps')
+    saved.add_argument('--map', metavar='MAP_FOLDER',
+                       help='load a map folder (an earlier OUTDIR) and map INPUT into it: the '
+                            'new keyframes start a segment of their own that loop closure '
+                            'merges into the loaded map where INPUT revisits it; OUTDIR gets '
+                            'the whole map (it may be MAP_FOLDER itself, with --overwrite)')
+
     output = parser.add_argument_group('output')
+    output.add_argument('--colmap', action='store_true',
+                        help='also write OUTDIR/colmap: a COLMAP sparse model (cameras, images, '
+                             'points3D; binary) with the keyframe images, for COLMAP, gsplat, '
+                             'nerfstudio')
     output.add_argument('--bag-out', action='store_true',
                         help='also record the map, poses and windows to OUTDIR/map_bag '
                              '(rosbag2)')

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from vggt_mapper.engine.errors import ConfigError
 from vggt_mapper.engine.pose_graph import PoseGraphConfig
 
-__all__ = ['AlignmentConfig', 'GraphConfig', 'KeyframeConfig', 'LoopConfig', 'MapConfig',
-           'MapperConfig', 'RecoveryConfig', 'StoreConfig']
+__all__ = ['AlignmentConfig', 'GraphConfig', 'KeyframeConfig', 'LocalizationConfig', 'LoopConfig',
+           'MapConfig', 'MapperConfig', 'RecoveryConfig', 'StoreConfig']
 
 
 @dataclass(frozen=True)
@@ -287,6 +287,35 @@ class LoopConfig:
 
 
 @dataclass(frozen=True)
+class LocalizationConfig:
+    """
+    Localization mode: each keyframe is placed against the map, which is not extended.
+
+    A keyframe's place descriptor finds map keyframes that look alike; each candidate is then
+    verified like a loop (``LoopConfig``'s ``neighbours``, ``min_covisible`` and
+    ``alignment``): the model predicts the candidate, its neighbours and the keyframe
+    together, the candidate side must align with the map's stored points, and the keyframe's
+    points must land on the candidate's depth. The first candidate that passes places it.
+
+    :param min_similarity: descriptor cosine similarity a candidate needs (lower than loop
+        closure's: the verification decides, and a robot that is lost wants recall).
+    :param candidates: map keyframes proposed per keyframe, most similar first.
+    :param max_verifications: candidates verified per keyframe at most (model calls).
+    """
+
+    min_similarity: float = 0.6
+    candidates: int = 5
+    max_verifications: int = 2
+
+    def __post_init__(self) -> None:
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise ConfigError(f'min_similarity must be in [-1, 1], got {self.min_similarity}')
+        for name in ('candidates', 'max_verifications'):
+            if getattr(self, name) < 1:
+                raise ConfigError(f'{name} must be >= 1, got {getattr(self, name)}')
+
+
+@dataclass(frozen=True)
 class GraphConfig:
     """
     The keyframe pose graph: how much each edge is trusted, and the solver.
@@ -336,6 +365,7 @@ class MapperConfig:
     :param recovery: refused windows: bridges and new segments.
     :param loops: loop closure.
     :param graph: the pose graph's edge sigmas and solver.
+    :param localization: localization mode (placing keyframes in a loaded map).
     """
 
     window_size: int = 16
@@ -348,6 +378,7 @@ class MapperConfig:
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     loops: LoopConfig = field(default_factory=LoopConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
+    localization: LocalizationConfig = field(default_factory=LocalizationConfig)
 
     def __post_init__(self) -> None:
         if self.window_size < 2:

@@ -34,8 +34,8 @@ from vggt_mapper.engine.config import MapConfig, StoreConfig
 from vggt_mapper.engine.errors import EngineError
 from vggt_mapper.geometry.unproject import unproject_pixels
 
-__all__ = ['KeyframeCloud', 'KeyframeRecord', 'KeyframeStore', 'StoreError',
-           'select_keyframe_points']
+__all__ = ['KeyframeCloud', 'KeyframeRecord', 'KeyframeStore', 'KeyframeStoreView', 'StoreError',
+           'image_extension', 'select_keyframe_points']
 
 _LOG = logging.getLogger(__name__)
 
@@ -291,21 +291,34 @@ class KeyframeStore:
         :raises ValueError: if the keyframe is already stored or the record does not match.
         :raises StoreError: if the files cannot be written.
         """
+        self.add_encoded(record, cloud, self._encode(image_rgb))
+
+    def add_encoded(self, record: KeyframeRecord, cloud: KeyframeCloud, image: bytes) -> None:
+        """
+        Store a keyframe whose image is already encoded (a saved map being loaded).
+
+        :param record: its metadata (``record.num_points`` must match the cloud).
+        :param cloud: its local points.
+        :param image: the image as a PNG or JPEG file's bytes (checked by its signature).
+        :raises ValueError: if the keyframe is already stored, the record does not match or
+            the image is neither PNG nor JPEG.
+        :raises StoreError: if the files cannot be written.
+        """
         if record.index in self._records:
             raise ValueError(f'keyframe {record.index} is already stored')
         if record.num_points != cloud.num_points:
             raise ValueError(f'record says {record.num_points} points, cloud has '
                              f'{cloud.num_points}')
-        encoded = self._encode(image_rgb)
+        image_extension(image)
         try:
             _write_at(self._points_fd, cloud.to_bytes(), self._points_end)
-            _write_at(self._images_fd, encoded, self._images_end)
+            _write_at(self._images_fd, image, self._images_end)
         except OSError as err:
             raise StoreError(f'cannot write keyframe {record.index} to the store in '
                              f'{str(self.directory)!r}: {err}') from err
-        self._where[record.index] = _Location(self._points_end, self._images_end, len(encoded))
+        self._where[record.index] = _Location(self._points_end, self._images_end, len(image))
         self._points_end += cloud.nbytes
-        self._images_end += len(encoded)
+        self._images_end += len(image)
         self._records[record.index] = record
         self._remember(record.index, cloud)
 
@@ -358,12 +371,34 @@ class KeyframeStore:
         :raises KeyError: if it is not stored.
         :raises StoreError: if the file cannot be read or decoded.
         """
+        return _decode(self.encoded_image(index), index)
+
+    def encoded_image(self, index: int) -> bytes:
+        """
+        Return keyframe ``index``'s stored image as written: a PNG or JPEG file's bytes.
+
+        :param index: keyframe index.
+        :return: the bytes (``image_extension`` tells the format).
+        :raises KeyError: if it is not stored.
+        :raises StoreError: if the file cannot be read.
+        """
         where = self._where[index]
-        data = self._read(self._images_fd, where.image_offset, where.image_bytes)
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise StoreError(f'the stored image of keyframe {index} cannot be decoded')
-        return np.ascontiguousarray(bgr[:, :, ::-1])
+        return self._read(self._images_fd, where.image_offset, where.image_bytes)
+
+    def view(self) -> KeyframeStoreView:
+        """
+        Return a read-only view of the keyframes stored now, usable from another thread.
+
+        The view has its own file descriptors and copies of the (small) records and offsets;
+        the files are append-only, so what it reads never changes while the store goes on
+        adding keyframes, and it stays readable after the store is closed (even when its
+        folder is removed: an open file outlives its name). Close it when done.
+
+        :return: the view.
+        :raises StoreError: if the files cannot be opened again.
+        """
+        return KeyframeStoreView(dict(self._records), dict(self._where), self._points_fd,
+                                 self._images_fd)
 
     @property
     def memory_bytes(self) -> int:
@@ -417,3 +452,121 @@ class KeyframeStore:
             raise StoreError(f'keyframe store file is truncated: read {len(data)} of {size} '
                              f'bytes at offset {offset}')
         return data
+
+
+def image_extension(image: bytes) -> str:
+    """
+    Tell a stored image's format by its file signature.
+
+    :param image: an encoded image file's bytes.
+    :return: ``'png'`` or ``'jpg'``.
+    :raises ValueError: if it is neither.
+    """
+    if image.startswith(b'\x89PNG\r\n\x1a\n'):
+        return 'png'
+    if image.startswith(b'\xff\xd8\xff'):
+        return 'jpg'
+    raise ValueError(f'a keyframe image must be a PNG or JPEG file, got one starting with '
+                     f'{image[:8]!r}')
+
+
+def _decode(data: bytes, index: int) -> NDArray[np.uint8]:
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise StoreError(f'the stored image of keyframe {index} cannot be decoded')
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+class KeyframeStoreView:
+    """
+    The keyframes of a ``KeyframeStore`` as they were when ``KeyframeStore.view`` was called.
+
+    Read-only and independent of the store's thread: it reads the store's append-only files
+    through descriptors of its own (``os.dup``) and keeps no cache.
+
+    :param records: the records at the time of the view.
+    :param where: where each keyframe's data is in the files.
+    :param points_fd: the store's points file descriptor (duplicated here).
+    :param images_fd: the store's images file descriptor (duplicated here).
+    :raises StoreError: if the descriptors cannot be duplicated.
+    """
+
+    def __init__(self, records: dict[int, KeyframeRecord], where: dict[int, _Location],
+                 points_fd: int, images_fd: int) -> None:
+        self._records = records
+        self._where = where
+        try:
+            self._points_fd = os.dup(points_fd)
+            self._images_fd = os.dup(images_fd)
+        except OSError as err:
+            raise StoreError(f'cannot open the keyframe store again: {err}') from err
+
+    def __enter__(self) -> KeyframeStoreView:
+        """Return the view; ``close`` on exit."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the view."""
+        self.close()
+
+    def __len__(self) -> int:
+        """Return the number of keyframes in the view."""
+        return len(self._records)
+
+    def indices(self) -> list[int]:
+        """Return the keyframe indices in ascending order."""
+        return sorted(self._records)
+
+    def record(self, index: int) -> KeyframeRecord:
+        """
+        Return keyframe ``index``'s record.
+
+        :param index: keyframe index.
+        :return: the record.
+        :raises KeyError: if it is not in the view.
+        """
+        return self._records[index]
+
+    def cloud(self, index: int) -> KeyframeCloud:
+        """
+        Read keyframe ``index``'s cloud.
+
+        :param index: keyframe index.
+        :return: the cloud.
+        :raises KeyError: if it is not in the view.
+        :raises StoreError: if the file cannot be read.
+        """
+        record = self._records[index]
+        data = KeyframeStore._read(self._points_fd, self._where[index].points_offset,
+                                   record.num_points * POINT_BYTES)
+        return KeyframeCloud.from_bytes(data, record.num_points)
+
+    def encoded_image(self, index: int) -> bytes:
+        """
+        Read keyframe ``index``'s image as stored (PNG or JPEG bytes).
+
+        :param index: keyframe index.
+        :return: the bytes.
+        :raises KeyError: if it is not in the view.
+        :raises StoreError: if the file cannot be read.
+        """
+        where = self._where[index]
+        return KeyframeStore._read(self._images_fd, where.image_offset, where.image_bytes)
+
+    def image(self, index: int) -> NDArray[np.uint8]:
+        """
+        Decode keyframe ``index``'s image.
+
+        :param index: keyframe index.
+        :return: (H, W, 3) uint8 RGB.
+        :raises KeyError: if it is not in the view.
+        :raises StoreError: if the file cannot be read or decoded.
+        """
+        return _decode(self.encoded_image(index), index)
+
+    def close(self) -> None:
+        """Close the view's descriptors (idempotent)."""
+        for descriptor in (self._points_fd, self._images_fd):
+            if descriptor >= 0:
+                os.close(descriptor)
+        self._points_fd = self._images_fd = -1

@@ -43,7 +43,7 @@ from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.geometry.sim3 import Sim3
 from vggt_mapper.predictor.base import WindowPrediction
 
-__all__ = ['KeyframeSource', 'LoopDetector', 'LoopEdge', 'point_view', 'verify_loop',
+__all__ = ['KeyframeSource', 'LoopDetector', 'LoopEdge', 'align_side', 'point_view', 'verify_loop',
            'window_from_cam_poses']
 
 
@@ -166,24 +166,64 @@ class LoopDetector:
             self._index = PlaceIndex(int(descriptor.shape[-1]))
         self._index.add(key, descriptor)
 
-    def propose(self, query: int, descriptor: NDArray[np.float32]) -> list[tuple[int, float]]:
+    def propose(self, query: int, descriptor: NDArray[np.float32],
+                segment_of: Callable[[int], int] | None = None) -> list[tuple[int, float]]:
         """
         Return candidates for a query keyframe, most similar first.
 
         :param query: the query keyframe (already mapped, not necessarily indexed).
         :param descriptor: its descriptor.
+        :param segment_of: the segment of a mapped keyframe; with it, the temporal exclusion
+            applies within the query's segment only (the keyframes of another segment, e.g. of
+            a loaded map, are never odometry neighbours). Without it, to every key.
         :return: ``(candidate, similarity)`` pairs above ``min_similarity``, outside the
             temporal exclusion window and the cooldown of accepted loops.
         """
         if self._index is None or len(self._index) == 0:
             return []
         cfg = self.config
-        # Over-fetch by the loops in cooldown: each can hide a few candidates.
-        found = self._index.search(descriptor, cfg.candidates + len(self._accepted),
-                                   query_key=query, exclusion=cfg.exclusion_keyframes)
+        reach = cfg.exclusion_keyframes
+        # Over-fetch by the loops in cooldown (each can hide a few candidates) and by the keys
+        # the exclusion can hide.
+        fetch = cfg.candidates + len(self._accepted) + (2 * reach if segment_of else 0)
+        found = self._index.search(descriptor, fetch, query_key=query,
+                                   exclusion=0 if segment_of else reach)
+
+        def excluded(key: int) -> bool:
+            return (segment_of is not None and abs(key - query) < reach
+                    and segment_of(key) == segment_of(query))
+
         return [(c.key, c.similarity) for c in found
-                if c.similarity >= cfg.min_similarity and not self._cooling(query, c.key)
-                ][:cfg.candidates]
+                if c.similarity >= cfg.min_similarity and not excluded(c.key)
+                and not self._cooling(query, c.key)][:cfg.candidates]
+
+    def search(self, descriptor: NDArray[np.float32], count: int, min_similarity: float
+               ) -> list[tuple[int, float]]:
+        """
+        Return the indexed keyframes most like a place, without exclusion (relocalization).
+
+        :param descriptor: the place's descriptor.
+        :param count: candidates wanted at most.
+        :param min_similarity: least cosine similarity.
+        :return: ``(keyframe, similarity)`` pairs, most similar first.
+        """
+        if self._index is None or len(self._index) == 0:
+            return []
+        return [(c.key, c.similarity) for c in self._index.search(descriptor, count)
+                if c.similarity >= min_similarity]
+
+    def items(self) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
+        """
+        Return what the detector holds, to save it.
+
+        :return: indexed keys (N,), their descriptors (N, D) (D = 0 before any), and the
+            accepted loops (L, 2) as ``(query, candidate)`` rows.
+        """
+        accepted = np.array(self._accepted, dtype=np.int64).reshape(-1, 2)
+        if self._index is None:
+            return np.zeros(0, np.int64), np.zeros((0, 0), np.float32), accepted
+        keys, descriptors = self._index.items()
+        return keys, descriptors, accepted
 
     def _cooling(self, query: int, candidate: int) -> bool:
         reach = self.config.cooldown_keyframes
@@ -205,9 +245,24 @@ def _rejected(query: int, candidate: int, similarity: float, reason: str,
     return LoopOutcome(query, candidate, similarity, False, reason, covisible)
 
 
-def _align_side(source: KeyframeSource, keys: Sequence[int], slots: Sequence[int],
-                prediction: WindowPrediction, poses: NDArray[np.float64],
-                config: LoopConfig) -> AlignmentReport:
+def align_side(source: KeyframeSource, keys: Sequence[int], slots: Sequence[int],
+               prediction: WindowPrediction, poses: NDArray[np.float64],
+               config: LoopConfig) -> AlignmentReport:
+    """
+    Align the slots of a verification window that show mapped keyframes to their known poses.
+
+    The same dense, confidence-weighted robust Sim(3) as between windows, through the
+    keyframes' stored pixels: it checks that the model reproduced their known geometry.
+
+    :param source: the mapped keyframes.
+    :param keys: the keyframes, in slot order.
+    :param slots: their slots in the window.
+    :param prediction: the window's prediction.
+    :param poses: its ``window_from_cam_poses``.
+    :param config: the alignment checks (``config.alignment``).
+    :return: the alignment (``world_from_window`` into the keyframes' segment).
+    :raises AlignmentError: if the model's answer does not fit the known geometry.
+    """
     old = [point_view(source.cloud(k), source.world_from_node(k), source.record(k))
            for k in keys]
     new = [OverlapView(poses[s], prediction.depth[s], prediction.depth_conf[s],
@@ -269,11 +324,11 @@ def verify_loop(query: int, candidate: int, similarity: float, source: KeyframeS
     c_slots = list(range(len(candidates)))
     q_slots = list(range(len(candidates), len(frames)))
     try:
-        side_c = _align_side(source, candidates, c_slots, answer, poses, config)
+        side_c = align_side(source, candidates, c_slots, answer, poses, config)
     except AlignmentError as err:
         return _rejected(query, candidate, similarity, f'candidate side: {err}')
     try:
-        side_q = _align_side(source, queries, q_slots, answer, poses, config)
+        side_q = align_side(source, queries, q_slots, answer, poses, config)
     except AlignmentError as err:
         return _rejected(query, candidate, similarity, f'query side: {err}')
     c_slot, q_slot = candidates.index(candidate), q_slots[queries.index(query)]

@@ -9,6 +9,11 @@ keyframe nodes and odometry edges in the ``PoseGraph``, local clouds in the ``Ke
 points fused into the ``WorldMap`` → loop detection and verification (``engine.loops``) →
 optimisation in a background thread, whose result moves keyframes and patches the map.
 
+Saved maps (``engine.map_state``): ``map_state`` takes everything needed to continue, and
+``load_state`` replaces the map by a saved one (new keyframes then start a segment of their own
+that loop closure merges into the loaded map). Localization mode (``engine.localization``,
+``set_mode``): keyframes are placed against the map, which is not extended.
+
 Refused windows keep their keyframes (``RecoveryConfig``): the window is retried as a bridge with
 fewer new keyframes; when even the smallest bridge is refused the link to the map is lost and the
 keyframes start a new *segment* with its own frame and scale. A verified loop between two
@@ -37,6 +42,8 @@ from vggt_mapper.engine.alignment import (
 from vggt_mapper.engine.config import MapperConfig
 from vggt_mapper.engine.errors import (
     AlignmentError,
+    ConfigError,
+    EngineError,
     FrameError,
     PlaceError,
     PredictorFailedError,
@@ -48,6 +55,7 @@ from vggt_mapper.engine.keyframe_store import (
     select_keyframe_points,
 )
 from vggt_mapper.engine.keyframes import KeyframeSelector
+from vggt_mapper.engine.localization import Localization, place_keyframe
 from vggt_mapper.engine.loops import (
     LoopDetector,
     LoopEdge,
@@ -55,6 +63,7 @@ from vggt_mapper.engine.loops import (
     verify_loop,
     window_from_cam_poses,
 )
+from vggt_mapper.engine.map_state import keyframe_pose, MapState, PlaceDescriptors, restore_map
 from vggt_mapper.engine.places import PlaceDescriber, PredictionDescriber
 from vggt_mapper.engine.pose_graph import (
     BackgroundOptimizer,
@@ -75,9 +84,14 @@ from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.geometry.sim3 import Sim3
 from vggt_mapper.predictor.base import Predictor, WindowPrediction
 
-__all__ = ['Mapper', 'validate_frame']
+__all__ = ['LOCALIZATION', 'MAPPING', 'Mapper', 'validate_frame']
 
 _LOG = logging.getLogger(__name__)
+
+MAPPING = 'mapping'
+"""``Mapper.mode``: keyframes extend the map."""
+LOCALIZATION = 'localization'
+"""``Mapper.mode``: keyframes are placed against the map, which is not extended."""
 
 _MIN_SIDE = 16
 # A new keyframe is compared with this many keyframes before it in its window.
@@ -176,6 +190,7 @@ class Mapper:
         self._selector = KeyframeSelector(config.keyframes)
         self._store: KeyframeStore | None = None
         self._optimizer: BackgroundOptimizer | None = None
+        self._mode = MAPPING
         self.reset()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -223,6 +238,8 @@ class Mapper:
         self._model_s: dict[str, float] = {}
         self._loop_verdicts: Counter[str] = Counter()
         self._places = PredictionDescriber(self._describer)
+        self._last_placed_ns: int | None = None
+        self._last_localization: Localization | None = None
 
     # -- intake ------------------------------------------------------------------------------
 
@@ -242,6 +259,18 @@ class Mapper:
         :raises PredictorFailedError: if the predictor failed on too many windows in a row
             (``RecoveryConfig.max_failed_windows``); the map so far stays readable.
         """
+        if self._mode == LOCALIZATION:
+            self.localize_frame(image_rgb, stamp_ns, name)
+            return []
+        keyframe = self._select(image_rgb, stamp_ns, name)
+        if keyframe is None:
+            return []
+        self._pending.append(keyframe)
+        return self._map_ready(flushing=False)
+
+    def _select(self, image_rgb: NDArray[np.uint8], stamp_ns: int, name: str | None
+                ) -> _Keyframe | None:
+        """Check a frame and offer it to the keyframe selector; the keyframe it makes, if any."""
         number = self._counts['frames_seen']
         self._counts['frames_seen'] += 1
         try:
@@ -249,18 +278,17 @@ class Mapper:
         except FrameError as err:
             self._counts['frames_skipped'] += 1
             _LOG.warning('skipped frame %d (%s): %s', number, name, err)
-            return []
+            return None
         decision = self._selector.offer(image)
         if not decision.is_keyframe:
-            return []
+            return None
         keyframe = _Keyframe(self._counts['keyframes'],
                              name if name is not None else f'frame_{number}', int(stamp_ns),
                              image.copy())
         self._counts['keyframes'] += 1
         _LOG.debug('keyframe %d from frame %d (%s, parallax %.1f px)', keyframe.index,
                    number, decision.reason, decision.parallax_px)
-        self._pending.append(keyframe)
-        return self._map_ready(flushing=False)
+        return keyframe
 
     def flush(self) -> list[WindowResult]:
         """
@@ -332,7 +360,10 @@ class Mapper:
             loop_verdicts=dict(self._loop_verdicts),
             optimizations=counts['optimizations'], optimize_s=self._optimize_s,
             store_bytes=store.disk_bytes, store_memory_bytes=store.memory_bytes,
-            map_bytes=self._world.nbytes + self._loops.nbytes)
+            map_bytes=self._world.nbytes + self._loops.nbytes, mode=self._mode,
+            keyframes_localized=counts['keyframes_localized'],
+            keyframes_not_localized=counts['keyframes_not_localized'],
+            localization_calls=counts['localization_calls'])
 
     # -- windows -----------------------------------------------------------------------------
 
@@ -527,7 +558,8 @@ class Mapper:
             attempts=len(refusals) + 1, refusals=tuple(refusals), loops=tuple(loops))
 
     def _start_segment(self) -> int:
-        segment = max(self._members, default=-1) + 1
+        # Never a merged-away segment's number: the pose graph refuses nodes there.
+        segment = max(self._segments_started, max(self._members, default=-1) + 1)
         self._segments_started += 1
         if self._segments_started > 1:
             _LOG.warning('starting map segment %d (its own frame and scale until a loop closure '
@@ -595,15 +627,16 @@ class Mapper:
     def _close_loops(self, keyframes: list[_Keyframe], prediction: WindowPrediction,
                      first_slot: int) -> list[LoopOutcome]:
         cfg = self.config.loops
-        if not cfg.enabled:
-            return []
         slots = list(range(first_slot, first_slot + len(keyframes)))
         descriptors = self._descriptors(prediction, slots)
         if descriptors is None:
             return []
         proposals: list[tuple[float, int, int]] = []
         for keyframe, descriptor in zip(keyframes, descriptors, strict=True):
-            for candidate, similarity in self._loops.propose(keyframe.index, descriptor):
+            if not cfg.enabled:
+                break  # indexed all the same: a saved map can be relocalized in
+            for candidate, similarity in self._loops.propose(keyframe.index, descriptor,
+                                                             self._graph.segment_of):
                 proposals.append((similarity, keyframe.index, candidate))
         for keyframe, descriptor in zip(keyframes, descriptors, strict=True):
             self._loops.add(keyframe.index, descriptor)
@@ -717,21 +750,148 @@ class Mapper:
             self._world.move(index, self._graph.segment_of(index), self._graph.value(index),
                              cloud)
 
+    # -- saved maps (engine.map_state) --------------------------------------------------------
+
+    def map_state(self) -> MapState:
+        """
+        Take the map as data, to save it (``vggt_mapper.io.map_folder``); close it when done.
+
+        Cheap (copies of the records, graph and descriptors; the keyframe data is read later
+        through a view of the store's append-only files), and safe to write from another
+        thread while this mapper goes on. Pending keyframes are not in it: ``flush`` first to
+        include them.
+
+        :return: the state (a context manager).
+        """
+        keys, descriptors, accepted = self._loops.items()
+        places = None if self._places.name is None or not len(keys) else PlaceDescriptors(
+            self._places.name, keys, descriptors, accepted)
+        view = self.store.view()
+        records = tuple(view.record(index) for index in view.indices())
+        return MapState(self.config, records, self._graph.snapshot(), places,
+                        self._counts['keyframes'], self._segments_started, view,
+                        self.map_snapshot())
+
+    def load_state(self, state: MapState) -> None:
+        """
+        Replace the map by a saved one; the next keyframes start a new segment.
+
+        Everything is rebuilt aside first: on any error the current map is kept as it was.
+        Pending keyframes and counters are dropped (as by ``reset``); the mode is kept.
+
+        :param state: the map (read once; the caller closes it).
+        :raises MapStateError: if the state is inconsistent or damaged, or its place
+            descriptors are of another space than this mapper's describer gives.
+        """
+        restored = restore_map(state, self.config, self._describer, self._store_dir)
+        try:
+            self.reset()
+        except BaseException:
+            restored.store.close()
+            raise
+        self.store.close()  # the empty one reset made
+        self._store = restored.store
+        self._graph, self._world = restored.graph, restored.world
+        self._loops, self._places = restored.loops, restored.places
+        self._members = restored.members
+        self._counts['keyframes'] = state.next_keyframe
+        self._segments_started = max(state.segments_started, len(restored.members))
+        _LOG.info('loaded a map of %d keyframes in %d segments', len(state.records),
+                  len(restored.members))
+
+    # -- localization (engine.localization) ---------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """Return ``MAPPING`` or ``LOCALIZATION`` (``set_mode``)."""
+        return self._mode
+
+    @property
+    def last_localization(self) -> Localization | None:
+        """Return the result of the last keyframe localized (None before any)."""
+        return self._last_localization
+
+    def set_mode(self, mode: str) -> list[WindowResult]:
+        """
+        Switch between mapping and localization (at any time between frames).
+
+        Entering localization maps the keyframes still pending first (they were selected for
+        the map). Back in mapping, the next window starts a new segment: the camera moved
+        while the map was not extended, so the last mapped keyframes are no anchors; loop
+        closure merges the segment into the map when it sees it again.
+
+        :param mode: ``MAPPING`` or ``LOCALIZATION``.
+        :return: the windows mapped on the way (the pending keyframes), usually none.
+        :raises ConfigError: for another mode.
+        """
+        if mode not in (MAPPING, LOCALIZATION):
+            raise ConfigError(f'mode must be {MAPPING!r} or {LOCALIZATION!r}, got {mode!r}')
+        if mode == self._mode:
+            return []
+        results = self._map_ready(flushing=True) if mode == LOCALIZATION else []
+        self._mode = mode
+        self._segment, self._anchors = None, []
+        self._last_placed_ns = None
+        _LOG.info('mapper mode: %s', mode)
+        return results
+
+    def localize_frame(self, image_rgb: NDArray[np.uint8], stamp_ns: int,
+                       name: str | None = None) -> Localization | None:
+        """
+        Offer one frame in localization mode; a keyframe is placed against the map.
+
+        Bad frames are counted and skipped as by ``add_frame``. The map is not extended.
+
+        :param image_rgb: uint8 (H, W, 3) RGB image.
+        :param stamp_ns: timestamp in integer nanoseconds, increasing.
+        :param name: frame name (``frame_<n>`` if omitted).
+        :return: the keyframe's result, or None if the frame did not become a keyframe.
+        :raises EngineError: if the mapper is not in localization mode.
+        """
+        if self._mode != LOCALIZATION:
+            raise EngineError('localize_frame needs localization mode: '
+                              f'set_mode({LOCALIZATION!r}) first')
+        keyframe = self._select(image_rgb, stamp_ns, name)
+        if keyframe is None:
+            return None
+        self._model_s = {}
+        placement, reason, tried = None, '', 0
+        try:
+            prediction = self._predict([keyframe.image_rgb], 'localization_calls')
+            descriptor = self._places.describe_prediction(prediction)[0]
+        except _Refused as refusal:
+            reason = f'predictor: {refusal}'
+        except PlaceError as err:
+            reason = f'no descriptor: {err}'
+        else:
+            placement, reason, tried = place_keyframe(
+                prediction.images_rgb[0], descriptor, self._loops, _MappedKeyframes(self),
+                self._predict_or_why, self.config.localization, self.config.loops)
+        self._counts['keyframes_localized' if placement else 'keyframes_not_localized'] += 1
+        if placement is not None:
+            self._last_placed_ns = keyframe.stamp_ns
+        result = Localization(keyframe.index, keyframe.name, keyframe.stamp_ns, placement,
+                              reason, tried, self._last_placed_ns)
+        self._last_localization = result
+        _LOG.debug('keyframe %d %s', keyframe.index,
+                   f'localized against map keyframe {placement.candidate}' if placement
+                   else f'not localized: {reason}')
+        return result
+
+    def _predict_or_why(self, frames: list[NDArray[np.uint8]]) -> WindowPrediction | str:
+        try:
+            return self._predict(frames, 'localization_calls')
+        except _Refused as refusal:
+            return str(refusal)
+
     # -- helpers -----------------------------------------------------------------------------
 
     def _all_mapped(self) -> list[int]:
         return [index for members in self._members.values() for index in members]
 
     def _keyframe_pose(self, index: int) -> KeyframePose:
-        record = self.store.record(index)
-        node = self._graph.value(index)
-        world_from_cam = np.eye(4)
-        world_from_cam[:3, :3] = node.rotation
-        world_from_cam[:3, 3] = node.translation
-        return KeyframePose(index, record.name, record.stamp_ns, world_from_cam,
-                            record.intrinsics.copy(), record.model_hw,
-                            record.intrinsics_original.copy(), record.original_hw,
-                            self._graph.segment_of(index))
+        return keyframe_pose(self.store.record(index), self._graph.value(index),
+                             self._graph.segment_of(index))
 
 
 class _MappedKeyframes:

@@ -303,6 +303,17 @@ class PlaceIndex:
         self._key_set.add(key)
         return True
 
+    def items(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """
+        Return the stored keys and their descriptors, in insertion order (copies).
+
+        :return: ``keys`` (N,) int64 and ``descriptors`` (N, dim) float32 unit rows.
+        """
+        keys = np.array(self._keys, dtype=np.int64)
+        if not len(keys):
+            return keys, np.zeros((0, self.dim), dtype=np.float32)
+        return keys, np.asarray(self._index.reconstruct_n(0, len(keys)), dtype=np.float32)
+
     def search(self, descriptor: NDArray[np.floating], k: int, *, query_key: int | None = None,
                exclusion: int = 0) -> tuple[PlaceCandidate, ...]:
         """
@@ -378,6 +389,25 @@ class PredictionDescriber:
     def dim(self) -> int | None:
         """Return the descriptor length in use, or None before the first window."""
         return self._dim
+
+    def resume(self, name: str, dim: int) -> None:
+        """
+        Continue in the descriptor space of a saved map (before the first window).
+
+        :param name: the saved space: ``PREDICTION_DESCRIPTORS`` or a describer's name.
+        :param dim: the saved descriptor length.
+        :raises PlaceError: if this describer cannot produce that space: another fallback
+            describer, or another length (descriptors of two spaces are not comparable).
+        """
+        if name != PREDICTION_DESCRIPTORS and (name != self.fallback.name
+                                               or dim != self.fallback.dim):
+            raise PlaceError(f'the map was described with {name!r} descriptors of length '
+                             f'{dim}, this mapper describes with {self.fallback.name!r} '
+                             f'({self.fallback.dim}): pass the same place describer')
+        if name == PREDICTION_DESCRIPTORS and not self.prefer_prediction:
+            raise PlaceError("the map was described with the predictor's own descriptors, "
+                             'this mapper is told not to use them (prefer_prediction=False)')
+        self._name, self._dim = name, dim
 
     def describe_prediction(self, prediction: WindowPrediction) -> NDArray[np.float32]:
         """

@@ -686,6 +686,35 @@ class PoseGraph:
         self._revision = 0
         self._applied_revision = -1
 
+    @classmethod
+    def restore(cls, problem: GraphProblem, config: PoseGraphConfig | None = None) -> PoseGraph:
+        """
+        Rebuild a graph from a snapshot (a saved map): same nodes, segments, edges and anchors.
+
+        Every value goes through the same checks as when it was first added (finite, proper
+        rotations, edges within one segment), so a damaged snapshot is refused here.
+
+        :param problem: ``snapshot()`` of the graph to rebuild.
+        :param config: how the new graph is optimised.
+        :return: the graph; loop ids are renumbered in insertion order from 0.
+        :raises PoseGraphError: if the snapshot is inconsistent (unknown keys, an anchor that
+            is not the first node of its segment, an edge across segments, bad values).
+        """
+        graph = cls(config)
+        for row, key in enumerate(problem.keys.tolist()):
+            graph.add_node(key, problem.world_from_node[row], int(problem.segments[row]))
+        anchors = {graph.segment_of(int(key)): int(key) for key in problem.anchors.tolist()}
+        if anchors != graph._anchors:
+            raise PoseGraphError(f'the snapshot anchors its segments at {anchors}, but the first '
+                                 f'node of each segment is {graph._anchors}')
+        for index in range(len(problem.edge_keys)):
+            edge = problem.edge(index)
+            if edge.kind is EdgeKind.LOOP:
+                graph.add_loop(edge.a, edge.b, edge.a_from_b, edge.noise)
+            else:
+                graph.add_odometry(edge.a, edge.b, edge.a_from_b, edge.noise)
+        return graph
+
     # -- building --------------------------------------------------------------------------
 
     def add_node(self, key: int, world_from_node: Sim3, segment: int) -> None:

@@ -218,6 +218,11 @@ class MapperStats:
     :param store_bytes: bytes of keyframe clouds and images on disk.
     :param store_memory_bytes: bytes of keyframe clouds held in RAM.
     :param map_bytes: bytes of the fused world map grids.
+    :param mode: ``mapping`` or ``localization`` (``Mapper.set_mode``).
+    :param keyframes_localized: keyframes placed against the map in localization mode.
+    :param keyframes_not_localized: keyframes localization mode could not place.
+    :param localization_calls: predictor calls of localization mode (describing keyframes,
+        verifying candidates).
     """
 
     frames_seen: int
@@ -244,3 +249,7 @@ class MapperStats:
     store_bytes: int = 0
     store_memory_bytes: int = 0
     map_bytes: int = 0
+    mode: str = 'mapping'
+    keyframes_localized: int = 0
+    keyframes_not_localized: int = 0
+    localization_calls: int = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ['ConversionError', 'ExportError', 'InputError', 'IOErrorBase']
+__all__ = ['ConversionError', 'ExportError', 'InputError', 'IOErrorBase', 'MapFolderError']
 
 
 class IOErrorBase(Exception):
@@ -19,3 +19,7 @@ class ExportError(IOErrorBase):
 
 class ConversionError(IOErrorBase, ValueError):
     """A ROS message cannot be converted (wrong step, truncated data, unknown encoding, empty)."""
+
+
+class MapFolderError(InputError):
+    """A saved map folder cannot be loaded: not a map folder, another format, damaged."""

@@ -2,7 +2,10 @@
 Save a mapped sequence as one set of files.
 
 ``map.glb``, ``map.ply``, ``trajectory.tum``, ``cameras.json``, and ``map_stats.json`` when
-the caller has run statistics.
+the caller has run statistics; with a ``MapState``, the folder becomes a *map folder* that loads
+again: ``map_state/`` (``vggt_mapper.io.map_folder``) and, if asked, ``colmap/`` (a COLMAP
+sparse model with its images, ``vggt_mapper.io.colmap``). ``save_map_folder`` is the one call
+for a mapper's state.
 
 A map of several segments (separate maps until a loop closure merges them): the GLB shows every
 segment (see ``io.glb``), the PLY carries a ``segment`` property, ``cameras.json`` a ``segment``
@@ -23,22 +26,29 @@ from dataclasses import dataclass
 from functools import partial
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 from vggt_mapper.engine.types import KeyframePose, MapSnapshot
 from vggt_mapper.io.atomic import atomic_write_bytes
 from vggt_mapper.io.cameras_json import write_cameras_json
+from vggt_mapper.io.errors import ExportError
 from vggt_mapper.io.file_set import EntryWriter, recover_file_set, Recovery, write_file_set
 from vggt_mapper.io.ply import write_ply
 from vggt_mapper.io.tum import write_tum
 
-__all__ = ['MAP_FILE_NAMES', 'STATS_FILE_NAME', 'SavedMap', 'map_paths', 'recover_map',
-           'save_map', 'write_map_stats']
+if TYPE_CHECKING:
+    from vggt_mapper.engine.map_state import MapState
+
+__all__ = ['COLMAP_DIR_NAME', 'MAP_FILE_NAMES', 'MAP_STATE_DIR_NAME', 'STATS_FILE_NAME',
+           'SavedMap', 'map_paths', 'recover_map', 'save_map', 'save_map_folder',
+           'write_map_stats']
 
 MAP_FILE_NAMES = {'glb': 'map.glb', 'ply': 'map.ply', 'tum': 'trajectory.tum',
                   'cameras_json': 'cameras.json'}
 STATS_FILE_NAME = 'map_stats.json'
 STATS_FORMAT = 'vggt_mapper.map_stats/1'
+MAP_STATE_DIR_NAME = 'map_state'  # = io.map_folder.MAP_STATE_DIR (not imported: numpy-light)
+COLMAP_DIR_NAME = 'colmap'
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,8 @@ class SavedMap:
     :param num_points: points written.
     :param num_keyframes: keyframes written.
     :param stats_json: the run statistics, when they were written.
+    :param map_state: the saved map state (``map_state/``), when written.
+    :param colmap: the COLMAP model and images (``colmap/``), when written.
     """
 
     outdir: Path
@@ -64,23 +76,34 @@ class SavedMap:
     num_points: int
     num_keyframes: int
     stats_json: Path | None = None
+    map_state: Path | None = None
+    colmap: Path | None = None
 
     @property
     def paths(self) -> tuple[Path, ...]:
-        """Return the files written: glb, ply, tum, cameras_json (then stats_json)."""
-        files = (self.glb, self.ply, self.tum, self.cameras_json)
-        return files if self.stats_json is None else (*files, self.stats_json)
+        """Return what was written: glb, ply, tum, cameras_json, then stats, state, colmap."""
+        optional = (self.stats_json, self.map_state, self.colmap)
+        return (self.glb, self.ply, self.tum, self.cameras_json,
+                *(path for path in optional if path is not None))
 
 
-def map_paths(outdir: Path | str) -> dict[str, Path]:
+def map_paths(outdir: Path | str, *, state: bool = False, colmap: bool = False
+              ) -> dict[str, Path]:
     """
     Return the output paths ``save_map`` uses in ``outdir``.
 
     :param outdir: the output folder.
-    :return: paths keyed like ``MAP_FILE_NAMES``.
+    :param state: include the map state folder (key ``map_state``).
+    :param colmap: include the COLMAP folder (key ``colmap``).
+    :return: paths keyed like ``MAP_FILE_NAMES`` (and ``map_state``, ``colmap``).
     """
     folder = Path(outdir)
-    return {key: folder / name for key, name in MAP_FILE_NAMES.items()}
+    paths = {key: folder / name for key, name in MAP_FILE_NAMES.items()}
+    if state:
+        paths['map_state'] = folder / MAP_STATE_DIR_NAME
+    if colmap:
+        paths['colmap'] = folder / COLMAP_DIR_NAME
+    return paths
 
 
 def recover_map(outdir: Path | str) -> Recovery:
@@ -91,7 +114,8 @@ def recover_map(outdir: Path | str) -> Recovery:
     :return: what was finished and removed.
     :raises ExportError: if the folder cannot be locked or a move fails.
     """
-    return recover_file_set(outdir, [*MAP_FILE_NAMES.values(), STATS_FILE_NAME])
+    return recover_file_set(outdir, [*MAP_FILE_NAMES.values(), STATS_FILE_NAME,
+                                     MAP_STATE_DIR_NAME, COLMAP_DIR_NAME])
 
 
 def write_map_stats(path: Path | str, stats: Mapping[str, Any], *,
@@ -111,7 +135,8 @@ def write_map_stats(path: Path | str, stats: Mapping[str, Any], *,
 
 
 def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
-             show_cameras: bool, stats: Mapping[str, Any] | None) -> dict[str, EntryWriter]:
+             show_cameras: bool, stats: Mapping[str, Any] | None, state: MapState | None,
+             colmap: bool) -> dict[str, EntryWriter]:
     """Return the writer of each file of the set, keyed by file name."""
     # Imported here: trimesh takes seconds to import, and map_paths/recover_map (the CLI's
     # checks before mapping) must stay quick.
@@ -133,12 +158,25 @@ def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
     }
     if stats is not None:
         entries[STATS_FILE_NAME] = partial(write_map_stats, stats=stats)
+    if state is not None:
+        from vggt_mapper.io.map_folder import write_map_state
+
+        entries[MAP_STATE_DIR_NAME] = partial(write_map_state, state=state)
+    if colmap:
+        if state is None:
+            raise ExportError('a COLMAP export needs the map state (keyframe clouds and '
+                              'images): pass state=')
+        from vggt_mapper.io.colmap import write_colmap
+
+        entries[COLMAP_DIR_NAME] = partial(write_colmap, state=state)
+    # The occupancy grid (map.pgm + map.yaml, map_server format) joins the set here.
     return entries
 
 
 def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: MapSnapshot, *,
              overwrite: bool = False, show_cameras: bool = True,
-             stats: Mapping[str, Any] | None = None) -> SavedMap:
+             stats: Mapping[str, Any] | None = None, state: MapState | None = None,
+             colmap: bool = False) -> SavedMap:
     """
     Write the map and trajectory into ``outdir`` (created if missing) as one set.
 
@@ -151,15 +189,45 @@ def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: M
     :param overwrite: replace existing outputs.
     :param show_cameras: draw a frustum per keyframe in the GLB.
     :param stats: run statistics for ``map_stats.json`` (not written when None).
+    :param state: the map state (``Mapper.map_state()``) for ``map_state/``: the folder then
+        loads again (``vggt_mapper.io.map_folder.read_map_folder``).
+    :param colmap: also write ``colmap/`` (needs ``state``).
     :return: the written paths.
     :raises ExportError: if outputs exist without ``overwrite``, ``outdir`` is not a folder, or
         a write fails.
     """
     folder = Path(outdir)
-    write_file_set(folder, _entries(trajectory, snapshot, show_cameras, stats),
+    write_file_set(folder, _entries(trajectory, snapshot, show_cameras, stats, state, colmap),
                    overwrite=overwrite)
-    paths = map_paths(folder)
+    paths = map_paths(folder, state=state is not None, colmap=colmap)
     return SavedMap(outdir=folder, glb=paths['glb'], ply=paths['ply'], tum=paths['tum'],
                     cameras_json=paths['cameras_json'], num_points=snapshot.num_points,
                     num_keyframes=len(trajectory),
-                    stats_json=None if stats is None else folder / STATS_FILE_NAME)
+                    stats_json=None if stats is None else folder / STATS_FILE_NAME,
+                    map_state=paths.get('map_state'), colmap=paths.get('colmap'))
+
+
+def save_map_folder(outdir: Path | str, state: MapState, *, overwrite: bool = False,
+                    show_cameras: bool = True, stats: Mapping[str, Any] | None = None,
+                    colmap: bool = False) -> SavedMap:
+    """
+    Write a mapper's state as a map folder: the exports, ``map_state/`` (and ``colmap/``).
+
+    The one call of the ROS node's ``~/save_map`` and the CLI: ``state`` comes from
+    ``Mapper.map_state()`` (cheap, on the mapper's thread); this writes it, possibly from
+    another thread, as one set (a save killed half-way leaves the previous folder).
+
+    :param outdir: the output folder.
+    :param state: the map (``state.snapshot`` must be set: a mapper's state has it).
+    :param overwrite: replace existing outputs.
+    :param show_cameras: draw a frustum per keyframe in the GLB.
+    :param stats: run statistics for ``map_stats.json``.
+    :param colmap: also write the COLMAP model.
+    :return: the written paths.
+    :raises ExportError: as ``save_map``, or for a state without a snapshot.
+    """
+    if state.snapshot is None:
+        raise ExportError('this map state has no fused map (it was read from disk): load it '
+                          "into a Mapper and save that mapper's map_state()")
+    return save_map(outdir, state.trajectory(), state.snapshot, overwrite=overwrite,
+                    show_cameras=show_cameras, stats=stats, state=state, colmap=colmap)

@@ -101,7 +101,8 @@ def map_sequence(frames: Iterable[InputFrame], mapper: Mapper, *,
     try:
         for frame in frames:
             frames_read += 1
-            deliver(mapper.add_frame(frame.image_rgb, frame.stamp_ns, frame.name))
+            deliver(mapper.add_frame(frame.image_rgb, frame.stamp_ns, frame.name,
+                                     **frame.sensor_kwargs()))
             if on_frame is not None:
                 on_frame(frame, mapper.stats)
     except KeyboardInterrupt:

@@ -5,7 +5,8 @@ For tests and benchmarks of everything downstream of the model: ``SyntheticSeque
 camera path through a textured world (``default_room``, a ``loop_path``, a repeating
 ``corridor_room``), ``SyntheticPredictor`` answers windows from its ground truth with the errors
 a ``PredictionNoise`` preset asks for (``NOISE_LEVELS``: none, default, high, realistic,
-hostile), and ``FaultyPredictor`` makes chosen calls of any predictor fail outright.
+hostile), ``FaultyPredictor`` makes chosen calls of any predictor fail outright, and
+``simulate_odometry`` gives the path's metric odometry with a scale error and noise.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from vggt_mapper.synthetic.noise import (
     NOISE_SEVERITY_ORDER,
     PredictionNoise,
     WindowErrors,
+)
+from vggt_mapper.synthetic.odometry import (
+    BASE_FROM_CAMERA,
+    Odometry,
+    OdometryNoise,
+    simulate_odometry,
 )
 from vggt_mapper.synthetic.predictor import SyntheticPredictor
 from vggt_mapper.synthetic.sequence import SyntheticSequence
@@ -33,12 +40,15 @@ from vggt_mapper.synthetic.world import (
 )
 
 __all__ = [
+    'BASE_FROM_CAMERA',
     'NOISE_LEVELS',
     'NOISE_SEVERITY_ORDER',
     'Box',
     'FaultMode',
     'FaultRecord',
     'FaultyPredictor',
+    'Odometry',
+    'OdometryNoise',
     'PredictionNoise',
     'RepeatingRoom',
     'Room',
@@ -53,4 +63,5 @@ __all__ = [
     'loop_path',
     'orbit_frames_per_lap',
     'orbit_path',
+    'simulate_odometry',
 ]

@@ -39,7 +39,8 @@ from numpy.typing import NDArray
 from vggt_mapper.engine.types import InputFrame
 from vggt_mapper.io.errors import InputError
 
-__all__ = ['DISTORTION_MODELS', 'CameraCalibration', 'Undistorter', 'apply_calibration',
+__all__ = ['DISTORTION_MODELS', 'CameraCalibration', 'Undistorter', 'UndistorterCache',
+           'apply_calibration',
            'calibration_from_camera_info', 'pinhole_calibration', 'read_calibration',
            'undistort_frame']
 
@@ -343,13 +344,21 @@ class Undistorter:
                                     borderMode=cv2.BORDER_CONSTANT), dtype=np.uint8)
 
 
-class _UndistorterCache:
-    """One ``Undistorter`` per (calibration, image size): maps are built once."""
+class UndistorterCache:
+    """The ``Undistorter`` of the latest (calibration, image size): maps are built once."""
 
     def __init__(self) -> None:
         self._cache: dict[tuple[int, tuple[int, int]], Undistorter] = {}
 
     def get(self, calibration: CameraCalibration, image_hw: tuple[int, int]) -> Undistorter:
+        """
+        Return the undistorter of a calibration for images of ``image_hw``.
+
+        :param calibration: the camera.
+        :param image_hw: (height, width) of the images.
+        :return: the undistorter (built on first use).
+        :raises InputError: if the calibration does not fit that size.
+        """
         key = (id(calibration), image_hw)
         found = self._cache.get(key)
         if found is None:
@@ -359,7 +368,7 @@ class _UndistorterCache:
 
 
 def undistort_frame(frame: InputFrame, calibration: CameraCalibration,
-                    cache: _UndistorterCache | None = None) -> InputFrame:
+                    cache: UndistorterCache | None = None) -> InputFrame:
     """
     Undistort one frame and attach the K of the image the engine gets.
 
@@ -369,7 +378,7 @@ def undistort_frame(frame: InputFrame, calibration: CameraCalibration,
     :return: the frame with the pinhole image and ``intrinsics`` set.
     :raises InputError: if the calibration does not fit the image size.
     """
-    undistorter = (cache or _UndistorterCache()).get(calibration, frame.image_rgb.shape[:2])
+    undistorter = (cache or UndistorterCache()).get(calibration, frame.image_rgb.shape[:2])
     return replace(frame, image_rgb=undistorter(frame.image_rgb), intrinsics=undistorter.new_k)
 
 
@@ -383,6 +392,6 @@ def apply_calibration(frames: Iterable[InputFrame], calibration: CameraCalibrati
     :return: the frames, undistorted, with ``intrinsics`` set.
     :raises InputError: if the calibration does not fit the images (at the first frame).
     """
-    cache = _UndistorterCache()
+    cache = UndistorterCache()
     for frame in frames:
         yield undistort_frame(frame, calibration, cache)

@@ -342,7 +342,7 @@ class MetricScaleConfig:
     """
 
     source: str = 'odometry'
-    min_motion_m: float = 0.2
+    min_motion_m: float = 0.8
     max_samples: int = 50
     min_samples: int = 5
     camera_height_m: float = 0.0

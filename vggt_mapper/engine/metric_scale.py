@@ -35,7 +35,7 @@ from vggt_mapper.engine.types import MetricScale
 __all__ = ['MetricScaleTracker', 'floor_distance', 'odometry_ratios', 'robust_scale']
 
 _MAD_TO_SIGMA = 1.4826
-_RANSAC_ITERATIONS = 200
+_RANSAC_ITERATIONS = 500
 _RANSAC_SEED = 0
 _MIN_FLOOR_POINTS = 50
 
@@ -56,16 +56,12 @@ def odometry_ratios(map_centres: NDArray[np.float64], odom_centres: NDArray[np.f
     :return: (M,) samples, M <= max_samples (pairs with no map motion are left out).
     """
     samples: list[float] = []
-    count = len(odom_centres)
-    start = count - 1  # the search for j's partner starts at j - 1 and only moves back
-    for j in range(count - 1, 0, -1):
-        partner = min(start, j - 1)
-        while partner >= 0 and np.linalg.norm(odom_centres[j] - odom_centres[partner]) \
-                < min_motion_m:
-            partner -= 1
-        if partner < 0:
-            break
-        start = partner + 1  # a later j's partner is no earlier than this one's
+    distances = np.linalg.norm(odom_centres[:, None] - odom_centres[None], axis=-1)
+    for j in range(len(odom_centres) - 1, 0, -1):
+        far = np.flatnonzero(distances[j, :j] >= min_motion_m)
+        if far.size == 0:
+            continue  # no motion enough since the start (or a rotation on the spot)
+        partner = int(far[-1])
         map_motion = float(np.linalg.norm(map_centres[j] - map_centres[partner]))
         if map_motion > 0:
             samples.append(float(np.linalg.norm(odom_centres[j] - odom_centres[partner]))
@@ -96,14 +92,18 @@ def robust_scale(samples: NDArray[np.float64], segment: int, source: str, min_sa
 
 
 def floor_distance(points_cam: NDArray[np.floating], down_cam: NDArray[np.float64],
-                   max_tilt_deg: float, inlier_rel: float = 0.02) -> float | None:
+                   max_tilt_deg: float, inlier_rel: float = 0.01) -> float | None:
     """
     Distance from the camera to the floor plane seen in its points (RANSAC), or None.
 
     Candidate planes go through three points below the camera; a plane counts when its normal is
-    within ``max_tilt_deg`` of ``down_cam`` and it lies below the camera. The plane with the most
-    points within ``inlier_rel`` of the median point depth wins and is refitted to them (least
-    squares, SVD); its distance from the camera centre is returned.
+    within ``max_tilt_deg`` of ``down_cam`` and it lies below the camera. Planes are scored by
+    MSAC (each point within ``inlier_rel`` of the median point depth counts by how close it
+    lies, so the exact floor beats a slightly tilted plane through it and a few other points);
+    the best one is refitted to ever closer inliers (least squares, SVD) and its distance from
+    the camera centre returned. The best-supported level below the camera is taken for the
+    floor: a large table top filling the view would be taken for it too (the median over
+    keyframes tolerates a few).
 
     :param points_cam: (N, 3) points in the camera frame (OpenCV axes), any unit.
     :param down_cam: (3,) unit "down" direction in the camera frame.
@@ -130,17 +130,27 @@ def floor_distance(points_cam: NDArray[np.floating], down_cam: NDArray[np.float6
     usable &= (normals @ down >= cos_tilt) & (offsets > 0)
     if not np.any(usable):
         return None
-    counts = (np.abs(below @ normals[usable].T - offsets[usable]) < band).sum(axis=0)
-    best = int(np.argmax(counts))
+    normals, offsets = normals[usable], offsets[usable]
+    residuals = np.abs(below @ normals.T - offsets)
+    # MSAC: inliers scored by how close they lie, so the exact plane beats a slightly tilted
+    # one that catches as many points in the band.
+    scores = np.clip(1.0 - (residuals / band) ** 2, 0.0, None).sum(axis=0)
+    counts = (residuals < band).sum(axis=0)
+    best = int(np.argmax(scores))
     if counts[best] < _MIN_FLOOR_POINTS:
         return None
-    inliers = below[np.abs(below @ normals[usable][best] - offsets[usable][best]) < band]
-    centre = inliers.mean(axis=0)
-    normal = np.linalg.svd(inliers - centre)[2][2]
-    normal *= np.sign(normal @ down)
+    normal, offset = normals[best], offsets[best]
+    for shrink in (1.0, 0.5, 0.25):  # least-squares refit to ever closer inliers
+        inliers = below[np.abs(below @ normal - offset) < shrink * band]
+        if inliers.shape[0] < _MIN_FLOOR_POINTS:
+            break
+        centre = inliers.mean(axis=0)
+        normal = np.linalg.svd(inliers - centre)[2][2]
+        normal *= np.sign(normal @ down)
+        offset = float(normal @ centre)
     if normal @ down < cos_tilt:
         return None
-    return float(normal @ centre)
+    return offset
 
 
 class MetricScaleTracker:

@@ -199,3 +199,72 @@ class ThumbnailDescriber:
 def never_built() -> SyntheticPredictor:
     """Fail if the CLI builds the predictor before finding its arguments wrong."""
     raise AssertionError('the predictor was built before the arguments were checked')
+
+
+ROBOT_FRAMES = 70
+
+
+def robot_orbit() -> SyntheticSequence:
+    """Return the robot bag's camera path: 70 frames, 4 cm apart (2.8 m of motion)."""
+    return SyntheticSequence.orbit(ROBOT_FRAMES, step_m=0.04, height=60, width=80)
+
+
+def robot_predictor() -> SyntheticPredictor:
+    """Return a predictor that knows every frame of ``robot_orbit`` (``--predictor``)."""
+    sequence = robot_orbit()
+    for index in range(ROBOT_FRAMES):
+        sequence.frame(index)
+    return SyntheticPredictor(sequence, model_width=126)
+
+
+def write_robot_bag(bag_dir: Path) -> Path:
+    """
+    Write a robot's recording of ``robot_orbit``: image, CameraInfo, odometry TF, static mount.
+
+    ``/camera/image_raw`` and ``/camera/camera_info`` at 10 Hz, ``/tf`` ``odom → base_link``
+    from a synthetic odometry (2 % scale error and noise) at the image stamps and half-way
+    between them, ``/tf_static`` ``base_link → camera_optical``.
+
+    :param bag_dir: the rosbag2 folder to create.
+    :return: ``bag_dir``.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import get_typestore, Stores
+
+    from vggt_mapper.io import ros_messages as conv
+    from vggt_mapper.synthetic import BASE_FROM_CAMERA, simulate_odometry
+
+    typestore = get_typestore(Stores.ROS2_JAZZY)
+    types = conv.rosbags_message_types(typestore)
+    sequence = robot_orbit()
+    odom_from_base = simulate_odometry(sequence.poses_world_from_cam, seed=2).odom_from_base
+    start, period = 1_700_000_000_000_000_000, 100_000_000
+    info_type = typestore.types['sensor_msgs/msg/CameraInfo']
+    roi = typestore.types['sensor_msgs/msg/RegionOfInterest'](
+        x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    with Writer(bag_dir, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        topics = {'/camera/image_raw': 'sensor_msgs/msg/Image',
+                  '/camera/camera_info': 'sensor_msgs/msg/CameraInfo',
+                  '/tf': 'tf2_msgs/msg/TFMessage', '/tf_static': 'tf2_msgs/msg/TFMessage'}
+        connections = {topic: writer.add_connection(topic, msgtype, typestore=typestore)
+                       for topic, msgtype in topics.items()}
+
+        def write(topic: str, msg: object, stamp_ns: int) -> None:
+            writer.write(connections[topic], stamp_ns,
+                         typestore.serialize_cdr(msg, topics[topic]))
+
+        write('/tf_static', types.tf_message(transforms=[conv.matrix_to_transform(
+            BASE_FROM_CAMERA, start, 'base_link', 'camera_optical', types)]), start)
+        for index in range(ROBOT_FRAMES):
+            stamp_ns = start + index * period
+            write('/tf', types.tf_message(transforms=[conv.matrix_to_transform(
+                odom_from_base[index], stamp_ns, 'odom', 'base_link', types)]), stamp_ns)
+            write('/camera/image_raw', conv.rgb_to_image(sequence.frame(index), stamp_ns,
+                                                         'camera_optical', types), stamp_ns)
+            k = sequence.intrinsics
+            write('/camera/camera_info', info_type(
+                header=conv.make_header(stamp_ns, 'camera_optical', types), height=60, width=80,
+                distortion_model='plumb_bob', d=np.zeros(5), k=k.reshape(-1),
+                r=np.eye(3).reshape(-1), p=np.hstack([k, np.zeros((3, 1))]).reshape(-1),
+                binning_x=0, binning_y=0, roi=roi), stamp_ns)
+    return bag_dir

@@ -610,4 +610,59 @@ def test_a_map_that_is_not_a_map_folder_is_refused_before_mapping(
                    str(tmp_path / 'out'), *FAKE])
     err = capsys.readouterr().err
     assert status == 1 and 'is not a map folder' in err and 'Traceback' not in err
+def test_robot_bag_maps_metric_with_its_camera_info_and_odometry(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import cli_fakes
+
+    bag = cli_fakes.write_robot_bag(tmp_path / 'bag')
+    outdir = tmp_path / 'out'
+    status = main(['map', str(bag), '-o', str(outdir), '--predictor',
+                   'cli_fakes:robot_predictor', '--window-size', '8', '--overlap', '3'])
+    assert status == 0
+    assert 'metric (odometry)' in capsys.readouterr().out
+    stats = json.loads((outdir / 'map_stats.json').read_text())
+    scale = stats['scale']['segments']['0']
+    assert scale['metric'] and scale['source'] == 'odometry' and scale['samples'] >= 5
+    assert stats['scale']['keyframes_with_odometry'] == stats['keyframes']['selected']
+    calibration = stats['calibration']
+    assert calibration['keyframes_with_known_intrinsics'] == stats['keyframes']['mapped']
+    assert calibration['focal_ratio_model_over_known']['median'] == pytest.approx(1.0, abs=0.02)
+    cameras = json.loads((outdir / 'cameras.json').read_text())
+    assert cameras['camera']['topic'] == '/camera/camera_info'
+    assert cameras['units']['0']['metric']
+    assert cameras['cameras'][0]['intrinsics']['source'] == 'known'
+    # --scale is a fixed metric scale: the odometry is not read.
+    status = main(['map', str(bag), '-o', str(outdir), '--overwrite', '--scale', '2.0',
+                   '--predictor', 'cli_fakes:robot_predictor', '--window-size', '8',
+                   '--overlap', '3'])
+    stats = json.loads((outdir / 'map_stats.json').read_text())
+    assert status == 0 and stats['scale']['segments']['0']['source'] == 'fixed'
+    assert stats['scale']['keyframes_with_odometry'] == 0
+
+
+def test_intrinsics_flags_replace_the_models(frames_dir: Path, tmp_path: Path) -> None:
+    import cli_fakes
+
+    k = cli_fakes.orbit().intrinsics
+    outdir = tmp_path / 'out'
+    status = main(['map', str(frames_dir), '-o', str(outdir), *FAKE, '--fx', str(k[0, 0]),
+                   '--fy', str(k[1, 1]), '--cx', str(k[0, 2]), '--cy', str(k[1, 2])])
+    assert status == 0
+    [camera] = read_cameras_json(outdir / 'cameras.json')[:1]
+    assert camera.intrinsics_source == 'known'
+    np.testing.assert_allclose(camera.intrinsics_original, k, atol=1e-9)
+    document = json.loads((outdir / 'cameras.json').read_text())
+    assert document['camera']['calibration']['source'] == '--fx --fy --cx --cy'
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--fx', '100', '--fy', '100'], '--fx --fy given without --cx --cy'),
+    (['--scale', '2', '--camera-height', '1.2'], '--scale and --camera-height'),
+    (['--camera-height', '-1'], '--camera-height'),
+])
+def test_calibration_and_scale_flags_are_checked_first(
+        frames_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        flags: list[str], message: str) -> None:
+    assert main(['map', str(frames_dir), '-o', str(tmp_path / 'out'), *FAKE, *flags]) == 1
+    assert message in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()

@@ -205,7 +205,8 @@ def test_verification_rejects_two_places_that_do_not_see_each_other(
         feed(mapper, loop_path, stop=120)
         keys = [pose.index for pose in mapper.trajectory()]
         source = mapper_module._MappedKeyframes(mapper)
-        verdict = verify_loop(keys[-1], keys[1], 0.9, source, predictor.predict,
+        verdict = verify_loop(keys[-1], keys[1], 0.9, source,
+                              lambda frames, _keys: predictor.predict(frames),
                               no_drift_bound)
         assert isinstance(verdict, LoopOutcome) and not verdict.accepted
         assert verdict.reason.startswith('covisibility'), verdict.reason

@@ -205,3 +205,21 @@ def test_a_save_that_fails_half_way_leaves_the_previous_map_folder(
     assert (folder / 'map_state' / 'manifest.json').read_bytes() == manifest
     with read_map_folder(folder) as state:
         assert len(state.records) == len(saved[1])
+
+
+def test_a_calibrated_map_keeps_which_k_was_known(loop: SyntheticSequence,
+                                                  predictor: SyntheticPredictor,
+                                                  tmp_path: Path) -> None:
+    with Mapper(_config(), predictor) as mapper:
+        feed(mapper, loop, stop=40, known_intrinsics=True)
+        with mapper.map_state() as state:
+            save_map_folder(tmp_path / 'calibrated', state)
+        before = mapper.trajectory()
+    assert all(pose.intrinsics_source == 'known' for pose in before)
+    with read_map_folder(tmp_path / 'calibrated') as state, \
+            Mapper(_config(), predictor) as again:
+        again.load_state(state)
+        after = again.trajectory()
+    for old, new in zip(before, after, strict=True):
+        assert new.intrinsics_source == 'known'
+        np.testing.assert_array_equal(new.intrinsics_predicted, old.intrinsics_predicted)

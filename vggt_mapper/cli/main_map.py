@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 import logging
 import resource
+import statistics
 import time
 from typing import Any
 
@@ -24,8 +25,9 @@ from vggt_mapper.engine.types import (
     MapSnapshot,
     WindowResult,
 )
+from vggt_mapper.io.cameras_json import scale_record
 
-__all__ = ['MappingOutcome', 'map_sequence', 'run_statistics']
+__all__ = ['MappingOutcome', 'calibration_statistics', 'map_sequence', 'run_statistics']
 
 _LOG = logging.getLogger(__name__)
 
@@ -101,7 +103,8 @@ def map_sequence(frames: Iterable[InputFrame], mapper: Mapper, *,
     try:
         for frame in frames:
             frames_read += 1
-            deliver(mapper.add_frame(frame.image_rgb, frame.stamp_ns, frame.name))
+            deliver(mapper.add_frame(frame.image_rgb, frame.stamp_ns, frame.name,
+                                     **frame.sensor_kwargs()))
             if on_frame is not None:
                 on_frame(frame, mapper.stats)
     except KeyboardInterrupt:
@@ -137,7 +140,9 @@ def run_statistics(outcome: MappingOutcome, skipped_by_reason: Mapping[str, int]
     :param skipped_by_reason: frames the reader and the engine skipped, by reason.
     :return: frames, keyframes, windows and refusals by kind, segments, loops with the fate of
         their candidates, optimisation, time split (model, loop verification, back end), memory
-        (peak RSS, keyframe store on disk and in RAM, map), and why the run stopped.
+        (peak RSS, keyframe store on disk and in RAM, map), why the run stopped, the known
+        intrinsics (the model's focal over the known one per window) and each segment's
+        metric scale.
     """
     stats = outcome.stats
     per_segment = Counter(pose.segment for pose in outcome.trajectory)
@@ -165,4 +170,24 @@ def run_statistics(outcome: MappingOutcome, skipped_by_reason: Mapping[str, int]
                    'map_bytes': stats.map_bytes, 'map_points': stats.map_points},
         'stopped': {'interrupted': outcome.interrupted, 'flushed': outcome.flushed,
                     'failure': outcome.failure},
+        'calibration': calibration_statistics(stats),
+        'scale': {'keyframes_with_odometry': stats.keyframes_with_odometry,
+                  'segments': {str(segment): scale_record(scale)
+                               for segment, scale in sorted(stats.metric_scales.items())}},
     }
+
+
+def calibration_statistics(stats: MapperStats) -> dict[str, Any]:
+    """
+    Summarise how the model's focal length compared with the known one (``map_stats.json``).
+
+    :param stats: the mapper's counters.
+    :return: keyframes with a known K, and the per-window ratios model / known with their
+        median, minimum and maximum (null when no window had a known K).
+    """
+    ratios = [round(ratio, 5) for ratio in stats.focal_ratios]
+    return {'keyframes_with_known_intrinsics': stats.keyframes_with_intrinsics,
+            'focal_ratio_model_over_known': {
+                'per_window': ratios,
+                'median': float(statistics.median(ratios)) if ratios else None,
+                'min': min(ratios, default=None), 'max': max(ratios, default=None)}}

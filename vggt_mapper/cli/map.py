@@ -32,6 +32,7 @@ from vggt_mapper.engine.config import (
     LoopConfig,
     MapConfig,
     MapperConfig,
+    MetricScaleConfig,
     RecoveryConfig,
 )
 from vggt_mapper.engine.errors import ConfigError, PredictorFailedError
@@ -49,11 +50,12 @@ if TYPE_CHECKING:
     from vggt_mapper.engine.map_state import MapState
     from vggt_mapper.engine.places import PlaceDescriber
     from vggt_mapper.engine.types import InputFrame, MapperStats, WindowResult
+    from vggt_mapper.io.calibration import CameraCalibration
     from vggt_mapper.predictor.base import Predictor, WindowPrediction
     from vggt_mapper.predictor.factory import PredictorSpec
 
 __all__ = ['BAG_DIR_NAME', 'NO_WEIGHTS_HINT', 'NothingMappedError', 'VIDEO_FPS', 'build_config',
-           'flag_message', 'run', 'sample_path']
+           'flag_message', 'load_calibration', 'run', 'sample_path']
 
 _LOG = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ _FIELD_FLAGS = {
     'model': '--model', 'checkpoint': '--checkpoint', 'device': '--device',
     'predictor': '--predictor', 'remote_url': '--remote', 'token': '--token',
     'overwrite': '--overwrite', 'max_frames': '--max-frames', 'every': '--every',
-    'fps': '--fps',
+    'fps': '--fps', 'camera_height_m': '--camera-height',
 }
 _ASSIGNMENT = re.compile(r"\b([a-z_]+)=(?:'([^']*)'|(\w+))")
 # A field name used as the subject of a message: "overlap must ...", "predictor ('x')".
@@ -159,7 +161,47 @@ def build_config(args: argparse.Namespace) -> MapperConfig:
     loops = LoopConfig(enabled=getattr(args, 'loops', True))
     return MapperConfig(**given(window_size=args.window_size, overlap=args.overlap,
                                 scale=args.scale), keyframes=keyframes, map=map_config,
-                        recovery=recovery, loops=loops)
+                        recovery=recovery, loops=loops, metric=_metric_config(args))
+
+
+def _metric_config(args: argparse.Namespace) -> MetricScaleConfig:
+    """The metric scale source the flags choose (odometry by default)."""
+    height = getattr(args, 'camera_height', None)
+    if height is not None and args.scale is not None:
+        raise ConfigError('--scale and --camera-height both set the metric scale; give one')
+    if height is not None:
+        return MetricScaleConfig(source='camera_height', camera_height_m=height)
+    return MetricScaleConfig(source='fixed' if args.scale is not None else 'odometry')
+
+
+def load_calibration(args: argparse.Namespace) -> CameraCalibration | None:
+    """
+    Read ``--calibration FILE`` or ``--fx --fy --cx --cy`` (before the model loads).
+
+    :param args: parsed ``map`` arguments.
+    :return: the calibration, or None when none was given.
+    :raises ConfigError: if the flags are incomplete or both kinds are given.
+    :raises InputError: if the file cannot be read or holds no usable calibration.
+    """
+    from vggt_mapper.io.calibration import pinhole_calibration, read_calibration
+
+    values: dict[str, float | None] = {name: getattr(args, name, None)
+                                       for name in ('fx', 'fy', 'cx', 'cy')}
+    given = [f'--{name}' for name, value in values.items() if value is not None]
+    calibration_file = getattr(args, 'calibration', None)
+    if given and calibration_file is not None:
+        raise ConfigError(f'--calibration and {" ".join(given)} both give the intrinsics; give '
+                          'one')
+    if given and len(given) < 4:
+        missing = sorted({'--fx', '--fy', '--cx', '--cy'} - set(given))
+        raise ConfigError(f'{" ".join(given)} given without {" ".join(missing)}: the '
+                          'intrinsics need all four')
+    if given:
+        fx, fy, cx, cy = (float(value or 0.0) for value in values.values())
+        return pinhole_calibration(fx, fy, cx, cy, source='--fx --fy --cx --cy')
+    if calibration_file is not None:
+        return read_calibration(calibration_file)
+    return None
 
 
 def _predictor_spec(args: argparse.Namespace) -> PredictorSpec:
@@ -243,6 +285,7 @@ class _Plan:
     created: list[Path] = field(default_factory=list)
     describer: PlaceDescriber | None = None
     loaded: MapState | None = None
+    calibration: CameraCalibration | None = None
 
 
 def _prepare(args: argparse.Namespace) -> _Plan:
@@ -253,22 +296,26 @@ def _prepare(args: argparse.Namespace) -> _Plan:
     kind = detect_input_kind(source)
     if args.fps is not None and kind is not InputKind.VIDEO:
         _LOG.warning('--fps applies to videos only; ignored for the %s %s', kind.value, source)
-    if args.topic is not None and kind is not InputKind.ROSBAG2:
-        _LOG.warning('--topic applies to rosbag2 inputs only; ignored for %s', source)
+    for flag, value in (('--topic', args.topic), ('--camera-info', args.camera_info)):
+        if value is not None and kind is not InputKind.ROSBAG2:
+            _LOG.warning('%s applies to rosbag2 inputs only; ignored for %s', flag, source)
+    calibration = load_calibration(args)
     outdir = Path(args.outdir)
     if outdir.exists() and not outdir.is_dir():
         raise ExportError(f'OUTDIR {str(outdir)!r} exists and is not a folder')
     describer = _load_describer(args.place_describer) if args.place_describer else None
     plan = _Plan(config, spec, source, kind, outdir,
                  args.fps if args.fps is not None else VIDEO_FPS, describer=describer,
-                 loaded=_read_map(args.map) if args.map is not None else None)
+                 loaded=_read_map(args.map) if args.map is not None else None,
+                 calibration=calibration)
     # Found now, not after an hour of mapping: an unwritable folder, a killed earlier save,
     # outputs that would be overwritten.
     plan.created = prepare_output_folder(outdir)
     try:
         recover_map(outdir)
-        check_writable(list(map_paths(outdir, state=True, colmap=args.colmap).values()),
-                       overwrite=args.overwrite)
+        outputs = map_paths(outdir, state=True, colmap=args.colmap)
+        check_writable(list(outputs.values()), overwrite=args.overwrite,
+                       folders=[outputs[key] for key in ('map_state', 'colmap') if key in outputs])
         if args.bag_out:
             _prepare_bag_dir(outdir / BAG_DIR_NAME, overwrite=args.overwrite)
     except BaseException:
@@ -348,10 +395,14 @@ def _summary(outcome: MappingOutcome, read_stats: ReadStats, num_points: int,
                 if stats.segments > 1 else '')
     loops = (f', {stats.loops_accepted} of {stats.loop_candidates} loop candidates closed'
              if stats.loop_candidates else '')
+    metric = [scale for scale in stats.metric_scales.values() if scale.metric]
+    units = (f', metric ({", ".join(sorted({scale.source for scale in metric}))})' if metric
+             else ', not metric (arbitrary unit)')
     into = f' into a loaded map of {loaded}' if loaded else ''
     return (f'Mapped {len(outcome.trajectory) - loaded} keyframes{into}{lost} from '
             f'{outcome.frames_read} frames ({skipped}) in {stats.windows_done} windows '
-            f'({stats.windows_rejected} refused attempts){segments}{loops}, {num_points} points, '
+            f'({stats.windows_rejected} refused attempts){segments}{loops}{units}, '
+            f'{num_points} points, '
             f'{outcome.elapsed_s:.1f} s{stopped}{cut}')
 
 
@@ -361,8 +412,12 @@ def _map(args: argparse.Namespace, plan: _Plan, signals: StopSignals) -> int:
 
     read_stats = ReadStats()
     # Opened before the model is loaded: an unreadable input fails in a second.
+    camera_info: bool | str = False if args.no_camera_info else (args.camera_info or True)
     frames = iter_input(plan.source, max_frames=args.max_frames, fps=plan.fps,
-                        every=args.every, topic=args.topic, stats=read_stats)
+                        every=args.every, topic=args.topic, stats=read_stats,
+                        calibration=plan.calibration, camera_info=camera_info,
+                        odometry=not args.no_odometry and plan.config.metric.source != 'fixed',
+                        odom_frame=args.odom_frame)
     predictor = _InferenceWatch(_create_predictor(plan.spec))
     describer = plan.describer
     # The keyframe store spills to the output folder's disk, not a RAM-backed /tmp.
@@ -453,8 +508,9 @@ def _save(args: argparse.Namespace, plan: _Plan, signals: StopSignals, outcome: 
             '--max-gap')
     saved = save_map(plan.outdir, outcome.trajectory, outcome.snapshot,
                      overwrite=args.overwrite, show_cameras=not args.no_cameras,
-                     stats=run_statistics(outcome, skipped.reasons), state=state,
-                     colmap=args.colmap)
+                     stats=run_statistics(outcome, skipped.reasons),
+                     camera=_camera_record(plan, read_stats),
+                     units=stats.metric_scales, state=state, colmap=args.colmap)
     print(_summary(outcome, read_stats, saved.num_points, signals, loaded))
     written = [*saved.paths, *([plan.outdir / BAG_DIR_NAME] if args.bag_out else [])]
     print('Wrote ' + ', '.join(str(path) for path in written))
@@ -462,6 +518,14 @@ def _save(args: argparse.Namespace, plan: _Plan, signals: StopSignals, outcome: 
         raise PredictorFailedError(f'{outcome.failure}; the {len(outcome.trajectory)} keyframes '
                                    'mapped before were written')
     return signals.exit_status if outcome.interrupted else 0
+
+
+def _camera_record(plan: _Plan, read_stats: ReadStats) -> dict[str, Any] | None:
+    """The camera as this run knew it, for cameras.json (None: the model's intrinsics only)."""
+    calibration = plan.calibration
+    if calibration is None:
+        return read_stats.camera  # a rosbag2's CameraInfo, when the reader used one
+    return {'calibration': calibration.to_json_dict(), 'undistorted': calibration.distorted}
 
 
 def _load_describer(reference: str) -> PlaceDescriber:

@@ -84,9 +84,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              f'(default {map_config.voxel_size})')
     engine.add_argument('--max-points', type=int, metavar='N',
                         help=f'cap on map points (default {map_config.max_points})')
-    engine.add_argument('--scale', type=float, metavar='S',
-                        help="factor on the first window's arbitrary unit (default "
-                             f'{mapper.scale}; set it when the true scale is known)')
     engine.add_argument('--loops', action=argparse.BooleanOptionalAction, default=True,
                         help='close loops: find revisited places, verify them with the model '
                              'and correct the drift with the pose graph (default on)')
@@ -99,6 +96,38 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              'it on less than this share of its points, 0 disables (default '
                              f'{mapper.recovery.min_frame_consistency}; 0 with --model tiny '
                              'and no checkpoint, whose random geometry would all be refused)')
+
+    camera = parser.add_argument_group(
+        'calibration and metric scale',
+        'A known camera replaces the intrinsics VGGT guesses (images are undistorted first); a '
+        "rosbag2's CameraInfo next to the image topic is used automatically. A metric scale "
+        "comes from the bag's TF odometry (odom -> base_link -> camera) automatically, or from "
+        '--scale or --camera-height.')
+    camera.add_argument('--calibration', metavar='FILE',
+                        help='camera calibration: ROS camera_info YAML (camera_calibration), '
+                             'OpenCV YAML/JSON (FileStorage) or JSON; plumb_bob, '
+                             'rational_polynomial or equidistant (fisheye) distortion')
+    for name, what in (('fx', 'focal length along x'), ('fy', 'focal length along y'),
+                       ('cx', 'principal point x'), ('cy', 'principal point y')):
+        camera.add_argument(f'--{name}', type=float, metavar='PX',
+                            help=f'{what} in pixels of the input images (give all four; no '
+                                 'distortion)')
+    camera.add_argument('--camera-info', metavar='TOPIC',
+                        help='rosbag2 only: CameraInfo topic (default: <image topic '
+                             'namespace>/camera_info when the bag has it)')
+    camera.add_argument('--no-camera-info', action='store_true',
+                        help="rosbag2 only: ignore the bag's CameraInfo (the model guesses)")
+    camera.add_argument('--no-odometry', action='store_true',
+                        help="rosbag2 only: ignore the bag's TF odometry (the map keeps an "
+                             'arbitrary unit)')
+    camera.add_argument('--odom-frame', default='odom', metavar='FRAME',
+                        help='rosbag2 only: odometry frame of TF (default odom)')
+    camera.add_argument('--scale', type=float, metavar='S',
+                        help="fixed scale: factor on the first window's arbitrary unit, taken "
+                             f'as metric (default {mapper.scale}; turns the odometry scale off)')
+    camera.add_argument('--camera-height', type=float, metavar='M',
+                        help='metric scale from the camera height above the floor, metres (a '
+                             'floor plane is fitted below each keyframe)')
 
     model = parser.add_argument_group('model')
     model.add_argument('--model', choices=MODEL_CHOICES, default='vggt-1b',

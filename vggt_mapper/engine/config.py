@@ -7,8 +7,12 @@ from dataclasses import dataclass, field
 from vggt_mapper.engine.errors import ConfigError
 from vggt_mapper.engine.pose_graph import PoseGraphConfig
 
-__all__ = ['AlignmentConfig', 'GraphConfig', 'KeyframeConfig', 'LocalizationConfig', 'LoopConfig',
-           'MapConfig', 'MapperConfig', 'RecoveryConfig', 'StoreConfig']
+__all__ = ['SCALE_SOURCES', 'AlignmentConfig', 'GraphConfig', 'KeyframeConfig',
+           'LocalizationConfig', 'LoopConfig', 'MapConfig', 'MapperConfig', 'MetricScaleConfig',
+           'RecoveryConfig', 'StoreConfig']
+
+#: Where a segment's metres per unit come from (``MetricScaleConfig.source``).
+SCALE_SOURCES = ('odometry', 'camera_height', 'fixed')
 
 
 @dataclass(frozen=True)
@@ -350,6 +354,48 @@ class GraphConfig:
 
 
 @dataclass(frozen=True)
+class MetricScaleConfig:
+    """
+    How each map segment's unit becomes metres (see ``vggt_mapper.engine.metric_scale``).
+
+    :param source: ``odometry`` (from the frames' ``odom_from_camera``; the default, and a
+        no-op for frames without one), ``camera_height`` (a known camera height above a
+        detected floor plane) or ``fixed`` (``MapperConfig.scale`` only, taken as metric).
+        Without a metric sample, a ``MapperConfig.scale`` other than 1 is taken as metric.
+    :param min_motion_m: least odometry translation between the two keyframes of a pair,
+        metres (shorter pairs are dominated by noise; rotation on the spot gives none).
+    :param max_samples: the estimate is the median of the newest this many pairs (or keyframes
+        for ``camera_height``): a sliding set that follows the map's slow scale drift.
+    :param min_samples: samples needed before a segment is metric.
+    :param camera_height_m: the camera's height above the floor, metres (``camera_height``).
+    :param max_floor_tilt_deg: the floor's normal is at most this far from "down".
+    """
+
+    source: str = 'odometry'
+    min_motion_m: float = 0.8
+    max_samples: int = 50
+    min_samples: int = 5
+    camera_height_m: float = 0.0
+    max_floor_tilt_deg: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.source not in SCALE_SOURCES:
+            raise ConfigError(f'scale source must be one of {SCALE_SOURCES}, got '
+                              f'{self.source!r}')
+        if not self.min_motion_m > 0:
+            raise ConfigError(f'min_motion_m must be > 0, got {self.min_motion_m}')
+        if self.min_samples < 1 or self.max_samples < self.min_samples:
+            raise ConfigError(f'need 1 <= min_samples <= max_samples, got {self.min_samples} '
+                              f'and {self.max_samples}')
+        if self.source == 'camera_height' and not self.camera_height_m > 0:
+            raise ConfigError(f'scale source camera_height needs camera_height_m > 0 (metres), '
+                              f'got {self.camera_height_m}')
+        if not 0 < self.max_floor_tilt_deg < 90:
+            raise ConfigError(f'max_floor_tilt_deg must be in (0, 90), got '
+                              f'{self.max_floor_tilt_deg}')
+
+
+@dataclass(frozen=True)
 class MapperConfig:
     """
     Everything the engine needs besides a predictor.
@@ -357,7 +403,7 @@ class MapperConfig:
     :param window_size: keyframes per window sent to the predictor.
     :param overlap: keyframes shared by consecutive windows (used for alignment).
     :param scale: factor applied to the first window's arbitrary unit (set it to make the map
-        metric when the true scale is known).
+        metric when the true scale is known; see ``metric``).
     :param keyframes: keyframe selection settings.
     :param map: map building settings.
     :param alignment: window alignment settings.
@@ -366,6 +412,7 @@ class MapperConfig:
     :param loops: loop closure.
     :param graph: the pose graph's edge sigmas and solver.
     :param localization: localization mode (placing keyframes in a loaded map).
+    :param metric: how segments become metric (odometry, camera height, fixed scale).
     """
 
     window_size: int = 16
@@ -379,6 +426,7 @@ class MapperConfig:
     loops: LoopConfig = field(default_factory=LoopConfig)
     graph: GraphConfig = field(default_factory=GraphConfig)
     localization: LocalizationConfig = field(default_factory=LocalizationConfig)
+    metric: MetricScaleConfig = field(default_factory=MetricScaleConfig)
 
     def __post_init__(self) -> None:
         if self.window_size < 2:

@@ -125,6 +125,8 @@ class KeyframeRecord:
     :param original_hw: (height, width) of the original image.
     :param median_depth: median depth of its cloud in its home unit (the scene yardstick).
     :param num_points: points in its cloud.
+    :param intrinsics_predicted: the model's own K (model pixels) when ``intrinsics`` is a
+        known one the door gave; None when ``intrinsics`` is the model's.
     """
 
     index: int
@@ -136,6 +138,7 @@ class KeyframeRecord:
     original_hw: tuple[int, int]
     median_depth: float
     num_points: int
+    intrinsics_predicted: NDArray[np.float64] | None = None
 
 
 def _write_at(descriptor: int, data: bytes, offset: int) -> None:

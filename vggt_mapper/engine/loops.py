@@ -299,7 +299,8 @@ def _implausible_drift(query: int, candidate: int, correction: Sim3, source: Key
 
 
 def verify_loop(query: int, candidate: int, similarity: float, source: KeyframeSource,
-                predict: Callable[[list[NDArray[np.uint8]]], WindowPrediction | str],
+                predict: Callable[[list[NDArray[np.uint8]], list[int]],
+                                  WindowPrediction | str],
                 config: LoopConfig) -> LoopEdge | LoopOutcome:
     """
     Verify one candidate by re-running the model on a loop window (module docstring).
@@ -308,8 +309,9 @@ def verify_loop(query: int, candidate: int, similarity: float, source: KeyframeS
     :param candidate: the mapped keyframe proposed for it.
     :param similarity: their descriptor similarity.
     :param source: the mapped keyframes (images, clouds, poses, segments).
-    :param predict: runs the predictor on frames; returns a validated prediction, or a string
-        saying why there is none (the predictor failed or answered nonsense).
+    :param predict: runs the predictor on the frames of the keyframes given with them; returns
+        a validated prediction, or a string saying why there is none (the predictor failed or
+        answered nonsense).
     :param config: loop settings.
     :return: a ``LoopEdge`` when accepted, else the rejected ``LoopOutcome``.
     """
@@ -317,7 +319,7 @@ def verify_loop(query: int, candidate: int, similarity: float, source: KeyframeS
     candidates = source.neighbours(candidate, reach, reach)
     queries = source.neighbours(query, reach, 0)
     frames = [source.image(k) for k in candidates + queries]
-    answer = predict(frames)
+    answer = predict(frames, candidates + queries)
     if isinstance(answer, str):
         return _rejected(query, candidate, similarity, f'predictor: {answer}')
     poses = window_from_cam_poses(answer)

@@ -134,21 +134,26 @@ class MapState:
                 for record in self.records]
 
 
-def keyframe_pose(record: KeyframeRecord, world_from_node: Sim3, segment: int) -> KeyframePose:
+def keyframe_pose(record: KeyframeRecord, world_from_node: Sim3, segment: int,
+                  metres_per_unit: float = 1.0) -> KeyframePose:
     """
     Return a keyframe's pose and camera as the doors see it.
 
     :param record: the keyframe's record.
     :param world_from_node: its pose-graph value (the camera frame in its home unit).
     :param segment: its segment.
-    :return: the pose (``world_from_cam`` is the value's rotation and translation).
+    :param metres_per_unit: the segment's scale factor applied to the translation (1: the
+        engine's own unit).
+    :return: the pose (``world_from_cam`` is the value's rotation and scaled translation).
     """
     world_from_cam = np.eye(4)
     world_from_cam[:3, :3] = world_from_node.rotation
-    world_from_cam[:3, 3] = world_from_node.translation
+    world_from_cam[:3, 3] = world_from_node.translation * metres_per_unit
+    predicted = record.intrinsics_predicted
     return KeyframePose(record.index, record.name, record.stamp_ns, world_from_cam,
                         record.intrinsics.copy(), record.model_hw,
-                        record.intrinsics_original.copy(), record.original_hw, segment)
+                        record.intrinsics_original.copy(), record.original_hw, segment,
+                        None if predicted is None else predicted.copy())
 
 
 @dataclass

@@ -14,6 +14,11 @@ Saved maps (``engine.map_state``): ``map_state`` takes everything needed to cont
 that loop closure merges into the loaded map). Localization mode (``engine.localization``,
 ``set_mode``): keyframes are placed against the map, which is not extended.
 
+Frames may carry what the robot knows (``engine.calibration``): a known K replaces the model's
+in every back-projection, and an odometry pose makes each segment metric
+(``engine.metric_scale``): the engine keeps its internal unit and scales its outputs
+(trajectory, map snapshot, window results) by each segment's current metres per unit.
+
 Refused windows keep their keyframes (``RecoveryConfig``): the window is retried as a bridge with
 fewer new keyframes; when even the smallest bridge is refused the link to the map is lost and the
 keyframes start a new *segment* with its own frame and scale. A verified loop between two
@@ -38,6 +43,11 @@ from vggt_mapper.engine.alignment import (
     AlignmentReport,
     covisible_fraction,
     OverlapView,
+)
+from vggt_mapper.engine.calibration import (
+    check_intrinsics,
+    check_odom_pose,
+    with_known_intrinsics,
 )
 from vggt_mapper.engine.config import MapperConfig
 from vggt_mapper.engine.errors import (
@@ -64,6 +74,7 @@ from vggt_mapper.engine.loops import (
     window_from_cam_poses,
 )
 from vggt_mapper.engine.map_state import keyframe_pose, MapState, PlaceDescriptors, restore_map
+from vggt_mapper.engine.metric_scale import MetricScaleTracker
 from vggt_mapper.engine.places import PlaceDescriber, PredictionDescriber
 from vggt_mapper.engine.pose_graph import (
     BackgroundOptimizer,
@@ -77,6 +88,7 @@ from vggt_mapper.engine.types import (
     LoopOutcome,
     MapperStats,
     MapSnapshot,
+    MetricScale,
     WindowResult,
 )
 from vggt_mapper.engine.world_map import WorldMap
@@ -134,6 +146,8 @@ class _Keyframe:
     name: str
     stamp_ns: int
     image_rgb: NDArray[np.uint8]
+    intrinsics: NDArray[np.float64] | None = None
+    odom_from_camera: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +158,8 @@ class _Answer:
     window_from_cam: NDArray[np.float64]
     world_from_window: Sim3
     report: AlignmentReport | None
+    model_intrinsics: NDArray[np.float64] | None = None
+    focal_ratios: NDArray[np.float64] | None = None
 
 
 class _Refused(Exception):
@@ -240,41 +256,57 @@ class Mapper:
         self._places = PredictionDescriber(self._describer)
         self._last_placed_ns: int | None = None
         self._last_localization: Localization | None = None
+        self._scale_tracker = MetricScaleTracker(self.config.metric, self.config.scale)
+        self._scales: dict[int, MetricScale] = {}
+        self._focal_ratios: list[float] = []
 
     # -- intake ------------------------------------------------------------------------------
 
     def add_frame(self, image_rgb: NDArray[np.uint8], stamp_ns: int,
-                  name: str | None = None) -> list[WindowResult]:
+                  name: str | None = None, *, intrinsics: NDArray[np.float64] | None = None,
+                  odom_from_camera: NDArray[np.float64] | None = None
+                  ) -> list[WindowResult]:
         """
         Offer one frame; returns the windows it completed (usually none or one).
 
         Bad frames (wrong dtype/shape, empty, a size other than the first frame's, a stamp
-        not after the previous one) are logged, counted in ``stats.frames_skipped`` and
-        ignored: this never raises for bad input.
+        not after the previous one, intrinsics or an odometry pose that are not one) are
+        logged, counted in ``stats.frames_skipped`` and ignored: this never raises for bad
+        input.
 
         :param image_rgb: uint8 (H, W, 3) RGB image.
         :param stamp_ns: timestamp in integer nanoseconds, increasing.
         :param name: frame name (``frame_<n>`` if omitted).
+        :param intrinsics: the known 3×3 K of ``image_rgb`` in its pixels (after undistortion);
+            it replaces the model's K in the maths (``engine.calibration``).
+        :param odom_from_camera: the camera's 4×4 metric pose in an odometry frame at
+            ``stamp_ns`` (OpenCV camera axes); it makes the map metric
+            (``engine.metric_scale``).
         :return: the window results this frame produced.
         :raises PredictorFailedError: if the predictor failed on too many windows in a row
             (``RecoveryConfig.max_failed_windows``); the map so far stays readable.
         """
         if self._mode == LOCALIZATION:
-            self.localize_frame(image_rgb, stamp_ns, name)
+            self.localize_frame(image_rgb, stamp_ns, name, intrinsics=intrinsics,
+                                odom_from_camera=odom_from_camera)
             return []
-        keyframe = self._select(image_rgb, stamp_ns, name)
+        keyframe = self._select(image_rgb, stamp_ns, name, intrinsics, odom_from_camera)
         if keyframe is None:
             return []
         self._pending.append(keyframe)
         return self._map_ready(flushing=False)
 
-    def _select(self, image_rgb: NDArray[np.uint8], stamp_ns: int, name: str | None
-                ) -> _Keyframe | None:
+    def _select(self, image_rgb: NDArray[np.uint8], stamp_ns: int, name: str | None,
+                intrinsics: NDArray[np.float64] | None = None,
+                odom_from_camera: NDArray[np.float64] | None = None) -> _Keyframe | None:
         """Check a frame and offer it to the keyframe selector; the keyframe it makes, if any."""
         number = self._counts['frames_seen']
         self._counts['frames_seen'] += 1
         try:
             image = self._check_frame(image_rgb, stamp_ns)
+            known_k = None if intrinsics is None else check_intrinsics(intrinsics,
+                                                                       image.shape[:2])
+            odom = None if odom_from_camera is None else check_odom_pose(odom_from_camera)
         except FrameError as err:
             self._counts['frames_skipped'] += 1
             _LOG.warning('skipped frame %d (%s): %s', number, name, err)
@@ -284,7 +316,7 @@ class Mapper:
             return None
         keyframe = _Keyframe(self._counts['keyframes'],
                              name if name is not None else f'frame_{number}', int(stamp_ns),
-                             image.copy())
+                             image.copy(), known_k, odom)
         self._counts['keyframes'] += 1
         _LOG.debug('keyframe %d from frame %d (%s, parallax %.1f px)', keyframe.index,
                    number, decision.reason, decision.parallax_px)
@@ -328,7 +360,20 @@ class Mapper:
 
     def map_snapshot(self) -> MapSnapshot:
         """Return the fused coloured map of every segment now (a copy the caller may keep)."""
-        return self._world.snapshot()
+        snapshot = self._world.snapshot()
+        factors = {segment: scale.factor for segment, scale in self._scales.items()
+                   if scale.factor != 1.0}
+        if not factors:
+            return snapshot
+        points = snapshot.points_world.copy()
+        for segment, factor in factors.items():
+            points[snapshot.segments == segment] *= np.float32(factor)
+        return replace(snapshot, points_world=points)
+
+    @property
+    def metric_scales(self) -> dict[int, MetricScale]:
+        """Each segment's metres per unit now, as applied to the outputs (a copy)."""
+        return dict(self._scales)
 
     @property
     def store(self) -> KeyframeStore:
@@ -363,7 +408,10 @@ class Mapper:
             map_bytes=self._world.nbytes + self._loops.nbytes, mode=self._mode,
             keyframes_localized=counts['keyframes_localized'],
             keyframes_not_localized=counts['keyframes_not_localized'],
-            localization_calls=counts['localization_calls'])
+            localization_calls=counts['localization_calls'],
+            keyframes_with_intrinsics=counts['keyframes_with_intrinsics'],
+            keyframes_with_odometry=self._scale_tracker.keyframes_with_odometry,
+            focal_ratios=tuple(self._focal_ratios), metric_scales=dict(self._scales))
 
     # -- windows -----------------------------------------------------------------------------
 
@@ -444,7 +492,9 @@ class Mapper:
     def _attempt(self, keyframes: list[_Keyframe]) -> _Answer:
         """Predict anchors + ``keyframes`` and check the answer; raise ``_Refused`` if bad."""
         frames = [k.image_rgb for k in self._anchors + keyframes]
-        prediction = self._predict(frames, 'model_calls')
+        model = self._predict(frames, 'model_calls')
+        prediction, ratios = with_known_intrinsics(
+            model, [k.intrinsics for k in self._anchors + keyframes])
         window_from_cam = window_from_cam_poses(prediction)
         new_slots = range(len(self._anchors), len(frames))
         self._check_depth(prediction, new_slots)
@@ -453,7 +503,8 @@ class Mapper:
             first = inverse_se3(window_from_cam[0])
             scale = self.config.scale
             return _Answer(prediction, window_from_cam,
-                           Sim3(scale, first[:3, :3], scale * first[:3, 3]), None)
+                           Sim3(scale, first[:3, :3], scale * first[:3, 3]), None,
+                           model.intrinsics, ratios)
         old = [point_view(self.store.cloud(a.index), self._graph.value(a.index),
                           self.store.record(a.index)) for a in self._anchors]
         new = [OverlapView(window_from_cam[slot], prediction.depth[slot],
@@ -463,7 +514,8 @@ class Mapper:
             report = align_window(old, new, self.config.alignment)
         except AlignmentError as err:
             raise _Refused(f'alignment:{err.kind}', str(err)) from err
-        return _Answer(prediction, window_from_cam, report.world_from_window, report)
+        return _Answer(prediction, window_from_cam, report.world_from_window, report,
+                       model.intrinsics, ratios)
 
     def _predict(self, frames: list[NDArray[np.uint8]], counter: str) -> WindowPrediction:
         """Run the predictor; any failure of it (user code) becomes a refusal, counted."""
@@ -535,27 +587,38 @@ class Mapper:
         segment = self._segment
         assert segment is not None
         anchors = self._anchors
-        poses, points, colours = [], [], []
+        points, colours = [], []
         for offset, keyframe in enumerate(keyframes):
             slot = len(anchors) + offset
             node = answer.world_from_window.compose(_rigid(answer.window_from_cam[slot]))
-            cloud = self._store_keyframe(keyframe, answer.prediction, slot)
+            cloud = self._store_keyframe(keyframe, answer, slot)
             self._graph.add_node(keyframe.index, node, segment)
             self._members.setdefault(segment, []).append(keyframe.index)
             points.append(self._world.add(keyframe.index, segment, node, cloud))
             colours.append(cloud.colors_rgb)
-            poses.append(self._keyframe_pose(keyframe.index))
+            self._scale_tracker.add_keyframe(keyframe.index, keyframe.odom_from_camera,
+                                             cloud.points_local)
         self._add_odometry(keyframes, answer)
         self._anchors = (anchors + keyframes)[-self.config.overlap:]
         loops = self._close_loops(keyframes, answer.prediction, len(anchors))
+        self._refresh_scales()
         status = 'new_segment' if new_segment and self._segments_started > 1 else \
             'bridged' if refusals else 'accepted'
+        home = self._segment if self._segment is not None else segment  # merged by a loop?
+        factor = self._scales[home].factor if home in self._scales else 1.0
+        ratios = answer.focal_ratios
+        focal = float(np.nanmedian(ratios)) if ratios is not None and np.any(
+            np.isfinite(ratios)) else float('nan')
+        if np.isfinite(focal):
+            self._focal_ratios.append(focal)
         return WindowResult(
-            window_index, tuple(k.index for k in anchors + keyframes), True, '', tuple(poses),
-            np.concatenate(points), np.concatenate(colours), 0.0, 0.0,
-            answer.world_from_window, status=status,
-            segment=self._segment if self._segment is not None else segment,
-            attempts=len(refusals) + 1, refusals=tuple(refusals), loops=tuple(loops))
+            window_index, tuple(k.index for k in anchors + keyframes), True, '',
+            tuple(self._keyframe_pose(k.index) for k in keyframes),
+            np.concatenate(points) * np.float32(factor), np.concatenate(colours), 0.0, 0.0,
+            Sim3(factor, np.eye(3), np.zeros(3)).compose(answer.world_from_window),
+            status=status, segment=home, attempts=len(refusals) + 1, refusals=tuple(refusals),
+            loops=tuple(loops),
+            focal_ratio=focal)
 
     def _start_segment(self) -> int:
         # Never a merged-away segment's number: the pose graph refuses nodes there.
@@ -566,9 +629,14 @@ class Mapper:
                          'merges it)', segment)
         return segment
 
-    def _store_keyframe(self, keyframe: _Keyframe, prediction: WindowPrediction, slot: int
+    def _store_keyframe(self, keyframe: _Keyframe, answer: _Answer, slot: int
                         ) -> KeyframeCloud:
+        prediction = answer.prediction
         intrinsics = np.asarray(prediction.intrinsics[slot], dtype=np.float64)
+        predicted = None
+        if keyframe.intrinsics is not None and answer.model_intrinsics is not None:
+            predicted = np.asarray(answer.model_intrinsics[slot], dtype=np.float64)
+            self._counts['keyframes_with_intrinsics'] += 1
         mapping = prediction.mappings[slot]
         cloud = select_keyframe_points(prediction.depth[slot], prediction.depth_conf[slot],
                                        intrinsics, prediction.images_rgb[slot],
@@ -578,7 +646,7 @@ class Mapper:
                                 tuple(mapping.model_hw),  # type: ignore[arg-type]
                                 mapping.intrinsics_to_original(intrinsics),
                                 tuple(mapping.original_hw),  # type: ignore[arg-type]
-                                median, cloud.num_points)
+                                median, cloud.num_points, predicted)
         # The model image: re-predicting it gives the model exactly the pixels of this pass.
         self.store.add(record, cloud, prediction.images_rgb[slot])
         return cloud
@@ -660,11 +728,15 @@ class Mapper:
     def _verify(self, query: int, candidate: int, similarity: float) -> LoopOutcome:
         self._counts['loop_candidates'] += 1
 
-        def predict(frames: list[NDArray[np.uint8]]) -> WindowPrediction | str:
+        def predict(frames: list[NDArray[np.uint8]], keys: list[int]) -> WindowPrediction | str:
             try:
-                return self._predict(frames, 'verification_calls')
+                model = self._predict(frames, 'verification_calls')
             except _Refused as refusal:
                 return str(refusal)
+            # The stored images are model images: a known K is the record's, in their pixels.
+            records = [self.store.record(key) for key in keys]
+            return with_known_intrinsics(model, [
+                None if r.intrinsics_predicted is None else r.intrinsics for r in records])[0]
 
         verdict = verify_loop(query, candidate, similarity, _MappedKeyframes(self), predict,
                               self.config.loops)
@@ -701,6 +773,7 @@ class Mapper:
         if self._segment == absorb:
             self._segment = keep
         self._move_keyframes(self._members[keep])
+        self._refresh_scales()
         _LOG.warning('loop closure merged map segment %d into segment %d', absorb, keep)
 
     # -- optimisation ------------------------------------------------------------------------
@@ -738,6 +811,7 @@ class Mapper:
                           report.a, report.verdict.value.replace('_', '-'), report.weight)
         self._loop_verdicts = Counter(report.verdict.value for report in result.loops)
         self._move_keyframes(sorted(self._all_mapped()))
+        self._refresh_scales()
         if self._graph_dirty():
             self._optimize_soon()
         return True
@@ -796,6 +870,7 @@ class Mapper:
         self._members = restored.members
         self._counts['keyframes'] = state.next_keyframe
         self._segments_started = max(state.segments_started, len(restored.members))
+        self._refresh_scales()  # a fixed scale applies to the loaded segments too
         _LOG.info('loaded a map of %d keyframes in %d segments', len(state.records),
                   len(restored.members))
 
@@ -836,7 +911,10 @@ class Mapper:
         return results
 
     def localize_frame(self, image_rgb: NDArray[np.uint8], stamp_ns: int,
-                       name: str | None = None) -> Localization | None:
+                       name: str | None = None, *,
+                       intrinsics: NDArray[np.float64] | None = None,
+                       odom_from_camera: NDArray[np.float64] | None = None
+                       ) -> Localization | None:
         """
         Offer one frame in localization mode; a keyframe is placed against the map.
 
@@ -845,13 +923,15 @@ class Mapper:
         :param image_rgb: uint8 (H, W, 3) RGB image.
         :param stamp_ns: timestamp in integer nanoseconds, increasing.
         :param name: frame name (``frame_<n>`` if omitted).
+        :param intrinsics: as ``add_frame`` (checked; placement uses the model's own K).
+        :param odom_from_camera: as ``add_frame`` (checked, not used for placement).
         :return: the keyframe's result, or None if the frame did not become a keyframe.
         :raises EngineError: if the mapper is not in localization mode.
         """
         if self._mode != LOCALIZATION:
             raise EngineError('localize_frame needs localization mode: '
                               f'set_mode({LOCALIZATION!r}) first')
-        keyframe = self._select(image_rgb, stamp_ns, name)
+        keyframe = self._select(image_rgb, stamp_ns, name, intrinsics, odom_from_camera)
         if keyframe is None:
             return None
         self._model_s = {}
@@ -886,12 +966,30 @@ class Mapper:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def _refresh_scales(self) -> None:
+        """Re-estimate every segment's metres per unit from the current poses."""
+        def node(index: int) -> tuple[float, NDArray[np.float64]]:
+            value = self._graph.value(index)
+            return value.scale, value.translation
+
+        previous = self._scales
+        self._scales = {segment: self._scale_tracker.estimate(segment, members, node)
+                        for segment, members in self._members.items()}
+        for segment, scale in self._scales.items():
+            before = previous.get(segment)
+            if scale.metric and (before is None or not before.metric):
+                _LOG.info('segment %d is metric (%s: %.4g m per unit from %d samples, spread '
+                          '%.1f%%)', segment, scale.source, scale.factor, scale.samples,
+                          100 * scale.spread_rel)
+
     def _all_mapped(self) -> list[int]:
         return [index for members in self._members.values() for index in members]
 
     def _keyframe_pose(self, index: int) -> KeyframePose:
-        return keyframe_pose(self.store.record(index), self._graph.value(index),
-                             self._graph.segment_of(index))
+        segment = self._graph.segment_of(index)
+        scale = self._scales.get(segment)
+        return keyframe_pose(self.store.record(index), self._graph.value(index), segment,
+                             scale.factor if scale is not None else 1.0)
 
 
 class _MappedKeyframes:

@@ -8,6 +8,10 @@ Conventions (pinned by ``test/engine/test_convention_mapper.py``):
 * ``cam_from_world`` maps world points into the camera frame: ``x_cam = R @ x_world + t``;
   ``world_from_cam`` is its inverse (its translation is the camera centre). Both are 4×4 float64.
 * Stamps are integer nanoseconds (``stamp_ns``), as in rosbag2 and ROS 2 ``Time``.
+* Outputs (``Mapper.trajectory``, ``map_snapshot``, ``WindowResult`` poses and points) are in
+  metres for a segment whose ``MetricScale.metric`` is true (odometry, a camera height or a
+  fixed ``scale``), else in the segment's own unit; ``MetricScale.factor`` is what was applied
+  to the engine's internal unit.
 """  # noqa: A005 (public module name, imported as vggt_mapper.engine.types)
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.geometry.sim3 import Sim3
 
 __all__ = ['InputFrame', 'KeyframePose', 'LoopOutcome', 'MapSnapshot', 'MapperStats',
-           'WindowResult']
+           'MetricScale', 'WindowResult']
 
 
 @dataclass(frozen=True)
@@ -33,11 +37,26 @@ class InputFrame:
     :param image_rgb: (H, W, 3) uint8 RGB.
     :param stamp_ns: timestamp in integer nanoseconds (message stamp, video PTS, or index-based).
     :param name: a name for logs and exports (file name, ``frame_000123``).
+    :param intrinsics: optional known 3×3 float64 pinhole K of ``image_rgb`` as given (after
+        undistortion), in its pixels (a calibration file, ``CameraInfo``); None: the model's.
+    :param odom_from_camera: optional 4×4 float64 metric pose of the camera (OpenCV axes) in an
+        odometry frame at ``stamp_ns`` (TF ``odom → base_link → camera``); None: unknown.
     """
 
     image_rgb: NDArray[np.uint8]
     stamp_ns: int
     name: str
+    intrinsics: NDArray[np.float64] | None = None
+    odom_from_camera: NDArray[np.float64] | None = None
+
+    def sensor_kwargs(self) -> dict[str, NDArray[np.float64]]:
+        """
+        Return the known intrinsics and odometry as ``Mapper.add_frame`` keywords.
+
+        :return: only the ones given (an empty dict for a bare image).
+        """
+        given = {'intrinsics': self.intrinsics, 'odom_from_camera': self.odom_from_camera}
+        return {key: value for key, value in given.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,9 @@ class KeyframePose:
     :param segment: the map segment the keyframe belongs to; each segment has its own world
         frame and scale until a loop closure merges it into an older one (segment 0's world is
         the first keyframe's camera).
+    :param intrinsics_predicted: the model's own 3×3 K in model-image pixels when a known K
+        replaced it (``intrinsics`` is then the known one); None when ``intrinsics`` is the
+        model's.
     """
 
     index: int
@@ -67,6 +89,12 @@ class KeyframePose:
     intrinsics_original: NDArray[np.float64]
     original_hw: tuple[int, int]
     segment: int = 0
+    intrinsics_predicted: NDArray[np.float64] | None = None
+
+    @property
+    def intrinsics_source(self) -> str:
+        """``known`` (a calibration the door gave) or ``predicted`` (the model's own)."""
+        return 'predicted' if self.intrinsics_predicted is None else 'known'
 
     @property
     def cam_from_world(self) -> NDArray[np.float64]:
@@ -111,6 +139,8 @@ class WindowResult:
         (``Mapper.trajectory()`` and the map changed beyond this window's additions).
     :param loops: loop candidates verified during this window and their fate.
     :param verify_s: seconds spent in the predictor verifying loop candidates.
+    :param focal_ratio: the model's focal length over the known one, median over the window's
+        frames with a known K (NaN when none had one or the window was refused).
     """
 
     window_index: int
@@ -131,6 +161,7 @@ class WindowResult:
     corrected: bool = False
     loops: tuple[LoopOutcome, ...] = ()
     verify_s: float = 0.0
+    focal_ratio: float = float('nan')
 
 
 @dataclass(frozen=True)
@@ -189,6 +220,37 @@ class MapSnapshot:
 
 
 @dataclass(frozen=True)
+class MetricScale:
+    """
+    How one map segment's unit relates to metres, as the engine knows it now.
+
+    :param segment: the segment.
+    :param source: ``odometry`` (keyframe-to-keyframe translation lengths against a metric
+        odometry), ``camera_height`` (a known camera height above a detected floor plane),
+        ``fixed`` (``MapperConfig.scale``, taken as metric) or ``none`` (no metric source).
+    :param metric: True when the segment's outputs are in metres.
+    :param factor: metres per internal unit, applied to the segment's outputs (1.0 when not
+        metric, and for ``fixed``, whose scale is already in the internal unit).
+    :param samples: ratios the estimate is the median of (keyframe pairs or keyframes).
+    :param spread_rel: robust spread of those ratios: 1.4826 · MAD / median (NaN below two).
+    """
+
+    segment: int
+    source: str
+    metric: bool
+    factor: float = 1.0
+    samples: int = 0
+    spread_rel: float = float('nan')
+
+    @property
+    def stderr_rel(self) -> float:
+        """Relative standard error of the median: 1.2533 · spread / sqrt(samples)."""
+        if self.samples < 2:
+            return float('nan')
+        return 1.2533 * self.spread_rel / float(np.sqrt(self.samples))
+
+
+@dataclass(frozen=True)
 class MapperStats:
     """
     Counters for logs, progress bars and diagnostics.
@@ -223,6 +285,10 @@ class MapperStats:
     :param keyframes_not_localized: keyframes localization mode could not place.
     :param localization_calls: predictor calls of localization mode (describing keyframes,
         verifying candidates).
+    :param keyframes_with_intrinsics: mapped keyframes whose known K replaced the model's.
+    :param keyframes_with_odometry: keyframes selected with a metric odometry pose.
+    :param focal_ratios: model focal / known focal of each window with a known K, in order.
+    :param metric_scales: each segment's metric scale now, by segment.
     """
 
     frames_seen: int
@@ -253,3 +319,7 @@ class MapperStats:
     keyframes_localized: int = 0
     keyframes_not_localized: int = 0
     localization_calls: int = 0
+    keyframes_with_intrinsics: int = 0
+    keyframes_with_odometry: int = 0
+    focal_ratios: tuple[float, ...] = ()
+    metric_scales: Mapping[int, MetricScale] = field(default_factory=dict)

@@ -92,8 +92,9 @@ class MapperLike(Protocol):
     """The part of ``vggt_mapper.engine.mapper.Mapper`` the worker uses."""
 
     def add_frame(self, image_rgb: NDArray[np.uint8], stamp_ns: int,
-                  name: str | None = None) -> list[WindowResult]:
-        """Offer one frame; returns the windows it completed."""
+                  name: str | None = None, *, intrinsics: NDArray[np.float64] | None = None,
+                  odom_from_camera: NDArray[np.float64] | None = None) -> list[WindowResult]:
+        """Offer one frame (with its known K and odometry pose, if any); returns windows."""
         ...
 
     def flush(self) -> list[WindowResult]:
@@ -445,7 +446,8 @@ class MappingWorker:
     def _map_frame(self, frame: InputFrame) -> None:
         start = time.perf_counter()
         try:
-            results = self._mapper.add_frame(frame.image_rgb, frame.stamp_ns, frame.name)
+            results = self._mapper.add_frame(frame.image_rgb, frame.stamp_ns, frame.name,
+                                                 **frame.sensor_kwargs())
         except self._recoverable as err:
             with self._cond:
                 self._failed += 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 import errno
 import logging
@@ -19,16 +19,19 @@ __all__ = ['atomic_write', 'atomic_write_bytes', 'check_writable', 'fsync_direct
 _LOG = logging.getLogger(__name__)
 
 
-def check_writable(paths: list[Path], *, overwrite: bool) -> None:
+def check_writable(paths: list[Path], *, overwrite: bool, folders: Sequence[Path] = ()
+                   ) -> None:
     """
     Refuse early when outputs exist and overwriting was not asked for.
 
-    :param paths: the files about to be written.
-    :param overwrite: True to allow replacing existing files.
-    :raises ExportError: if ``overwrite`` is False and some of ``paths`` exist, or a path is a
-        directory.
+    :param paths: the files and folders about to be written.
+    :param overwrite: True to allow replacing existing outputs.
+    :param folders: those of ``paths`` that are written as folders (a folder there is an
+        earlier output, replaced with ``overwrite``).
+    :raises ExportError: if ``overwrite`` is False and some of ``paths`` exist, or a file's
+        path is a directory.
     """
-    directories = [str(path) for path in paths if path.is_dir()]
+    directories = [str(path) for path in paths if path.is_dir() and path not in folders]
     if directories:
         raise ExportError(f'Cannot write over these directories: {directories!r}')
     if overwrite:

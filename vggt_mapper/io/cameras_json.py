@@ -4,21 +4,29 @@ Per-keyframe camera records as JSON (``cameras.json``): name, stamps, intrinsics
 Layout (``format`` = ``vggt_mapper.cameras/1``)::
 
     {"format": ..., "conventions": {...},
+     "camera": {"calibration": {...}, "undistorted": bool},       (when the door knew it)
+     "units": {"<segment>": {"metric", "source", "factor", ...}}, (when the engine said)
      "cameras": [{"index", "name", "stamp_ns", "timestamp",
-                  "intrinsics": {"model": {"K", "width", "height"},
-                                 "original": {"K", "width", "height"}},
+                  "intrinsics": {"source": "known" | "predicted",
+                                 "model": {"K", "width", "height"},
+                                 "original": {"K", "width", "height"},
+                                 "predicted": {"K", "width", "height"}},  (when known)
                   "cam_from_world": 4×4, "world_from_cam": 4×4, "segment"}, ...]}
 
 ``stamp_ns`` is exact; ``timestamp`` is the same time in seconds as a float for convenience.
 Matrices are nested row-major lists. ``model`` intrinsics are in the pixels of the image the
-model saw, ``original`` ones in the pixels of the input image. ``segment`` is the map segment
-of the keyframe: poses of different segments are in different frames (each its own first
-keyframe's camera and scale) until a loop closure merges them.
+model saw, ``original`` ones in the pixels of the image the engine was given: the undistorted
+image when ``camera.undistorted`` is true (``camera.calibration`` is then the raw, distorted
+camera it came from). ``source`` says whether K is a known calibration (``known``: then
+``predicted`` is the model's own guess, in model pixels) or the model's. ``segment`` is the map
+segment of the keyframe: poses of different segments are in different frames (each its own
+first keyframe's camera) until a loop closure merges them; ``units`` says, per segment, whether
+its poses are in metres and where that came from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 import json
 from pathlib import Path
 from typing import Any
@@ -26,18 +34,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from vggt_mapper.engine.types import KeyframePose
+from vggt_mapper.engine.types import KeyframePose, MetricScale
 from vggt_mapper.io.atomic import atomic_write_bytes
 from vggt_mapper.io.errors import InputError
 
-__all__ = ['CAMERAS_FORMAT', 'camera_record', 'read_cameras_json', 'write_cameras_json']
+__all__ = ['CAMERAS_FORMAT', 'camera_record', 'read_cameras_json', 'scale_record',
+           'write_cameras_json']
 
 CAMERAS_FORMAT = 'vggt_mapper.cameras/1'
 
 _CONVENTIONS = {
     'camera_axes': 'OpenCV: x right, y down, z forward',
-    'world_frame': 'camera frame of the first keyframe of the segment, scaled by '
-                   'MapperConfig.scale (segments are separate maps until merged)',
+    'world_frame': 'camera frame of the first keyframe of the segment, in metres when the '
+                   "segment's units say metric, else in its first window's unit (segments "
+                   'are separate maps until merged)',
     'cam_from_world': 'x_cam = R @ x_world + t (extrinsics)',
     'world_from_cam': 'inverse of cam_from_world; its translation is the camera centre',
     'intrinsics': 'pinhole K, pixel centres at integer (u, v) = (column, row)',
@@ -64,8 +74,11 @@ def camera_record(pose: KeyframePose) -> dict[str, Any]:
         'stamp_ns': int(pose.stamp_ns),
         'timestamp': pose.stamp_ns / 1e9,
         'intrinsics': {
+            'source': pose.intrinsics_source,
             'model': _intrinsics_record(pose.intrinsics, pose.model_hw),
             'original': _intrinsics_record(pose.intrinsics_original, pose.original_hw),
+            **({} if pose.intrinsics_predicted is None else {
+                'predicted': _intrinsics_record(pose.intrinsics_predicted, pose.model_hw)}),
         },
         'cam_from_world': pose.cam_from_world.tolist(),
         'world_from_cam': np.asarray(pose.world_from_cam, dtype=np.float64).tolist(),
@@ -73,19 +86,44 @@ def camera_record(pose: KeyframePose) -> dict[str, Any]:
     }
 
 
+def scale_record(scale: MetricScale) -> dict[str, Any]:
+    """
+    One segment's units as a JSON-ready dict (NaN spread as null).
+
+    :param scale: the engine's estimate.
+    :return: ``metric``, ``source``, ``factor`` (metres per internal unit applied), ``samples``,
+        ``spread_rel`` and ``stderr_rel``.
+    """
+    def number(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    return {'metric': scale.metric, 'source': scale.source, 'factor': float(scale.factor),
+            'samples': scale.samples, 'spread_rel': number(scale.spread_rel),
+            'stderr_rel': number(scale.stderr_rel)}
+
+
 def write_cameras_json(path: Path | str, poses: Sequence[KeyframePose], *,
-                       overwrite: bool = False) -> Path:
+                       overwrite: bool = False, camera: Mapping[str, Any] | None = None,
+                       units: Mapping[int, MetricScale] | None = None) -> Path:
     """
     Write the keyframes' cameras as JSON, atomically.
 
     :param path: output file (``cameras.json``).
     :param poses: the keyframes, in order.
     :param overwrite: replace an existing file.
+    :param camera: the camera as the door knew it (``calibration``: the raw camera's K and
+        distortion; ``undistorted``: whether images were undistorted before mapping).
+    :param units: each segment's metric scale (``Mapper.metric_scales``).
     :return: the written path.
     :raises ExportError: if the file exists without ``overwrite`` or cannot be written.
     """
-    document = {'format': CAMERAS_FORMAT, 'conventions': _CONVENTIONS,
-                'cameras': [camera_record(pose) for pose in poses]}
+    document: dict[str, Any] = {'format': CAMERAS_FORMAT, 'conventions': _CONVENTIONS}
+    if camera is not None:
+        document['camera'] = dict(camera)
+    if units is not None:
+        document['units'] = {str(segment): scale_record(scale)
+                             for segment, scale in sorted(units.items())}
+    document['cameras'] = [camera_record(pose) for pose in poses]
     text = json.dumps(document, indent=1, allow_nan=False) + '\n'
     return atomic_write_bytes(path, text.encode('utf-8'), overwrite=overwrite)
 
@@ -120,6 +158,9 @@ def read_cameras_json(path: Path | str) -> list[KeyframePose]:
                 intrinsics_original=np.array(original['K'], dtype=np.float64),
                 original_hw=(int(original['height']), int(original['width'])),
                 segment=int(record.get('segment', 0)),
+                intrinsics_predicted=(np.array(record['intrinsics']['predicted']['K'],
+                                               dtype=np.float64)
+                                      if 'predicted' in record['intrinsics'] else None),
             ))
         except (KeyError, TypeError, ValueError) as err:
             raise InputError(f'{str(source)!r}: camera {number} is malformed: {err!r}') from err

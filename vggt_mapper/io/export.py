@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any, TYPE_CHECKING
 
-from vggt_mapper.engine.types import KeyframePose, MapSnapshot
+from vggt_mapper.engine.types import KeyframePose, MapSnapshot, MetricScale
 from vggt_mapper.io.atomic import atomic_write_bytes
 from vggt_mapper.io.cameras_json import write_cameras_json
 from vggt_mapper.io.errors import ExportError
@@ -135,8 +135,9 @@ def write_map_stats(path: Path | str, stats: Mapping[str, Any], *,
 
 
 def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
-             show_cameras: bool, stats: Mapping[str, Any] | None, state: MapState | None,
-             colmap: bool) -> dict[str, EntryWriter]:
+             show_cameras: bool, stats: Mapping[str, Any] | None,
+             camera: Mapping[str, Any] | None, units: Mapping[int, MetricScale] | None,
+             state: MapState | None, colmap: bool) -> dict[str, EntryWriter]:
     """Return the writer of each file of the set, keyed by file name."""
     # Imported here: trimesh takes seconds to import, and map_paths/recover_map (the CLI's
     # checks before mapping) must stay quick.
@@ -154,7 +155,8 @@ def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
                                        segment_ids=snapshot.segments),
         MAP_FILE_NAMES['tum']: partial(write_tum,
                                        poses=[p for p in poses if p.segment == main]),
-        MAP_FILE_NAMES['cameras_json']: partial(write_cameras_json, poses=poses),
+        MAP_FILE_NAMES['cameras_json']: partial(write_cameras_json, poses=poses,
+                                                camera=camera, units=units),
     }
     if stats is not None:
         entries[STATS_FILE_NAME] = partial(write_map_stats, stats=stats)
@@ -175,7 +177,8 @@ def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
 
 def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: MapSnapshot, *,
              overwrite: bool = False, show_cameras: bool = True,
-             stats: Mapping[str, Any] | None = None, state: MapState | None = None,
+             stats: Mapping[str, Any] | None = None, camera: Mapping[str, Any] | None = None,
+             units: Mapping[int, MetricScale] | None = None, state: MapState | None = None,
              colmap: bool = False) -> SavedMap:
     """
     Write the map and trajectory into ``outdir`` (created if missing) as one set.
@@ -189,6 +192,9 @@ def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: M
     :param overwrite: replace existing outputs.
     :param show_cameras: draw a frustum per keyframe in the GLB.
     :param stats: run statistics for ``map_stats.json`` (not written when None).
+    :param camera: the camera as the door knew it, for ``cameras.json`` (see
+        ``write_cameras_json``).
+    :param units: each segment's metric scale (``Mapper.metric_scales``), for ``cameras.json``.
     :param state: the map state (``Mapper.map_state()``) for ``map_state/``: the folder then
         loads again (``vggt_mapper.io.map_folder.read_map_folder``).
     :param colmap: also write ``colmap/`` (needs ``state``).
@@ -197,7 +203,8 @@ def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: M
         a write fails.
     """
     folder = Path(outdir)
-    write_file_set(folder, _entries(trajectory, snapshot, show_cameras, stats, state, colmap),
+    write_file_set(folder, _entries(trajectory, snapshot, show_cameras, stats, camera, units,
+                                    state, colmap),
                    overwrite=overwrite)
     paths = map_paths(folder, state=state is not None, colmap=colmap)
     return SavedMap(outdir=folder, glb=paths['glb'], ply=paths['ply'], tum=paths['tum'],

@@ -11,7 +11,8 @@ The CLI's output folder and the ROS node's saves are map folders::
                          SHA-256 (a damaged or cut file is found before anything is loaded)
         config.json      the MapperConfig the map was built with (for the record)
         keyframes.npz    one row per keyframe: index, name, stamp_ns, intrinsics (model and
-                         original pixels), image sizes, median depth, number of points
+                         original pixels; the model's own K where a known K replaced it), image
+                         sizes, median depth, number of points
         clouds.bin       the keyframes' local clouds one after another, 21 bytes a point
                          (xyz float32 in the camera frame and home depth unit, rgb uint8, model
                          pixel u, v uint16, confidence float16; little-endian)
@@ -106,6 +107,10 @@ def _keyframe_columns(state: MapState) -> dict[str, NDArray[Any]]:
         'original_hw': np.array([r.original_hw for r in records], np.int64).reshape(-1, 2),
         'median_depth': np.array([r.median_depth for r in records], np.float64),
         'num_points': np.array([r.num_points for r in records], np.int64),
+        # NaN where the model's K is the keyframe's K (no known K replaced it).
+        'intrinsics_predicted': np.array(
+            [np.full((3, 3), np.nan) if r.intrinsics_predicted is None
+             else r.intrinsics_predicted for r in records], np.float64).reshape(-1, 3, 3),
     }
 
 
@@ -247,7 +252,8 @@ def _load_npz(folder: Path, name: str, fields: Mapping[str, tuple[str, int]]
 _KEYFRAME_FIELDS = {'index': ('i', 1), 'name': ('U', 1), 'stamp_ns': ('i', 1),
                     'intrinsics': ('f', 3), 'model_hw': ('i', 2),
                     'intrinsics_original': ('f', 3), 'original_hw': ('i', 2),
-                    'median_depth': ('f', 1), 'num_points': ('i', 1)}
+                    'median_depth': ('f', 1), 'num_points': ('i', 1),
+                    'intrinsics_predicted': ('f', 3)}
 _GRAPH_FIELDS = {'keys': ('i', 1), 'segments': ('i', 1), 'node_scale': ('f', 1),
                  'node_rotation': ('f', 3), 'node_translation': ('f', 2),
                  'edge_keys': ('i', 2), 'edge_loop_ids': ('i', 1), 'edge_scale': ('f', 1),
@@ -259,7 +265,7 @@ _PLACE_FIELDS = {'keys': ('i', 1), 'descriptors': ('f', 2), 'accepted_loops': ('
 def _records(columns: Mapping[str, NDArray[Any]]) -> tuple[KeyframeRecord, ...]:
     count = len(columns['index'])
     shapes = {'intrinsics': (count, 3, 3), 'intrinsics_original': (count, 3, 3),
-              'model_hw': (count, 2), 'original_hw': (count, 2)}
+              'intrinsics_predicted': (count, 3, 3), 'model_hw': (count, 2), 'original_hw': (count, 2)}
     for key, column in columns.items():
         expected = shapes.get(key, (count,))
         if column.shape != expected:
@@ -274,8 +280,13 @@ def _records(columns: Mapping[str, NDArray[Any]]) -> tuple[KeyframeRecord, ...]:
                        (int(columns['model_hw'][i, 0]), int(columns['model_hw'][i, 1])),
                        columns['intrinsics_original'][i].copy(),
                        (int(columns['original_hw'][i, 0]), int(columns['original_hw'][i, 1])),
-                       float(columns['median_depth'][i]), int(columns['num_points'][i]))
+                       float(columns['median_depth'][i]), int(columns['num_points'][i]),
+                       _predicted_k(columns['intrinsics_predicted'][i]))
         for i in range(count))
+
+
+def _predicted_k(column: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    return None if np.isnan(column).all() else column.copy()
 
 
 def _graph(columns: Mapping[str, NDArray[Any]]) -> GraphProblem:

@@ -29,7 +29,7 @@ from fractions import Fraction
 import logging
 from pathlib import Path
 import re
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +39,8 @@ from vggt_mapper.io.images import decode_image, image_size
 
 if TYPE_CHECKING:
     import av.container
+
+    from vggt_mapper.io.calibration import CameraCalibration
 
 __all__ = [
     'DEFAULT_FOLDER_RATE_HZ',
@@ -78,6 +80,8 @@ class ReadStats:
     :param frames_expected: frames the reader expects to yield, known when it opens the input
         (from the folder listing, the video header or the bag index); None when unknown. An
         estimate for progress bars, not a promise.
+    :param camera: the calibration a reader found in the input and applied (a rosbag2's
+        CameraInfo: ``calibration``, ``undistorted``, ``topic``), for the exports; None if none.
     """
 
     frames_read: int = 0
@@ -86,6 +90,7 @@ class ReadStats:
     reasons: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
     frames_expected: int | None = None
+    camera: dict[str, Any] | None = None
 
     def skip(self, name: str, reason: str = 'unreadable') -> None:
         """
@@ -484,13 +489,17 @@ def detect_input_kind(path: Path | str) -> InputKind:
 
 def iter_input(path: Path | str, *, max_frames: int | None = None, fps: float | None = 1.0,
                every: int | None = None, topic: str | None = None,
-               stats: ReadStats | None = None) -> Iterator[InputFrame]:
+               stats: ReadStats | None = None, calibration: CameraCalibration | None = None,
+               camera_info: bool | str = True, odometry: bool = True,
+               odom_frame: str = 'odom') -> Iterator[InputFrame]:
     """
     Yield the frames of any supported input (see ``detect_input_kind``).
 
     ``fps`` applies to videos only; ``every`` keeps every N-th frame of any input; ``topic``
     picks the image topic of a rosbag2 (None: the reader's choice). Rosbag2 reading is
-    ``vggt_mapper.io.rosbag2.iter_bag_frames``, imported only when needed.
+    ``vggt_mapper.io.rosbag2.iter_bag_frames``, imported only when needed. A ``calibration``
+    undistorts every frame and gives it its K (``io.calibration``); without one, a rosbag2's
+    own CameraInfo does (``camera_info``), and its TF gives odometry poses (``odometry``).
 
     :param path: a folder of images, a video file or a rosbag2 directory.
     :param max_frames: stop after this many frames.
@@ -499,6 +508,12 @@ def iter_input(path: Path | str, *, max_frames: int | None = None, fps: float | 
     :param topic: rosbag2 image topic.
     :param stats: optional counters (frames read and skipped, why, notes on truncated inputs,
         and the expected frame count, set before the first frame).
+    :param calibration: the camera's calibration (a file, flags); it replaces a bag's
+        CameraInfo.
+    :param camera_info: rosbag2 only: True (the CameraInfo next to the image topic, if any),
+        a CameraInfo topic, or False.
+    :param odometry: rosbag2 only: attach ``odom_from_camera`` from the bag's TF.
+    :param odom_frame: rosbag2 only: the odometry frame of its TF.
     :return: an iterator of frames.
     :raises InputError: if the input cannot be read.
     """
@@ -509,18 +524,30 @@ def iter_input(path: Path | str, *, max_frames: int | None = None, fps: float | 
     if max_frames is not None and max_frames < 1:
         raise InputError(f'max_frames must be >= 1, got {max_frames}')
     if kind is InputKind.VIDEO:
-        return iter_video(source, fps=fps, every=every, max_frames=max_frames, stats=stats)
+        video = iter_video(source, fps=fps, every=every, max_frames=max_frames, stats=stats)
+        return video if calibration is None else _calibrated(video, calibration)
     counters = stats if stats is not None else ReadStats()
     if kind is InputKind.IMAGE_FOLDER:
         frames: Iterator[InputFrame] = iter_image_folder(source, stats=counters)
     else:
         from vggt_mapper.io.rosbag2 import iter_bag_frames
 
-        frames = iter_bag_frames(source, topic, stats=counters)
+        frames = iter_bag_frames(source, topic, stats=counters,
+                                 camera_info=camera_info if calibration is None else False,
+                                 odometry=odometry, odom_frame=odom_frame)
     if counters.frames_expected is not None:
         expected = -(-counters.frames_expected // (every or 1))
         counters.frames_expected = expected if max_frames is None else min(expected, max_frames)
-    return _sampled(frames, every=every, max_frames=max_frames)
+    sampled = _sampled(frames, every=every, max_frames=max_frames)
+    return sampled if calibration is None else _calibrated(sampled, calibration)
+
+
+def _calibrated(frames: Iterator[InputFrame], calibration: CameraCalibration
+                ) -> Iterator[InputFrame]:
+    """Undistort the frames kept (cv2 imported only when a calibration is given)."""
+    from vggt_mapper.io.calibration import apply_calibration
+
+    return apply_calibration(frames, calibration)
 
 
 def _sampled(frames: Iterator[InputFrame], *, every: int | None,

@@ -2,7 +2,9 @@
 rosbag2 in and out, without ROS: camera frames from a bag, and the mapper's outputs into one.
 
 ``iter_bag_frames`` reads sensor_msgs/Image or CompressedImage from a rosbag2 directory (sqlite3
-or mcap storage) with the ``rosbags`` library. ``OutputBagWriter`` writes what the live
+or mcap storage) with the ``rosbags`` library, with what the bag knows about the camera
+(``io.bag_sensors``): the CameraInfo next to the image topic undistorts each image and gives its
+K, and TF gives each image's metric ``odom_from_camera``. ``OutputBagWriter`` writes what the live
 ``mapper_node`` publishes — ``/tf``, ``/vggt_mapper/map``, ``/vggt_mapper/window_cloud``,
 ``/vggt_mapper/path`` and ``/vggt_mapper/pose`` — built by the same
 ``vggt_mapper.io.ros_messages`` functions on rosbags message classes, so ``ros2 bag play`` with
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Generator, Iterator
+from dataclasses import replace
 import logging
 from pathlib import Path
+import posixpath
 import re
 import shutil
 from types import TracebackType
@@ -38,8 +42,19 @@ from rosbags.typesys import get_typestore, Stores
 
 from vggt_mapper.engine.types import InputFrame, KeyframePose, MapSnapshot, WindowResult
 from vggt_mapper.io import ros_messages as conv
+from vggt_mapper.io.bag_sensors import (
+    CAMERA_INFO_MSGTYPE,
+    camera_info_topic,
+    CameraInfoTrack,
+    read_camera_infos,
+    read_tf,
+    SensorLog,
+    TF_MSGTYPE,
+)
+from vggt_mapper.io.calibration import undistort_frame, UndistorterCache
 from vggt_mapper.io.errors import ConversionError, ExportError, InputError
 from vggt_mapper.io.readers import ReadStats
+from vggt_mapper.io.tf_buffer import TransformBuffer
 
 __all__ = ['IMAGE_MSGTYPES', 'BagFrames', 'OutputBagWriter', 'iter_bag_frames', 'skip_reason']
 
@@ -164,20 +179,28 @@ class BagFrames(Iterator[InputFrame]):
     :ivar msgtype: its message type.
     :ivar num_messages: messages on the topic (for progress bars).
     :ivar stats: counters (frames read, skipped by reason, notes).
+    :ivar camera_info: the CameraInfo calibrations used (None: none).
+    :ivar sensors: frames given a K and an odometry pose, and why not.
     """
 
     def __init__(self, bag_dir: Path, topic: str | None = None,
-                 stats: ReadStats | None = None) -> None:
+                 stats: ReadStats | None = None, *, camera_info: bool | str = True,
+                 odometry: bool = True, odom_frame: str = 'odom') -> None:
         """
-        Open the bag and pick the image topic.
+        Open the bag and pick the image topic (and its CameraInfo and TF).
 
         :param bag_dir: the rosbag2 directory (with metadata.yaml) or a bag file.
         :param topic: image topic; None picks the bag's only image topic.
         :param stats: counters to fill (a new ``ReadStats`` if None); ``frames_expected`` is set
             at once.
+        :param camera_info: True: undistort with the CameraInfo next to the image topic when
+            the bag has one; a topic name: that one (it must exist); False: none.
+        :param odometry: give each frame ``odom_from_camera`` from the bag's TF when it has
+            ``odom_frame`` (``odom → base_link → camera``); False: none.
+        :param odom_frame: the odometry frame of TF.
         :raises InputError: if the bag cannot be opened, has no image topic, or ``topic`` is
             missing, not an image topic, or None while several image topics exist (the message
-            lists the image topics).
+            lists the image topics), or a named CameraInfo topic is missing.
         """
         path = Path(bag_dir)
         if not path.exists():
@@ -190,6 +213,9 @@ class BagFrames(Iterator[InputFrame]):
         self._index = 0
         self._closed = False
         self.topic = ''
+        self.camera_info: CameraInfoTrack | None = None
+        self._tf: TransformBuffer | None = None
+        self.sensors = SensorLog()
         try:
             self._reader = AnyReader([path], default_typestore=self._typestore)
             self._reader.open()
@@ -219,6 +245,75 @@ class BagFrames(Iterator[InputFrame]):
             self._messages = ((timestamp, rawdata) for _, timestamp, rawdata in
                               self._reader.messages(connections=connections))
         self.stats.frames_expected = self.num_messages
+        self._odom_frame = odom_frame
+        self._undistorters = UndistorterCache()
+        try:
+            self.camera_info = self._open_camera_info(topics, camera_info)
+            self._tf = self._open_tf(topics) if odometry else None
+        except InputError:
+            self.close()
+            raise
+        if self.camera_info is not None:
+            first = self.camera_info.calibrations[0]
+            self.stats.camera = {'calibration': first.to_json_dict(),
+                                 'undistorted': first.distorted,
+                                 'topic': self.camera_info.topic,
+                                 'calibrations_in_bag': len(self.camera_info.calibrations)}
+
+    def _topic_messages(self, topic: str) -> Iterator[tuple[int, bytes]]:
+        """``(receive_ns, rawdata)`` of one topic, from the start."""
+        if self._salvage is not None:
+            return self._salvage.messages(topic)
+        assert self._reader is not None
+        connections = [c for c in self._reader.connections if c.topic == topic]
+        return ((timestamp, rawdata) for _, timestamp, rawdata in
+                self._reader.messages(connections=connections))
+
+    def _open_camera_info(self, topics: dict[str, str], wanted: bool | str
+                          ) -> CameraInfoTrack | None:
+        if wanted is False:
+            return None
+        if isinstance(wanted, str):
+            if topics.get(wanted) != CAMERA_INFO_MSGTYPE:
+                raise InputError(f'{wanted!r} is not a {CAMERA_INFO_MSGTYPE} topic of the bag; '
+                                 'CameraInfo topics: ' + (', '.join(sorted(
+                                     t for t, m in topics.items() if m == CAMERA_INFO_MSGTYPE))
+                                     or 'none'))
+            info_topic: str | None = wanted
+        else:
+            info_topic = camera_info_topic(self.topic, topics)
+        if info_topic is None:
+            _LOGGER.info('rosbag2: no CameraInfo next to %s; the model guesses the intrinsics',
+                      self.topic)
+            return None
+        rectified = posixpath.basename(self.topic.removesuffix('/compressed')).startswith(
+            'image_rect')
+        track = read_camera_infos(info_topic, self._topic_messages(info_topic),
+                                  lambda raw: self._deserialize(raw, CAMERA_INFO_MSGTYPE),
+                                  rectified=rectified)
+        if not track.calibrations:
+            _LOGGER.warning('rosbag2: no usable CameraInfo on %s; the model guesses the '
+                         'intrinsics', info_topic)
+            return None
+        _LOGGER.info('rosbag2: images of %s %s with the CameraInfo of %s (%s)', self.topic,
+                  'taken as rectified' if rectified else 'undistorted', info_topic,
+                  track.calibrations[0].distortion_model)
+        return track
+
+    def _open_tf(self, topics: dict[str, str]) -> TransformBuffer | None:
+        present = [name for name in ('/tf', '/tf_static') if topics.get(name) == TF_MSGTYPE]
+        if '/tf' not in present:
+            _LOGGER.info('rosbag2: no /tf; the map is not metric unless a scale is given')
+            return None
+        buffer = read_tf(self._topic_messages('/tf'),
+                         self._topic_messages('/tf_static') if '/tf_static' in present else (),
+                         self._deserialize)
+        if self._odom_frame not in buffer.frames:
+            _LOGGER.warning('rosbag2: TF has no %r frame (frames: %s); the map is not metric '
+                         'unless a scale is given', self._odom_frame,
+                         ', '.join(sorted(buffer.frames)) or 'none')
+            return None
+        return buffer
 
     @staticmethod
     def _open_salvage(path: Path, err: Exception) -> _SalvagedMcap:
@@ -281,10 +376,11 @@ class BagFrames(Iterator[InputFrame]):
                             'it is mapped')
             return None
 
-    def _deserialize(self, rawdata: bytes) -> Any:
+    def _deserialize(self, rawdata: bytes, msgtype: str | None = None) -> Any:
+        msgtype = msgtype or self.msgtype
         if self._reader is not None:
-            return self._reader.deserialize(rawdata, self.msgtype)
-        return self._typestore.deserialize_cdr(rawdata, self.msgtype)
+            return self._reader.deserialize(rawdata, msgtype)
+        return self._typestore.deserialize_cdr(rawdata, msgtype)
 
     def __next__(self) -> InputFrame:
         """
@@ -310,10 +406,21 @@ class BagFrames(Iterator[InputFrame]):
                 continue
             stamp_ns = conv.stamp_to_ns(msg.header.stamp) or int(timestamp)
             self.stats.frames_read += 1
-            return InputFrame(image_rgb=image_rgb, stamp_ns=stamp_ns,
-                              name=f'frame_{self._index - 1:06d}')
+            frame = InputFrame(image_rgb=image_rgb, stamp_ns=stamp_ns,
+                               name=f'frame_{self._index - 1:06d}')
+            return self._with_sensors(frame, str(msg.header.frame_id))
         self.close()
         raise StopIteration
+
+    def _with_sensors(self, frame: InputFrame, camera_frame: str) -> InputFrame:
+        """Undistort with the CameraInfo and attach the odometry pose, where the bag has them."""
+        calibration = self.camera_info.at(frame.stamp_ns) if self.camera_info else None
+        if calibration is not None:
+            frame = undistort_frame(frame, calibration, self._undistorters)
+            self.sensors.with_intrinsics += 1
+        pose = self.sensors.odometry_at(self._tf, self._odom_frame, camera_frame,
+                                        frame.stamp_ns)
+        return frame if pose is None else replace(frame, odom_from_camera=pose)
 
     @property
     def skipped(self) -> int:
@@ -332,20 +439,30 @@ class BagFrames(Iterator[InputFrame]):
         if self.stats.frames_skipped:
             _LOGGER.warning('skipped %d of %d messages on %s (%s)', self.skipped, self._index,
                             self.topic, self.stats.describe_reasons())
+        if self.camera_info is not None or self._tf is not None:
+            _LOGGER.info('rosbag2 %s: %s', self.topic, self.sensors.describe())
 
 
 def iter_bag_frames(bag_dir: Path, topic: str | None = None,
-                    stats: ReadStats | None = None) -> BagFrames:
+                    stats: ReadStats | None = None, *, camera_info: bool | str = True,
+                    odometry: bool = True, odom_frame: str = 'odom') -> BagFrames:
     """
     Iterate over the camera frames of a rosbag2 (sqlite3 or mcap; Image or CompressedImage).
+
+    Frames come undistorted with their K when the bag has a CameraInfo next to the image topic,
+    and with ``odom_from_camera`` when its TF has ``odom_frame`` (see ``BagFrames``).
 
     :param bag_dir: the rosbag2 directory.
     :param topic: the image topic; None picks the only image topic of the bag.
     :param stats: counters to fill (frames read, skipped by reason, notes on a cut bag).
+    :param camera_info: True (automatic), a CameraInfo topic, or False (none).
+    :param odometry: attach TF odometry poses (when the bag has them).
+    :param odom_frame: the odometry frame of TF.
     :return: an iterator of ``InputFrame`` with ``topic``, ``num_messages`` and ``stats``.
     :raises InputError: see ``BagFrames``.
     """
-    return BagFrames(bag_dir, topic, stats)
+    return BagFrames(bag_dir, topic, stats, camera_info=camera_info, odometry=odometry,
+                     odom_frame=odom_frame)
 
 
 def _qos(durability: QosDurability) -> Qos:

@@ -7,6 +7,7 @@ camera path through a textured world (``default_room``, a ``loop_path``, a repea
 a ``PredictionNoise`` preset asks for (``NOISE_LEVELS``: none, default, high, realistic,
 hostile), ``FaultyPredictor`` makes chosen calls of any predictor fail outright, and
 ``FooledByLookAlikes`` takes look-alike places for one in loop verification.
+``simulate_odometry`` gives the path's metric odometry with a scale error and noise.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ from vggt_mapper.synthetic.noise import (
     PredictionNoise,
     WindowErrors,
 )
+from vggt_mapper.synthetic.odometry import (
+    BASE_FROM_CAMERA,
+    Odometry,
+    OdometryNoise,
+    simulate_odometry,
+)
 from vggt_mapper.synthetic.predictor import SyntheticPredictor
 from vggt_mapper.synthetic.sequence import SyntheticSequence
 from vggt_mapper.synthetic.world import (
@@ -39,6 +46,7 @@ from vggt_mapper.synthetic.world import (
 )
 
 __all__ = [
+    'BASE_FROM_CAMERA',
     'NOISE_LEVELS',
     'NOISE_SEVERITY_ORDER',
     'Box',
@@ -46,6 +54,8 @@ __all__ = [
     'FaultRecord',
     'FaultyPredictor',
     'FooledByLookAlikes',
+    'Odometry',
+    'OdometryNoise',
     'PredictionNoise',
     'RepeatingRoom',
     'Room',
@@ -60,4 +70,5 @@ __all__ = [
     'loop_path',
     'orbit_frames_per_lap',
     'orbit_path',
+    'simulate_odometry',
 ]

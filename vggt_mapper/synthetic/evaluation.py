@@ -42,6 +42,11 @@ class TrajectoryError:
     gt_from_world: Sim3
 
     @property
+    def scale_error(self) -> float:
+        """Relative scale error: the trajectory's lengths over the true ones, minus 1."""
+        return 1.0 / self.gt_from_world.scale - 1.0
+
+    @property
     def rmse_percent(self) -> float:
         """ATE RMSE as a percentage of the path length."""
         return 100.0 * self.rmse / max(self.path_length_m, 1e-12)
@@ -70,7 +75,8 @@ def frame_name(index: int) -> str:
 
 
 def feed(mapper: Mapper, sequence: SyntheticSequence, start: int = 0, stop: int | None = None,
-         flush: bool = True) -> list[WindowResult]:
+         flush: bool = True, *, known_intrinsics: bool = False,
+         odom_from_camera: NDArray[np.float64] | None = None) -> list[WindowResult]:
     """
     Render frames ``start:stop`` of a sequence and give them to a mapper (30 Hz stamps).
 
@@ -79,12 +85,17 @@ def feed(mapper: Mapper, sequence: SyntheticSequence, start: int = 0, stop: int 
     :param start: first frame.
     :param stop: one past the last frame (all frames if omitted).
     :param flush: call ``mapper.flush()`` at the end.
+    :param known_intrinsics: hand each frame the sequence's true K (a calibrated camera).
+    :param odom_from_camera: (N, 4, 4) an odometry pose per frame of the sequence
+        (``synthetic.odometry``), handed with each frame.
     :return: every window result produced.
     """
     results: list[WindowResult] = []
     for index in range(start, len(sequence) if stop is None else stop):
-        results += mapper.add_frame(sequence.frame(index), index * FRAME_PERIOD_NS,
-                                    frame_name(index))
+        results += mapper.add_frame(
+            sequence.frame(index), index * FRAME_PERIOD_NS, frame_name(index),
+            intrinsics=sequence.intrinsics if known_intrinsics else None,
+            odom_from_camera=None if odom_from_camera is None else odom_from_camera[index])
     if flush:
         results += mapper.flush()
     return results

@@ -265,7 +265,8 @@ _PLACE_FIELDS = {'keys': ('i', 1), 'descriptors': ('f', 2), 'accepted_loops': ('
 def _records(columns: Mapping[str, NDArray[Any]]) -> tuple[KeyframeRecord, ...]:
     count = len(columns['index'])
     shapes = {'intrinsics': (count, 3, 3), 'intrinsics_original': (count, 3, 3),
-              'intrinsics_predicted': (count, 3, 3), 'model_hw': (count, 2), 'original_hw': (count, 2)}
+              'intrinsics_predicted': (count, 3, 3), 'model_hw': (count, 2),
+              'original_hw': (count, 2)}
     for key, column in columns.items():
         expected = shapes.get(key, (count,))
         if column.shape != expected:

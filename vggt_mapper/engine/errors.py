@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ['AlignmentError', 'ConfigError', 'EngineError', 'FrameError', 'PlaceError',
-           'PredictorFailedError']
+__all__ = ['AlignmentError', 'ConfigError', 'EngineError', 'FrameError', 'OccupancyError',
+           'PlaceError', 'PredictorFailedError']
 
 
 class EngineError(Exception):
@@ -39,3 +39,7 @@ class PredictorFailedError(EngineError):
 
 class PlaceError(EngineError, ValueError):
     """A place descriptor is malformed, duplicated or from another describer than the index's."""
+
+
+class OccupancyError(EngineError, ValueError):
+    """No occupancy grid can be built from this map (no floor found, too few points, too big)."""

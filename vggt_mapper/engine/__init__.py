@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from vggt_mapper.engine.config import AlignmentConfig, KeyframeConfig, MapConfig, MapperConfig
-from vggt_mapper.engine.errors import AlignmentError, ConfigError, EngineError, FrameError
+from vggt_mapper.engine.config import (
+    AlignmentConfig,
+    KeyframeConfig,
+    MapConfig,
+    MapperConfig,
+    OccupancyConfig,
+)
+from vggt_mapper.engine.errors import (
+    AlignmentError,
+    ConfigError,
+    EngineError,
+    FrameError,
+    OccupancyError,
+)
+from vggt_mapper.engine.floor import camera_up_world, fit_floor, FloorPlane
 from vggt_mapper.engine.mapper import Mapper
+from vggt_mapper.engine.occupancy import build_occupancy_grid, map_occupancy, OccupancyGrid
 from vggt_mapper.engine.types import (
     InputFrame,
     KeyframePose,
@@ -18,6 +32,7 @@ __all__ = [
     'AlignmentError',
     'ConfigError',
     'EngineError',
+    'FloorPlane',
     'FrameError',
     'InputFrame',
     'KeyframeConfig',
@@ -27,5 +42,12 @@ __all__ = [
     'Mapper',
     'MapperConfig',
     'MapperStats',
+    'OccupancyConfig',
+    'OccupancyError',
+    'OccupancyGrid',
     'WindowResult',
+    'build_occupancy_grid',
+    'camera_up_world',
+    'fit_floor',
+    'map_occupancy',
 ]

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vggt_mapper.engine.errors import ConfigError
+from vggt_mapper.engine.errors import ConfigError, OccupancyError
 from vggt_mapper.engine.pose_graph import PoseGraphConfig
 
-__all__ = ['SCALE_SOURCES', 'AlignmentConfig', 'GraphConfig', 'KeyframeConfig',
-           'LocalizationConfig', 'LoopConfig', 'MapConfig', 'MapperConfig', 'MetricScaleConfig',
-           'RecoveryConfig', 'StoreConfig']
+__all__ = ['MIN_FLOOR_POINTS', 'SCALE_SOURCES', 'AlignmentConfig', 'GraphConfig',
+           'KeyframeConfig', 'LocalizationConfig', 'LoopConfig', 'MapConfig', 'MapperConfig',
+           'MetricScaleConfig', 'OccupancyConfig', 'RecoveryConfig', 'StoreConfig']
 
 #: Where a segment's metres per unit come from (``MetricScaleConfig.source``).
 SCALE_SOURCES = ('odometry', 'camera_height', 'fixed')
+
+#: The fewest map points a floor fit is attempted on (``OccupancyConfig``).
+MIN_FLOOR_POINTS = 50
 
 
 @dataclass(frozen=True)
@@ -436,3 +439,116 @@ class MapperConfig:
                               f'[1, {self.window_size - 1}], got {self.overlap}')
         if not self.scale > 0:
             raise ConfigError(f'scale must be > 0, got {self.scale}')
+
+
+@dataclass(frozen=True)
+class OccupancyConfig:
+    """
+    How the 2D occupancy grid is built (``vggt_mapper.engine.occupancy``, ``engine.floor``).
+
+    Lengths are absolute, in map units (the engine's world units: metres only when the map is
+    metric, ``MapperConfig.scale``), or None (the default) for a length relative to the scene:
+    to the *scene scale* (median distance from a map point to its nearest keyframe camera) or
+    to the *camera height* (the keyframe cameras' median height above the floor), so the
+    defaults hold whatever the map's scale.
+
+    :param resolution: cell edge; None: ``resolution_rel`` × scene scale.
+    :param resolution_rel: cell edge relative to the scene scale (0.02: 5 cm in a room seen
+        from 2.5 m).
+    :param min_obstacle_height: lowest obstacle height above the floor (lower: floor, cables,
+        depth noise); None: ``min_obstacle_height_rel`` × camera height.
+    :param min_obstacle_height_rel: 0.1: 13 cm for a camera 1.3 m above the floor.
+    :param max_obstacle_height: highest obstacle height above the floor (higher: ceiling,
+        lamps, the robot passes under); None: ``max_obstacle_height_rel`` × camera height.
+    :param max_obstacle_height_rel: 1.2: 1.56 m for a camera 1.3 m above the floor.
+    :param min_hits: fused map points in a cell's obstacle band that make it occupied (2: a
+        lone outlier does not).
+    :param max_range_rel: points and rays farther than this × scene scale from their (nearest)
+        keyframe camera are ignored: far depth is the least reliable, and outliers would
+        stretch the grid.
+    :param bearing_bin_deg: angular width of the bins a keyframe's rays are grouped in; each
+        bin's free area stops at its nearest obstacle (a virtual laser scan). About the angle
+        between neighbouring rays: finer leaves gaps, coarser lets one hit shade more.
+    :param floor_gap_rel: floor seen beyond an obstacle is free where a keyframe saw it without
+        a gap longer than this fraction of its distance (a longer gap is the shadow of
+        something standing there: 0.1 is the shadow of one a tenth of the camera height tall).
+    :param floor_tolerance_rel: distance of a floor inlier from the plane, × scene scale.
+    :param max_floor_tilt_deg: the floor's normal is searched within this angle of the
+        cameras' mean image-up direction (images roughly upright on average).
+    :param min_floor_share: the share of the (sampled) points a plane needs to be the floor.
+    :param floor_trials: RANSAC hypotheses drawn per plane search.
+    :param max_fit_points: points sampled for the floor fit and the scene scale.
+    :param max_cells: a grid of more cells is refused (6 bytes a cell while it is built).
+    :param seed: seed of the sampling and of RANSAC.
+    """
+
+    resolution: float | None = None
+    resolution_rel: float = 0.02
+    min_obstacle_height: float | None = None
+    min_obstacle_height_rel: float = 0.1
+    max_obstacle_height: float | None = None
+    max_obstacle_height_rel: float = 1.2
+    min_hits: int = 2
+    max_range_rel: float = 4.0
+    bearing_bin_deg: float = 1.0
+    floor_gap_rel: float = 0.1
+    floor_tolerance_rel: float = 0.015
+    max_floor_tilt_deg: float = 30.0
+    min_floor_share: float = 0.05
+    floor_trials: int = 1000
+    max_fit_points: int = 20_000
+    max_cells: int = 16_000_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ('resolution', 'min_obstacle_height', 'max_obstacle_height'):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f'{name} must be > 0 or None, got {value}')
+        for name in ('resolution_rel', 'min_obstacle_height_rel', 'max_obstacle_height_rel',
+                     'max_range_rel', 'floor_gap_rel', 'floor_tolerance_rel'):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f'{name} must be > 0, got {getattr(self, name)}')
+        band = self._band_or_none()
+        if band is not None and not band[0] < band[1]:
+            raise ConfigError(f'the minimum obstacle height ({band[0]}) must be below the '
+                              f'maximum ({band[1]})')
+        if not 0 < self.bearing_bin_deg <= 45:
+            raise ConfigError(f'bearing_bin_deg must be in (0, 45], got {self.bearing_bin_deg}')
+        if not 0 <= self.max_floor_tilt_deg < 90:
+            raise ConfigError(f'max_floor_tilt_deg must be in [0, 90), got '
+                              f'{self.max_floor_tilt_deg}')
+        if not 0 < self.min_floor_share <= 1:
+            raise ConfigError(f'min_floor_share must be in (0, 1], got {self.min_floor_share}')
+        for name in ('min_hits', 'floor_trials', 'max_cells'):
+            if getattr(self, name) < 1:
+                raise ConfigError(f'{name} must be >= 1, got {getattr(self, name)}')
+        if self.max_fit_points < MIN_FLOOR_POINTS:
+            raise ConfigError(f'max_fit_points must be >= {MIN_FLOOR_POINTS}, got '
+                              f'{self.max_fit_points}')
+
+    def _band_or_none(self) -> tuple[float, float] | None:
+        """Both band limits when they are of one kind (absolute or relative), else None."""
+        if self.min_obstacle_height is not None and self.max_obstacle_height is not None:
+            return self.min_obstacle_height, self.max_obstacle_height
+        if self.min_obstacle_height is None and self.max_obstacle_height is None:
+            return self.min_obstacle_height_rel, self.max_obstacle_height_rel
+        return None
+
+    def obstacle_band(self, camera_height: float) -> tuple[float, float]:
+        """
+        Return the obstacle heights above the floor, in map units.
+
+        :param camera_height: the cameras' median height above the floor.
+        :return: ``(min_height, max_height)``.
+        :raises OccupancyError: if the minimum is not below the maximum.
+        """
+        low = (self.min_obstacle_height if self.min_obstacle_height is not None
+               else self.min_obstacle_height_rel * camera_height)
+        high = (self.max_obstacle_height if self.max_obstacle_height is not None
+                else self.max_obstacle_height_rel * camera_height)
+        if not low < high:
+            raise OccupancyError(f'the minimum obstacle height ({low:.4g}) is not below the '
+                                 f'maximum ({high:.4g}) for a camera height of '
+                                 f'{camera_height:.4g}; set both heights in map units')
+        return low, high

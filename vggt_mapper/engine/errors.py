@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ['AlignmentError', 'ConfigError', 'EngineError', 'FrameError', 'MapStateError',
-           'PlaceError', 'PredictorFailedError']
+           'OccupancyError', 'PlaceError', 'PredictorFailedError']
 
 
 class EngineError(Exception):
@@ -43,3 +43,7 @@ class PlaceError(EngineError, ValueError):
 
 class MapStateError(EngineError, ValueError):
     """A saved map cannot be loaded (inconsistent, damaged, another descriptor space)."""
+
+
+class OccupancyError(EngineError, ValueError):
+    """No occupancy grid can be built from this map (no floor found, too few points, too big)."""

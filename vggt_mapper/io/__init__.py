@@ -1,6 +1,6 @@
 # noqa: A005 (vggt_mapper.io is this package's io layer, not the standard library's)
 """
-Inputs and exports: image folders and videos in; GLB, PLY, TUM and cameras JSON out.
+Inputs and exports: image folders and videos in; GLB, PLY, TUM, cameras JSON, map_server out.
 
 Rosbag2 reading and writing live in ``vggt_mapper.io.rosbag2`` and are not imported here (they
 pull in ``rosbags``; import that module where a bag is needed).
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from vggt_mapper.io.file_set import recover_file_set, Recovery, write_file_set
     from vggt_mapper.io.glb import build_scene, write_glb
     from vggt_mapper.io.images import decode_image, rgb8_from_pixels
+    from vggt_mapper.io.map_server import map_server_entries, read_map_server, write_map_server
     from vggt_mapper.io.ply import read_ply, write_ply
     from vggt_mapper.io.readers import (
         detect_input_kind,
@@ -64,8 +65,10 @@ _HOMES = {
     'iter_input': 'vggt_mapper.io.readers',
     'iter_video': 'vggt_mapper.io.readers',
     'map_paths': 'vggt_mapper.io.export',
+    'map_server_entries': 'vggt_mapper.io.map_server',
     'prepare_output_folder': 'vggt_mapper.io.atomic',
     'read_cameras_json': 'vggt_mapper.io.cameras_json',
+    'read_map_server': 'vggt_mapper.io.map_server',
     'read_ply': 'vggt_mapper.io.ply',
     'read_tum': 'vggt_mapper.io.tum',
     'recover_file_set': 'vggt_mapper.io.file_set',
@@ -75,6 +78,7 @@ _HOMES = {
     'write_cameras_json': 'vggt_mapper.io.cameras_json',
     'write_file_set': 'vggt_mapper.io.file_set',
     'write_glb': 'vggt_mapper.io.glb',
+    'write_map_server': 'vggt_mapper.io.map_server',
     'write_ply': 'vggt_mapper.io.ply',
     'write_tum': 'vggt_mapper.io.tum',
 }
@@ -101,8 +105,10 @@ __all__ = [
     'iter_input',
     'iter_video',
     'map_paths',
+    'map_server_entries',
     'prepare_output_folder',
     'read_cameras_json',
+    'read_map_server',
     'read_ply',
     'read_tum',
     'recover_file_set',
@@ -112,6 +118,7 @@ __all__ = [
     'write_cameras_json',
     'write_file_set',
     'write_glb',
+    'write_map_server',
     'write_ply',
     'write_tum',
 ]

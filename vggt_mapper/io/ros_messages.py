@@ -17,6 +17,9 @@ Frames (REP 103 / REP 105):
   optical axes (REP 103 ``_optical`` suffix), so ``T_map_optical = MAP_FROM_WORLD @
   world_from_cam``.
 * Map units are the engine's (the first window's arbitrary scale times ``MapperConfig.scale``).
+* The *levelled* map frame (``level_map_from_world``) is ``MAP_FROM_WORLD`` turned by the
+  shortest rotation that makes gravity's up its +z: the frame of the occupancy grid
+  (``grid_to_occupancy_msg``), level whatever the first camera's attitude.
 
 Stamps are integer nanoseconds (``stamp_ns``) and become ``builtin_interfaces/Time`` with
 ``sec = stamp_ns // 10**9`` and ``nanosec = stamp_ns % 10**9`` (exact, no floats).
@@ -27,15 +30,19 @@ from __future__ import annotations
 import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from vggt_mapper.geometry.gravity import level_frame
 from vggt_mapper.geometry.rotation import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 from vggt_mapper.io.errors import ConversionError
 from vggt_mapper.io.images import decode_image, rgb8_from_pixels
+
+if TYPE_CHECKING:  # the engine (gtsam, faiss) is not loaded for a type
+    from vggt_mapper.engine.occupancy import OccupancyGrid
 
 __all__ = [
     'CLOUD_POINT_STEP',
@@ -46,7 +53,9 @@ __all__ = [
     'camera_info_from_msg',
     'cloud_to_points',
     'compressed_to_rgb',
+    'grid_to_occupancy_msg',
     'image_to_rgb',
+    'level_map_from_world',
     'make_header',
     'map_from_world_pose',
     'map_from_world_points',
@@ -100,6 +109,10 @@ IMAGE_ENCODINGS: dict[str, tuple[int, int]] = {
 }
 
 
+def _numpy_int8(data: bytes) -> NDArray[np.int8]:
+    return np.frombuffer(data, dtype=np.int8).copy()
+
+
 @dataclass(frozen=True)
 class MessageTypes:
     """
@@ -122,8 +135,11 @@ class MessageTypes:
     :param pose_stamped: ``geometry_msgs/msg/PoseStamped``.
     :param path: ``nav_msgs/msg/Path``.
     :param tf_message: ``tf2_msgs/msg/TFMessage``.
+    :param occupancy_grid: ``nav_msgs/msg/OccupancyGrid``.
+    :param map_meta_data: ``nav_msgs/msg/MapMetaData``.
     :param byte_array: turns raw bytes into what the library stores in a ``uint8[]`` field
         (a numpy uint8 array for rosbags, an ``array.array('B')`` for rclpy).
+    :param int8_array: the same for an ``int8[]`` field (numpy int8, ``array.array('b')``).
     """
 
     time: Any
@@ -141,7 +157,10 @@ class MessageTypes:
     pose_stamped: Any
     path: Any
     tf_message: Any
+    occupancy_grid: Any
+    map_meta_data: Any
     byte_array: Callable[[bytes], Any]
+    int8_array: Callable[[bytes], Any] = _numpy_int8  # rosbags' storage; rclpy: array('b')
 
 
 _TYPE_NAMES = {
@@ -160,11 +179,19 @@ _TYPE_NAMES = {
     'pose_stamped': 'geometry_msgs/msg/PoseStamped',
     'path': 'nav_msgs/msg/Path',
     'tf_message': 'tf2_msgs/msg/TFMessage',
+    'occupancy_grid': 'nav_msgs/msg/OccupancyGrid',
+    'map_meta_data': 'nav_msgs/msg/MapMetaData',
 }
 
 
 def _numpy_bytes(data: bytes) -> NDArray[np.uint8]:
     return np.frombuffer(data, dtype=np.uint8).copy()
+
+
+def _array_int8(data: bytes) -> array.array[int]:
+    buffer = array.array('b')  # rclpy's storage for int8[] (OccupancyGrid.data)
+    buffer.frombytes(data)
+    return buffer
 
 
 def _array_bytes(data: bytes) -> array.array[int]:
@@ -186,7 +213,7 @@ def rosbags_message_types(typestore: Any = None) -> MessageTypes:
         from rosbags.typesys import get_typestore, Stores
         typestore = get_typestore(Stores.ROS2_JAZZY)
     classes = {key: typestore.types[name] for key, name in _TYPE_NAMES.items()}
-    return MessageTypes(**classes, byte_array=_numpy_bytes)
+    return MessageTypes(**classes, byte_array=_numpy_bytes, int8_array=_numpy_int8)
 
 
 def rclpy_message_types() -> MessageTypes:
@@ -201,7 +228,7 @@ def rclpy_message_types() -> MessageTypes:
     for key, name in _TYPE_NAMES.items():
         package, _, message = name.split('/')
         classes[key] = getattr(importlib.import_module(f'{package}.msg'), message)
-    return MessageTypes(**classes, byte_array=_array_bytes)
+    return MessageTypes(**classes, byte_array=_array_bytes, int8_array=_array_int8)
 
 
 def _as_uint8(data: Any) -> NDArray[np.uint8]:
@@ -281,6 +308,21 @@ def map_from_world_pose(world_from_cam: NDArray[np.floating]) -> NDArray[np.floa
     :return: ``MAP_FROM_WORLD @ world_from_cam``, float64, the pose of ``<camera>_optical``.
     """
     return MAP_FROM_WORLD @ np.asarray(world_from_cam, dtype=np.float64)
+
+
+def level_map_from_world(up_world: NDArray[np.floating]) -> NDArray[np.float64]:
+    """
+    Return the ``map`` frame levelled by gravity: ``MAP_FROM_WORLD`` turned so up is +z.
+
+    The shortest rotation does it (``geometry.gravity.level_frame``), so the heading changes
+    no more than levelling needs: with a level first camera this is ``MAP_FROM_WORLD``.
+
+    :param up_world: (3,) up (against gravity) in the engine's world frame, any length: from
+        TF (``engine.floor.camera_up_world``) or the floor fit (``FloorPlane.up_world``).
+    :return: 4×4 float64 ``levelled_map_from_world`` (a rotation; the origin stays the first
+        keyframe's camera).
+    """
+    return level_frame(MAP_FROM_WORLD, up_world)
 
 
 def _split_poses(poses: NDArray[np.floating]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -500,6 +542,50 @@ def cloud_to_points(cloud: Any) -> tuple[NDArray[np.float32], NDArray[np.uint8] 
     colors = np.stack([(packed >> 16) & 0xFF, (packed >> 8) & 0xFF, packed & 0xFF],
                       axis=1).astype(np.uint8)
     return points, colors
+
+
+# ---------------------------------------------------------------------------------------------
+# Occupancy grids
+
+
+def grid_to_occupancy_msg(grid: OccupancyGrid, stamp_ns: int, frame_id: str,
+                          types: MessageTypes) -> Any:
+    """
+    Build a ``nav_msgs/OccupancyGrid`` (what Nav2's costmaps and map_server take).
+
+    ``data`` is row-major from cell (0, 0), the lower-left corner, rows along +y, as the
+    message defines it; values -1 (unknown), 0 (free), 100 (occupied). ``info.origin`` is that
+    corner's pose in ``frame_id``: ``(x0, y0, floor_z)``, turned by ``origin_yaw`` about z, so
+    the grid lies on the floor in RViz; ``map_load_time`` is the stamp.
+
+    :param grid: the grid (``engine.occupancy``), in the frame ``frame_id`` names (the levelled
+        ``map``: publish ``level_map_from_world`` for it).
+    :param stamp_ns: header stamp, integer nanoseconds.
+    :param frame_id: header.frame_id.
+    :param types: the message classes to instantiate.
+    :return: the OccupancyGrid.
+    :raises ConversionError: if the grid does not fit the message (cells other than -1..100,
+        a resolution float32 cannot hold, more than 2**32 - 1 cells on a side).
+    """
+    cells = np.ascontiguousarray(grid.cells, dtype=np.int8)
+    if cells.size and (cells.min() < -1 or cells.max() > 100):
+        raise ConversionError(f'occupancy values must be in -1..100, got {cells.min()}..'
+                              f'{cells.max()}')
+    if not 0 < np.float32(grid.resolution) < np.inf:
+        raise ConversionError(f'resolution {grid.resolution} does not fit a float32')
+    if max(cells.shape) >= 2**32:
+        raise ConversionError(f'a {cells.shape} grid does not fit uint32 width/height')
+    half_yaw = 0.5 * grid.origin_yaw
+    origin = types.pose(
+        position=types.point(x=float(grid.origin_xy[0]), y=float(grid.origin_xy[1]),
+                             z=float(grid.floor_z)),
+        orientation=types.quaternion(x=0.0, y=0.0, z=float(np.sin(half_yaw)),
+                                     w=float(np.cos(half_yaw))))
+    info = types.map_meta_data(map_load_time=ns_to_stamp(stamp_ns, types),
+                               resolution=float(np.float32(grid.resolution)),
+                               width=grid.width, height=grid.height, origin=origin)
+    return types.occupancy_grid(header=make_header(stamp_ns, frame_id, types), info=info,
+                                data=types.int8_array(cells.tobytes()))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,17 +74,21 @@ def camera_record(pose: KeyframePose) -> dict[str, Any]:
 
 
 def write_cameras_json(path: Path | str, poses: Sequence[KeyframePose], *,
-                       overwrite: bool = False) -> Path:
+                       overwrite: bool = False, world_frame: str | None = None) -> Path:
     """
     Write the keyframes' cameras as JSON, atomically.
 
     :param path: output file (``cameras.json``).
     :param poses: the keyframes, in order.
     :param overwrite: replace an existing file.
+    :param world_frame: what "world" is when the poses are not in the engine's world (the ROS
+        node saves in its ``map`` frame); None for the engine's.
     :return: the written path.
     :raises ExportError: if the file exists without ``overwrite`` or cannot be written.
     """
-    document = {'format': CAMERAS_FORMAT, 'conventions': _CONVENTIONS,
+    conventions = _CONVENTIONS if world_frame is None else {**_CONVENTIONS,
+                                                            'world_frame': world_frame}
+    document = {'format': CAMERAS_FORMAT, 'conventions': conventions,
                 'cameras': [camera_record(pose) for pose in poses]}
     text = json.dumps(document, indent=1, allow_nan=False) + '\n'
     return atomic_write_bytes(path, text.encode('utf-8'), overwrite=overwrite)

@@ -111,7 +111,8 @@ def write_map_stats(path: Path | str, stats: Mapping[str, Any], *,
 
 
 def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
-             show_cameras: bool, stats: Mapping[str, Any] | None) -> dict[str, EntryWriter]:
+             show_cameras: bool, stats: Mapping[str, Any] | None,
+             world_frame: str | None) -> dict[str, EntryWriter]:
     """Return the writer of each file of the set, keyed by file name."""
     # Imported here: trimesh takes seconds to import, and map_paths/recover_map (the CLI's
     # checks before mapping) must stay quick.
@@ -129,7 +130,8 @@ def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
                                        segment_ids=snapshot.segments),
         MAP_FILE_NAMES['tum']: partial(write_tum,
                                        poses=[p for p in poses if p.segment == main]),
-        MAP_FILE_NAMES['cameras_json']: partial(write_cameras_json, poses=poses),
+        MAP_FILE_NAMES['cameras_json']: partial(write_cameras_json, poses=poses,
+                                                world_frame=world_frame),
     }
     if stats is not None:
         entries[STATS_FILE_NAME] = partial(write_map_stats, stats=stats)
@@ -138,7 +140,8 @@ def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
 
 def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: MapSnapshot, *,
              overwrite: bool = False, show_cameras: bool = True,
-             stats: Mapping[str, Any] | None = None) -> SavedMap:
+             stats: Mapping[str, Any] | None = None,
+             world_frame: str | None = None) -> SavedMap:
     """
     Write the map and trajectory into ``outdir`` (created if missing) as one set.
 
@@ -151,12 +154,14 @@ def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: M
     :param overwrite: replace existing outputs.
     :param show_cameras: draw a frustum per keyframe in the GLB.
     :param stats: run statistics for ``map_stats.json`` (not written when None).
+    :param world_frame: what "world" is in ``cameras.json`` when the poses and points are not in
+        the engine's world (the ROS node saves in ``map``); None for the engine's.
     :return: the written paths.
     :raises ExportError: if outputs exist without ``overwrite``, ``outdir`` is not a folder, or
         a write fails.
     """
     folder = Path(outdir)
-    write_file_set(folder, _entries(trajectory, snapshot, show_cameras, stats),
+    write_file_set(folder, _entries(trajectory, snapshot, show_cameras, stats, world_frame),
                    overwrite=overwrite)
     paths = map_paths(folder)
     return SavedMap(outdir=folder, glb=paths['glb'], ply=paths['ply'], tum=paths['tum'],

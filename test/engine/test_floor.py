@@ -14,7 +14,7 @@ from vggt_mapper.engine import (
     OccupancyConfig,
     OccupancyError,
 )
-from vggt_mapper.geometry.gravity import tilt_deg
+from vggt_mapper.geometry.gravity import angle_deg
 from vggt_mapper.synthetic import NOISE_LEVELS, orbit_path, SyntheticPredictor, SyntheticSequence
 from vggt_mapper.synthetic.evaluation import feed, trajectory_error
 
@@ -53,11 +53,11 @@ def tilted() -> Mapped:
 def test_floor_fit_recovers_gravity_within_a_degree_from_tilted_cameras(tilted: Mapped) -> None:
     # The world is the first camera's frame, so "down" in it is off by the camera's attitude,
     # and the cameras' mean image-up (the fit's prior) is off by as much on a short path.
-    assert tilt_deg(ROOM_UP, tilted.true_up) > 15
-    assert tilt_deg(camera_up_world(tilted.world_from_cams), tilted.true_up) > 15
+    assert angle_deg(ROOM_UP, tilted.true_up) > 15
+    assert angle_deg(camera_up_world(tilted.world_from_cams), tilted.true_up) > 15
     floor = fit_floor(tilted.points, tilted.world_from_cams, OccupancyConfig())
     assert floor.gravity == 'floor_fit'
-    assert tilt_deg(floor.up_world, tilted.true_up) < 1.0
+    assert angle_deg(floor.up_world, tilted.true_up) < 1.0
     assert floor.camera_height == pytest.approx(tilted.true_camera_height, rel=0.02)
     assert 0.1 < floor.share < 0.5
     heights = floor.height_of(tilted.points)

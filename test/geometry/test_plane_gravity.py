@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from vggt_mapper.geometry import GeometryError
-from vggt_mapper.geometry.gravity import level_frame, tilt_deg, unit_vector
+from vggt_mapper.geometry.gravity import angle_deg, level_frame, unit_vector
 from vggt_mapper.geometry.plane import fit_plane, Plane, ransac_plane
 
 
@@ -57,7 +57,7 @@ def test_ransac_finds_the_floor_among_walls_within_the_tilt_limit() -> None:
     prior = np.array([0.0, 0.0, 1.0])  # 12° off, as an upright camera's image-up would be
     plane, inliers = ransac_plane(points, 0.02, np.random.default_rng(0), axis=prior,
                                   max_tilt_deg=30.0)
-    assert tilt_deg(plane.normal, up) < 0.2
+    assert angle_deg(plane.normal, up) < 0.2
     assert plane.normal @ prior > 0  # oriented along the axis
     assert inliers.sum() == pytest.approx(2000, rel=0.02)
 
@@ -81,7 +81,7 @@ def test_ransac_local_optimisation_levels_a_noisy_floor() -> None:
     clutter = rng.uniform([-2, -2, 0.1], [2, 2, 2.0], (3000, 3))
     plane, _ = ransac_plane(np.concatenate([floor, clutter]), 0.03, np.random.default_rng(0),
                             trials=200, axis=[0, 0, 1], max_tilt_deg=30.0)
-    assert tilt_deg(plane.normal, [0, 0, 1]) < 0.07
+    assert angle_deg(plane.normal, [0, 0, 1]) < 0.07
 
 
 def test_ransac_with_a_given_normal_fits_the_height_only() -> None:
@@ -154,6 +154,6 @@ def test_level_frame_refuses_bad_input(frame: np.ndarray, up: list[float], match
         level_frame(frame, up)
 
 
-def test_tilt_deg_is_the_angle_between_directions() -> None:
-    assert tilt_deg([0, 0, 1], [0, 1, 1]) == pytest.approx(45.0)
-    assert tilt_deg([0, 0, 1], [0, 0, -5]) == pytest.approx(180.0)
+def test_angle_deg_is_the_angle_between_directions() -> None:
+    assert angle_deg([0, 0, 1], [0, 1, 1]) == pytest.approx(45.0)
+    assert angle_deg([0, 0, 1], [0, 0, -5]) == pytest.approx(180.0)

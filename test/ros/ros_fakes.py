@@ -1,20 +1,28 @@
 """
 A small test double of the rclpy surface ``vggt_mapper.ros.node`` uses.
 
-``install(monkeypatch)`` puts fake ``rclpy``, ``tf2_ros``, ``rcl_interfaces`` and message modules
-into ``sys.modules``. Messages are keyword-constructed objects that reject unknown field names
-(with the real field lists), nodes record what is published, services and timers can be called
-by hand, and parameters follow rclpy's rules that the node relies on: declared once, typed,
-ranges and read-only enforced, set-parameters callbacks consulted.
+``install(monkeypatch)`` puts fake ``rclpy`` (with ``rclpy.lifecycle``), ``tf2_ros``,
+``rcl_interfaces`` and message modules into ``sys.modules``. Messages are keyword-constructed
+objects that reject unknown field names (with the real field lists), nodes record what is
+published, services and timers can be called by hand, and parameters follow rclpy's rules that
+the node relies on: declared once, typed, ranges and read-only enforced, set-parameters
+callbacks consulted.
+
+Lifecycle nodes follow rclpy 7.1 (Jazzy): ``trigger_configure()``... run the transition
+callbacks; FAILURE goes back to the start state, ERROR or an exception (swallowed, as rclpy
+does) to ``on_error``; lifecycle publishers only publish while activated (the base
+``on_activate``/``on_deactivate`` switch them). The tf2 buffer keeps a simulated clock
+(``Buffer.now_ns``) and refuses lookups older than its cache, as tf2 does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+import enum
 import sys
 import types
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -36,7 +44,10 @@ MESSAGES: dict[str, dict[str, tuple[str, ...]]] = {
         'TransformStamped': ('header', 'child_frame_id', 'transform'),
         'Pose': ('position', 'orientation'), 'PoseStamped': ('header', 'pose'),
     },
-    'nav_msgs.msg': {'Path': ('header', 'poses')},
+    'nav_msgs.msg': {
+        'Path': ('header', 'poses'), 'OccupancyGrid': ('header', 'info', 'data'),
+        'MapMetaData': ('map_load_time', 'resolution', 'width', 'height', 'origin'),
+    },
     'tf2_msgs.msg': {'TFMessage': ('transforms',)},
     'diagnostic_msgs.msg': {
         'DiagnosticArray': ('header', 'status'),
@@ -156,7 +167,7 @@ class Logger:
         return [message for lvl, message, _ in self.records if lvl == level]
 
 
-@dataclass
+@dataclass(eq=False)
 class Publisher:
     msg_type: type
     topic: str
@@ -166,6 +177,20 @@ class Publisher:
     def publish(self, msg: Any) -> None:
         assert isinstance(msg, self.msg_type), f'{self.topic}: {type(msg)} is not {self.msg_type}'
         self.messages.append(msg)
+
+
+@dataclass(eq=False)
+class LifecyclePublisher(Publisher):
+    """Publishes only while activated; what it was given meanwhile is counted in ``ignored``."""
+
+    enabled: bool = False
+    ignored: int = 0
+
+    def publish(self, msg: Any) -> None:
+        if self.enabled:
+            super().publish(msg)
+        else:
+            self.ignored += 1
 
 
 @dataclass
@@ -234,6 +259,7 @@ class Node:
         self.logger = Logger(node_name)
         self.context = Context()
         self.destroyed = False
+        self.destroyed_entities: list[Any] = []
         Node.instances.append(self)
 
     def declare_parameter(self, name: str, value: Any, descriptor: Any) -> Any:
@@ -288,18 +314,42 @@ class Node:
         self.set_callbacks.append(callback)
 
     def create_publisher(self, msg_type: type, topic: str, qos: Any) -> Publisher:
+        assert topic not in self.publishers, f'publisher {topic} created twice'
         self.publishers[topic] = Publisher(msg_type, topic, qos)
         return self.publishers[topic]
 
     def create_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
                             qos: Any, *, callback_group: Any = None) -> Endpoint:
+        assert topic not in self.subscriptions, f'subscription {topic} created twice'
         self.subscriptions[topic] = Endpoint(msg_type, topic, callback, qos, callback_group)
         return self.subscriptions[topic]
 
     def create_service(self, srv_type: type, name: str, callback: Callable[[Any, Any], Any], *,
                        callback_group: Any = None) -> Endpoint:
+        assert name not in self.services, f'service {name} created twice'
         self.services[name] = Endpoint(srv_type, name, callback, None, callback_group)
         return self.services[name]
+
+    @staticmethod
+    def _remove(registry: dict[str, Any], entity: Any) -> None:
+        [name] = [name for name, item in registry.items() if item is entity]
+        del registry[name]
+
+    def destroy_publisher(self, publisher: Any) -> None:
+        self._remove(self.publishers, publisher)
+        self.destroyed_entities.append(publisher)
+
+    def destroy_subscription(self, subscription: Any) -> None:
+        self._remove(self.subscriptions, subscription)
+        self.destroyed_entities.append(subscription)
+
+    def destroy_service(self, service: Any) -> None:
+        self._remove(self.services, service)
+        self.destroyed_entities.append(service)
+
+    def destroy_timer(self, timer: Any) -> None:
+        self.timers.remove(timer)
+        self.destroyed_entities.append(timer)
 
     def call_service(self, name: str) -> Any:
         endpoint = self.services[name]
@@ -330,6 +380,134 @@ class Node:
         self.destroyed = True
 
 
+# ---------------------------------------------------------------------------------------------
+# rclpy.lifecycle
+
+
+class TransitionCallbackReturn(enum.Enum):
+    """rclpy.lifecycle.TransitionCallbackReturn."""
+
+    SUCCESS = 'success'
+    FAILURE = 'failure'
+    ERROR = 'error'
+
+
+class LifecycleState(NamedTuple):
+    """rclpy.lifecycle.LifecycleState."""
+
+    label: str
+    state_id: int
+
+
+class InvalidTransitionError(Exception):
+    """What rclpy's state machine raises (an RCLError) for a transition the state lacks."""
+
+
+#: transition → (start states, callback, goal state).
+TRANSITIONS = {
+    'configure': (('unconfigured',), 'on_configure', 'inactive'),
+    'cleanup': (('inactive',), 'on_cleanup', 'unconfigured'),
+    'activate': (('inactive',), 'on_activate', 'active'),
+    'deactivate': (('active',), 'on_deactivate', 'inactive'),
+    'shutdown': (('unconfigured', 'inactive', 'active'), 'on_shutdown', 'finalized'),
+}
+_STATE_IDS = {'unconfigured': 1, 'inactive': 2, 'active': 3, 'finalized': 4}
+
+
+class LifecycleNode(Node):
+    """rclpy.lifecycle.LifecycleNode: the state machine and the managed publishers."""
+
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self.state = 'unconfigured'
+        self.transitions: list[tuple[str, TransitionCallbackReturn]] = []
+        self._managed: list[LifecyclePublisher] = []
+
+    def _change_state(self, transition: str) -> TransitionCallbackReturn:
+        starts, callback_name, goal = TRANSITIONS[transition]
+        if self.state not in starts:
+            raise InvalidTransitionError(f'{transition} is not possible from {self.state}')
+        previous = LifecycleState(self.state, _STATE_IDS[self.state])
+        try:
+            result = getattr(self, callback_name)(previous)
+        except Exception:  # noqa: BLE001 - rclpy swallows it too and reports ERROR
+            result = TransitionCallbackReturn.ERROR
+        self.transitions.append((transition, result))
+        if result is TransitionCallbackReturn.SUCCESS:
+            self.state = goal
+        elif result is TransitionCallbackReturn.ERROR:
+            recovered = self.on_error(previous)
+            self.state = ('unconfigured' if recovered is TransitionCallbackReturn.SUCCESS
+                          else 'finalized')
+        return result
+
+    def trigger_configure(self) -> TransitionCallbackReturn:
+        return self._change_state('configure')
+
+    def trigger_cleanup(self) -> TransitionCallbackReturn:
+        return self._change_state('cleanup')
+
+    def trigger_activate(self) -> TransitionCallbackReturn:
+        return self._change_state('activate')
+
+    def trigger_deactivate(self) -> TransitionCallbackReturn:
+        return self._change_state('deactivate')
+
+    def trigger_shutdown(self) -> TransitionCallbackReturn:
+        return self._change_state('shutdown')
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for publisher in self._managed:
+            publisher.enabled = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        for publisher in self._managed:
+            publisher.enabled = False
+        return TransitionCallbackReturn.SUCCESS
+
+    def create_lifecycle_publisher(self, msg_type: type, topic: str,
+                                   qos: Any) -> LifecyclePublisher:
+        assert topic not in self.publishers, f'publisher {topic} created twice'
+        publisher = LifecyclePublisher(msg_type, topic, qos)
+        self.publishers[topic] = publisher
+        self._managed.append(publisher)
+        return publisher
+
+    def destroy_lifecycle_publisher(self, publisher: LifecyclePublisher) -> None:
+        self._managed.remove(publisher)
+        self.destroy_publisher(publisher)
+
+
+class Future:
+    """rclpy.task.Future: what the node sets when it is finalized."""
+
+    def __init__(self) -> None:
+        self._done = False
+        self._result: Any = None
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Any) -> None:
+        self._done, self._result = True, result
+
+    def result(self) -> Any:
+        return self._result
+
+
 class RclpyState:
     """``rclpy.init``/``rclpy.try_shutdown`` calls; init returns None, as on Jazzy."""
 
@@ -346,7 +524,12 @@ def try_shutdown() -> None:
 
 
 class MultiThreadedExecutor:
-    """Its spin() runs ``on_spin`` (set by a test) and then raises KeyboardInterrupt."""
+    """
+    Spinning runs ``on_spin`` (set by a test) once.
+
+    ``spin_until_future_complete`` then returns if the future is done (the node was shut down
+    by its lifecycle), else raises KeyboardInterrupt (Ctrl-C).
+    """
 
     on_spin: Callable[[list[Any]], None] = staticmethod(lambda nodes: None)
 
@@ -359,6 +542,11 @@ class MultiThreadedExecutor:
     def spin(self) -> None:
         MultiThreadedExecutor.on_spin(self.nodes)
         raise KeyboardInterrupt
+
+    def spin_until_future_complete(self, future: Future) -> None:
+        MultiThreadedExecutor.on_spin(self.nodes)
+        if not future.done():
+            raise KeyboardInterrupt
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,28 +562,64 @@ class TransformBroadcaster:
 
     def __init__(self, node: Any) -> None:
         self.sent: list[Any] = []
+        self.pub_tf = node.create_publisher(object, '/tf', 100)
         TransformBroadcaster.instances.append(self)
 
     def sendTransform(self, transform: Any) -> None:  # noqa: N802 - tf2_ros's name
         self.sent.append(transform)
 
 
+#: tf2's BUFFER_CORE_DEFAULT_CACHE_TIME.
+DEFAULT_CACHE_NS = 10_000_000_000
+
+
 class Buffer:
-    """lookup_transform answers from ``transforms[(target, source)]``, else raises."""
+    """
+    A tf2 buffer whose history is a function of time, on a simulated clock.
+
+    ``transforms[(target, source)]`` is a message (static: any time) or a callable ``stamp_ns ->
+    message`` (dynamic: the odometry), known up to ``now_ns`` (the simulated present) minus its
+    ``latency_ns`` (a later stamp is "extrapolation into the future", as for odometry that
+    arrives after the image). A dynamic lookup at a stamp older than ``now_ns`` minus the cache
+    (10 s unless given) is "extrapolation into the past", as in tf2. Stamp 0 is the latest.
+    """
 
     transforms: dict[tuple[str, str], Any] = {}
+    now_ns = 0
+    latency_ns: dict[tuple[str, str], int] = {}
+    instances: list[Buffer] = []
+
+    def __init__(self, cache_time: Duration | None = None, node: Any = None) -> None:
+        self.cache_ns = DEFAULT_CACHE_NS if cache_time is None else cache_time.nanoseconds
+        Buffer.instances.append(self)
 
     def lookup_transform(self, target: str, source: str, time: Time, timeout: Duration) -> Any:
         try:
-            return Buffer.transforms[(target, source)]
+            known = Buffer.transforms[(target, source)]
         except KeyError:
             raise TransformException(f'"{source}" passed to lookupTransform argument '
                                      f'source_frame does not exist') from None
+        if not callable(known):
+            return known
+        newest_ns = Buffer.now_ns - Buffer.latency_ns.get((target, source), 0)
+        stamp_ns = time.nanoseconds or newest_ns
+        if stamp_ns > newest_ns:
+            raise TransformException('Lookup would require extrapolation into the future.')
+        if stamp_ns < Buffer.now_ns - self.cache_ns:
+            raise TransformException(
+                f'Lookup would require extrapolation into the past. Requested time '
+                f'{stamp_ns / 1e9} but the earliest data is at time '
+                f'{(Buffer.now_ns - self.cache_ns) / 1e9}')
+        return known(stamp_ns)
 
 
 class TransformListener:
     def __init__(self, buffer: Buffer, node: Any) -> None:
         self.buffer = buffer
+        self.unregistered = False
+
+    def unregister(self) -> None:
+        self.unregistered = True
 
 
 def _module(name: str, **attributes: Any) -> types.ModuleType:
@@ -407,7 +631,7 @@ def _module(name: str, **attributes: Any) -> types.ModuleType:
 def install(monkeypatch: pytest.MonkeyPatch) -> None:
     """Put the fakes into sys.modules (undone by monkeypatch) and reset their shared state."""
     Node.overrides, Node.instances = {}, []
-    Buffer.transforms = {}
+    Buffer.transforms, Buffer.now_ns, Buffer.latency_ns, Buffer.instances = {}, 0, {}, []
     TransformBroadcaster.instances = []
     RclpyState.init_calls, RclpyState.shutdown_calls = [], 0
     NAMED_LOGGERS.clear()
@@ -423,6 +647,11 @@ def install(monkeypatch: pytest.MonkeyPatch) -> None:
     modules.update({
         'rclpy': _module('rclpy', init=init, try_shutdown=try_shutdown),
         'rclpy.node': _module('rclpy.node', Node=Node),
+        'rclpy.lifecycle': _module('rclpy.lifecycle', LifecycleNode=LifecycleNode,
+                                   LifecycleState=LifecycleState,
+                                   TransitionCallbackReturn=TransitionCallbackReturn,
+                                   LifecyclePublisher=LifecyclePublisher),
+        'rclpy.task': _module('rclpy.task', Future=Future),
         'rclpy.logging': _module('rclpy.logging', get_logger=get_logger),
         'rclpy.exceptions': _module(
             'rclpy.exceptions', ParameterException=ParameterException,

@@ -8,7 +8,7 @@ import pytest
 
 from vggt_mapper.engine.config import MapperConfig
 from vggt_mapper.ros.errors import ParameterError
-from vggt_mapper.ros.params import NodeParams, PARAMETERS
+from vggt_mapper.ros.params import check_values, NodeParams, PARAMETERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,9 @@ def test_maps_to_predictor_spec() -> None:
     ({'drop_policy': 'random'}, 'drop_oldest'),
     ({'queue_length': 2.0}, "'queue_length' must be a int"),
     ({'save_on_shutdown': 1}, 'must be a bool'),
-    ({'camera_frame': ''}, 'must not be empty'),
+    ({'map_frame': ''}, 'must not be empty'),
+    ({'first_window_size': 2, 'overlap': 2, 'window_size': 4}, 'first_window_size'),
+    ({'image_qos_reliability': 'system_default'}, 'best_effort, reliable'),
     ({'device': 'tpu'}, 'device'),
     ({'remote_url': 'http://host:7860', 'checkpoint': 'a/b'}, 'checkpoint'),
     ({'not_a_parameter': 1}, 'unknown parameter'),
@@ -82,10 +84,23 @@ def test_runtime_changes_only_for_dynamic_parameters() -> None:
     params = NodeParams()
     assert params.with_changes({'output_dir': '/tmp/maps'}).output_dir == '/tmp/maps'
     assert params.with_changes({'tf_timeout_s': 1}).tf_timeout_s == 1.0  # int accepted
-    with pytest.raises(ParameterError, match='read-only'):
+    with pytest.raises(ParameterError, match='fixed while the node is configured'):
         params.with_changes({'window_size': 4})
     with pytest.raises(ParameterError, match="'tf_timeout_s' must be <= 5"):
         params.with_changes({'tf_timeout_s': 9.0})
+
+
+def test_first_window_size_is_capped_at_the_window_and_zero_means_a_full_one() -> None:
+    assert NodeParams(window_size=16, first_window_size=8).to_mapper_config(
+    ).first_window_size == 8
+    assert NodeParams(window_size=4, overlap=2).to_mapper_config().first_window_size == 4
+    assert NodeParams(first_window_size=0).to_mapper_config().first_window_size is None
+
+
+def test_values_alone_are_checked_while_unconfigured() -> None:
+    check_values({'window_size': 4, 'overlap': 6, 'use_sim_time': True})  # judged together later
+    with pytest.raises(ParameterError, match="'window_size' must be >= 2"):
+        check_values({'window_size': 1})
 
 
 def test_output_path_expands_user() -> None:

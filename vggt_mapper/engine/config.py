@@ -405,6 +405,9 @@ class MapperConfig:
 
     :param window_size: keyframes per window sent to the predictor.
     :param overlap: keyframes shared by consecutive windows (used for alignment).
+    :param first_window_size: keyframes of the very first window, None for ``window_size``. A
+        smaller first window gives a live map sooner (it needs fewer keyframes and a shorter
+        model call); every later window has ``window_size`` keyframes.
     :param scale: factor applied to the first window's arbitrary unit (set it to make the map
         metric when the true scale is known; see ``metric``).
     :param keyframes: keyframe selection settings.
@@ -420,6 +423,7 @@ class MapperConfig:
 
     window_size: int = 16
     overlap: int = 4
+    first_window_size: int | None = None
     scale: float = 1.0
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     map: MapConfig = field(default_factory=MapConfig)  # noqa: A003 (public API name)
@@ -437,6 +441,11 @@ class MapperConfig:
         if not 1 <= self.overlap < self.window_size:
             raise ConfigError(f'overlap must be in [1, window_size - 1] = '
                               f'[1, {self.window_size - 1}], got {self.overlap}')
+        first = self.first_window_size
+        if first is not None and not self.overlap < first <= self.window_size:
+            # Above the overlap: the second window's anchors are all from the first window.
+            raise ConfigError(f'first_window_size must be in [overlap + 1, window_size] = '
+                              f'[{self.overlap + 1}, {self.window_size}], got {first}')
         if not self.scale > 0:
             raise ConfigError(f'scale must be > 0, got {self.scale}')
 

@@ -29,7 +29,7 @@ from scipy.spatial import cKDTree
 from vggt_mapper.engine.config import MIN_FLOOR_POINTS, OccupancyConfig
 from vggt_mapper.engine.errors import OccupancyError
 from vggt_mapper.geometry.errors import GeometryError
-from vggt_mapper.geometry.gravity import unit_vector
+from vggt_mapper.geometry.gravity import gravity_up_world, unit_vector
 from vggt_mapper.geometry.plane import fit_plane, Plane, ransac_plane
 
 __all__ = ['FloorPlane', 'as_points', 'as_poses', 'camera_up_world', 'fit_floor',
@@ -125,7 +125,8 @@ def camera_up_world(world_from_cams: ArrayLike, up_cam: ArrayLike = _IMAGE_UP_CA
 
     :param world_from_cams: (K, 4, 4) keyframe camera poses, world frame (OpenCV axes).
     :param up_cam: (3,) the up direction in the camera frame.
-    :return: (3,) unit vector: the normalised mean of the keyframes' up directions.
+    :return: (3,) unit vector: the mean of the keyframes' up directions, again without those
+        more than 15° from it (``geometry.gravity.gravity_up_world``).
     :raises OccupancyError: if there are no poses or the directions cancel out.
     """
     poses = as_poses(world_from_cams)
@@ -134,7 +135,7 @@ def camera_up_world(world_from_cams: ArrayLike, up_cam: ArrayLike = _IMAGE_UP_CA
         raise OccupancyError(f'the cameras disagree on up (mean up vector of norm '
                              f'{np.linalg.norm(mean):.2f} over {len(poses)} keyframes); '
                              f'pass up_world')
-    return unit_vector(mean, 'mean camera up')
+    return gravity_up_world(poses, up_cam)  # the same robust mean as the node's levelling
 
 
 def scene_scale(points_world: ArrayLike, camera_centres_world: ArrayLike) -> float:

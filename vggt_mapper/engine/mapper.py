@@ -419,11 +419,18 @@ class Mapper:
         """Map windows while one is complete (or, when flushing, while keyframes wait)."""
         results: list[WindowResult] = []
         while self._pending and (flushing or len(self._anchors) + len(self._pending)
-                                 >= self.config.window_size):
+                                 >= self._window_target()):
             corrected = self._apply_optimization()
             result = self._map_window()
             results.append(_with_corrected(result) if corrected else result)
         return results
+
+    def _window_target(self) -> int:
+        """Keyframes that complete the next window: ``first_window_size`` until one is mapped."""
+        config = self.config
+        if config.first_window_size is not None and not self._members:
+            return config.first_window_size
+        return config.window_size
 
     def _map_window(self) -> WindowResult:
         """Map the pending keyframes (a prefix of them when bridging); see the docstring."""

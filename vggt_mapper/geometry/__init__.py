@@ -4,8 +4,9 @@ Pure camera geometry in numpy, with the convention in every name.
 Extrinsics are camera-from-world ``[R | t]`` (OpenCV axes: x right, y down, z forward),
 quaternions are ``quat_xyzw`` (scalar last), pixel centres sit at integer coordinates and
 intrinsics are pinhole K in pixels. Each operation is written once here and used by every layer
-above (predictor, engine, io, doors). ``vggt_mapper.geometry.sim3`` (Sim(3) alignment) is
-imported on its own.
+above (predictor, engine, io, doors). ``vggt_mapper.geometry.sim3`` (Sim(3) alignment) and
+``vggt_mapper.geometry.gravity`` (up from camera poses, the level frame) are imported on their
+own.
 """
 
 from __future__ import annotations

@@ -1,11 +1,22 @@
 """
-Levelling a frame by gravity: the smallest rotation that makes a given up direction its +z.
+Gravity: the up direction from camera poses, and levelling a frame by it.
+
+A robot whose base frame has z up (REP 103: ``base_link`` x forward, y left, z up) and a camera
+rigidly mounted on it knows "up" in the camera frame: ``up_cam = R_base_from_camᵀ @ e_z``.
+Every keyframe then says where up is in the map's world frame (``R_world_from_cam @ up_cam``);
+their robust mean (``gravity_up_world``) is the world's up direction, averaging the model's
+rotation noise and the base's small tilts (a ramp, a bump). A floor-plane fit
+(``engine.floor``) is the other source of up.
 
 A frame whose z axis should point up (REP 103's ``map``) but was fixed to a tilted camera is
-levelled by rotating it about the horizontal axis perpendicular to its tilt, by the tilt angle
-(the shortest arc from its up direction to +z, ``scipy.spatial.transform.Rotation.
-align_vectors``), which changes its heading no more than levelling needs: a frame pitched about
-its y axis keeps y, and its x axis becomes the old x axis projected on the horizontal plane.
+levelled (``level_frame``) by rotating it about the horizontal axis perpendicular to its tilt,
+by the tilt angle (the shortest arc from its up direction to +z, ``scipy.spatial.transform.
+Rotation.align_vectors``), which changes its heading no more than levelling needs: a frame
+pitched about its y axis keeps y, and its x axis becomes the old x axis projected on the
+horizontal plane.
+
+Conventions: ``world_from_cam`` poses are 4×4 (or 3×4) with OpenCV camera axes; directions are
+(3,) float64 vectors in the named frame; rotations are 3×3 float64 ``b_from_a``.
 """
 
 from __future__ import annotations
@@ -17,7 +28,15 @@ from scipy.spatial.transform import Rotation
 from vggt_mapper.geometry._arrays import as_float_array, check_trailing_shape
 from vggt_mapper.geometry.errors import GeometryError
 
-__all__ = ['level_frame', 'tilt_deg', 'unit_vector']
+__all__ = ['UP_BASE', 'angle_deg', 'gravity_up_world', 'level_frame', 'tilt_deg', 'unit_vector']
+
+#: The up direction of a REP 103 base frame (``base_link``: z up).
+UP_BASE: NDArray[np.float64] = np.array([0.0, 0.0, 1.0])
+UP_BASE.flags.writeable = False
+
+#: Keyframes whose up direction is further than this from the first mean are outliers (a wrong
+#: rotation from the model, a robot on a steep ramp) and are left out of the second mean.
+_OUTLIER_DEG = 15.0
 
 _Z = np.array([0.0, 0.0, 1.0])
 
@@ -41,7 +60,7 @@ def unit_vector(vector: ArrayLike, name: str = 'vector') -> NDArray[np.float64]:
     return values / norm
 
 
-def tilt_deg(up_a: ArrayLike, up_b: ArrayLike) -> float:
+def angle_deg(up_a: ArrayLike, up_b: ArrayLike) -> float:
     """
     Angle between two directions, degrees (how far one up estimate is from another).
 
@@ -85,3 +104,44 @@ def level_frame(frame_from_world: ArrayLike, up_world: ArrayLike) -> NDArray[np.
     level = np.eye(4)
     level[:3, :3] = shortest.as_matrix()
     return level @ matrix
+
+
+def gravity_up_world(world_from_cams: ArrayLike, up_cam: ArrayLike) -> NDArray[np.float64]:
+    """
+    Estimate the world's up direction from camera poses and the camera's own up direction.
+
+    Each pose gives ``R_world_from_cam @ up_cam``; the result is their mean, recomputed
+    without the poses further than 15° from the first mean.
+
+    :param world_from_cams: (K, 4, 4) or (K, 3, 4) camera poses in the world, K >= 1.
+    :param up_cam: (3,) up in the camera frame (``R_base_from_camᵀ @ UP_BASE``); any length.
+    :return: (3,) unit up direction in the world frame.
+    :raises GeometryError: on wrong shapes, no pose, or a zero ``up_cam``.
+    """
+    poses = np.asarray(as_float_array(world_from_cams, 'world_from_cams'), dtype=np.float64)
+    if poses.ndim != 3 or poses.shape[0] == 0:
+        raise GeometryError(f'world_from_cams must have shape (K, 4, 4) with K >= 1, got '
+                            f'{poses.shape}')
+    check_trailing_shape(poses[:, :3, :], (3, 4), 'world_from_cams')
+    ups = poses[:, :3, :3] @ unit_vector(up_cam, 'up_cam')  # (K, 3), unit: rotations keep lengths
+    mean = unit_vector(ups.mean(axis=0), 'mean up direction')
+    inliers = ups @ mean >= np.cos(np.deg2rad(_OUTLIER_DEG))
+    if np.any(inliers):
+        mean = unit_vector(ups[inliers].mean(axis=0), 'mean up direction')
+    return mean
+
+
+def tilt_deg(up_world: ArrayLike, frame_from_world: ArrayLike) -> float:
+    """
+    Angle between a frame's z axis and the world's up direction, in degrees.
+
+    :param up_world: (3,) up direction in the world frame.
+    :param frame_from_world: (3, 3) rotation (or 4×4 transform) from the world into the frame.
+    :return: the tilt of the frame (0 for a level frame).
+    :raises GeometryError: on wrong shapes or a zero ``up_world``.
+    """
+    rotation = np.asarray(as_float_array(frame_from_world, 'frame_from_world'), np.float64)
+    if rotation.shape not in ((3, 3), (4, 4)):
+        raise GeometryError(f'frame_from_world must have shape (3, 3) or (4, 4), got '
+                            f'{rotation.shape}')
+    return angle_deg(rotation[:3, :3] @ unit_vector(up_world, 'up_world'), _Z)

@@ -104,7 +104,8 @@ def scale_record(scale: MetricScale) -> dict[str, Any]:
 
 def write_cameras_json(path: Path | str, poses: Sequence[KeyframePose], *,
                        overwrite: bool = False, camera: Mapping[str, Any] | None = None,
-                       units: Mapping[int, MetricScale] | None = None) -> Path:
+                       units: Mapping[int, MetricScale] | None = None,
+                       world_frame: str | None = None) -> Path:
     """
     Write the keyframes' cameras as JSON, atomically.
 
@@ -114,10 +115,14 @@ def write_cameras_json(path: Path | str, poses: Sequence[KeyframePose], *,
     :param camera: the camera as the door knew it (``calibration``: the raw camera's K and
         distortion; ``undistorted``: whether images were undistorted before mapping).
     :param units: each segment's metric scale (``Mapper.metric_scales``).
+    :param world_frame: what "world" is when the poses are not in the engine's world (the ROS
+        node saves in its ``map`` frame); None for the engine's.
     :return: the written path.
     :raises ExportError: if the file exists without ``overwrite`` or cannot be written.
     """
-    document: dict[str, Any] = {'format': CAMERAS_FORMAT, 'conventions': _CONVENTIONS}
+    conventions = _CONVENTIONS if world_frame is None else {**_CONVENTIONS,
+                                                            'world_frame': world_frame}
+    document: dict[str, Any] = {'format': CAMERAS_FORMAT, 'conventions': conventions}
     if camera is not None:
         document['camera'] = dict(camera)
     if units is not None:

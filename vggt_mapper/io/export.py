@@ -137,7 +137,8 @@ def write_map_stats(path: Path | str, stats: Mapping[str, Any], *,
 def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
              show_cameras: bool, stats: Mapping[str, Any] | None,
              camera: Mapping[str, Any] | None, units: Mapping[int, MetricScale] | None,
-             state: MapState | None, colmap: bool) -> dict[str, EntryWriter]:
+             state: MapState | None, colmap: bool, world_frame: str | None
+             ) -> dict[str, EntryWriter]:
     """Return the writer of each file of the set, keyed by file name."""
     # Imported here: trimesh takes seconds to import, and map_paths/recover_map (the CLI's
     # checks before mapping) must stay quick.
@@ -156,7 +157,8 @@ def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
         MAP_FILE_NAMES['tum']: partial(write_tum,
                                        poses=[p for p in poses if p.segment == main]),
         MAP_FILE_NAMES['cameras_json']: partial(write_cameras_json, poses=poses,
-                                                camera=camera, units=units),
+                                                camera=camera, units=units,
+                                                world_frame=world_frame),
     }
     if stats is not None:
         entries[STATS_FILE_NAME] = partial(write_map_stats, stats=stats)
@@ -179,7 +181,7 @@ def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: M
              overwrite: bool = False, show_cameras: bool = True,
              stats: Mapping[str, Any] | None = None, camera: Mapping[str, Any] | None = None,
              units: Mapping[int, MetricScale] | None = None, state: MapState | None = None,
-             colmap: bool = False) -> SavedMap:
+             colmap: bool = False, world_frame: str | None = None) -> SavedMap:
     """
     Write the map and trajectory into ``outdir`` (created if missing) as one set.
 
@@ -198,13 +200,15 @@ def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: M
     :param state: the map state (``Mapper.map_state()``) for ``map_state/``: the folder then
         loads again (``vggt_mapper.io.map_folder.read_map_folder``).
     :param colmap: also write ``colmap/`` (needs ``state``).
+    :param world_frame: what "world" is in ``cameras.json`` when the poses and points are not in
+        the engine's world (the ROS node saves in ``map``); None for the engine's.
     :return: the written paths.
     :raises ExportError: if outputs exist without ``overwrite``, ``outdir`` is not a folder, or
         a write fails.
     """
     folder = Path(outdir)
     write_file_set(folder, _entries(trajectory, snapshot, show_cameras, stats, camera, units,
-                                    state, colmap),
+                                    state, colmap, world_frame),
                    overwrite=overwrite)
     paths = map_paths(folder, state=state is not None, colmap=colmap)
     return SavedMap(outdir=folder, glb=paths['glb'], ply=paths['ply'], tum=paths['tum'],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ['ParameterError', 'RosDoorError']
+__all__ = ['NothingToSaveError', 'ParameterError', 'RosDoorError']
 
 
 class RosDoorError(Exception):
@@ -11,3 +11,7 @@ class RosDoorError(Exception):
 
 class ParameterError(RosDoorError, ValueError):
     """A node parameter value is out of range or inconsistent with another one."""
+
+
+class NothingToSaveError(RosDoorError):
+    """A save was asked for before anything was mapped: nothing is written."""

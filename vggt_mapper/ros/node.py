@@ -1,40 +1,60 @@
 """
-The ROS 2 door: ``mapper_node`` maps a camera topic into a PointCloud2 map, a path and TF.
+The ROS 2 door: ``mapper_node``, a lifecycle node that maps a camera topic into a map and TF.
 
-Graph (names relative to the node, ``~`` = node name):
+Lifecycle (``rclpy.lifecycle``; drive it with ``ros2 lifecycle set /vggt_mapper <transition>``
+or let ``mapper.launch.py`` do it, ``autostart:=true``):
 
-* subscribes ``image`` (sensor_msgs/Image, or CompressedImage with ``image_transport:
-  compressed``; sensor-data QoS) and, optionally, ``camera_info``;
-* publishes ``~/map`` (PointCloud2 in ``map_frame``, reliable + transient-local, after each
-  window and every ``map_publish_period_s``), ``~/window_cloud`` (the points a window added),
-  ``~/path`` (nav_msgs/Path, transient-local), ``~/pose`` (PoseStamped of the latest keyframe),
-  ``/diagnostics`` and TF (``publish_tf``: ``map_to_camera``, ``map_to_odom`` per REP 105, or
-  ``none``);
-* services ``~/save_map`` and ``~/reset`` (std_srvs/Trigger).
+* **unconfigured** (at start): parameters only; they can all be set.
+* ``configure``: check the parameters, load the model, build the engine, create the publishers,
+  services and tf2 objects (``_create_publishers``, ``_create_services``, ``_create_tf``) →
+  **inactive**. A bad parameter or a model that cannot load fails the transition with the
+  reason logged; the node stays unconfigured.
+* ``activate``: subscribe to the images, start the worker and the timers, publish the latest map
+  and TF at once → **active**: mapping.
+* ``deactivate``: unsubscribe and stop publishing; the map, the worker and the model stay
+  (frames already queued are still mapped) → **inactive**, paused.
+* ``cleanup``: save (``save_on_shutdown``), stop the worker, free the engine and the model →
+  **unconfigured**.
+* ``shutdown`` (from any state), Ctrl-C or SIGTERM: save, stop, and end the process.
 
-Frames follow REP 103/105 as described in ``vggt_mapper.io.ros_messages``; every output is
-stamped with the image stamp of the latest keyframe. The image callback only decodes and
-enqueues into ``MappingWorker``'s bounded queue; VGGT runs in the worker thread and the save
-service hands its file I/O to the worker too.
+Graph while configured (names relative to the node, ``~`` = node name):
 
-TF is re-sent with the map republish timer so that a listener started late still finds the
-``map`` frame: ``map -> odom`` with the current time (REP 105 practice: the correction holds
-until the next one), ``map -> camera_frame`` with the keyframe's stamp advanced by 1 ns per
-re-send (the camera really was there then; a repeated identical stamp would make every tf2
-listener warn TF_REPEATED_DATA, and the current time would claim the camera is still there).
+* subscribes (active only) ``image`` (sensor_msgs/Image, or CompressedImage with
+  ``image_transport: compressed``; QoS ``image_qos_reliability`` / ``image_qos_depth``) and,
+  optionally, ``camera_info``;
+* publishes (lifecycle publishers: active only) ``~/map`` (PointCloud2 in ``map_frame``, reliable
+  + transient-local, after each window and every ``map_publish_period_s``), ``~/map_segments``,
+  ``~/window_cloud``, ``~/path`` (transient-local), ``~/pose``, ``/diagnostics``; and TF
+  (``publish_tf``: ``map_to_camera``, ``map_to_odom`` per REP 105, or ``none``);
+* services ``~/save_map`` and ``~/reset`` (std_srvs/Trigger), answered while configured.
+
+Frames: ``map`` has REP 103 axes, levelled by gravity from TF when it can be (``ros.frames``);
+the camera frame is the images' ``header.frame_id`` unless ``camera_frame`` is set; the saved
+files are in ``map`` too (``ros.saving``). In ``map_to_odom`` mode ``odom -> base`` is looked up
+when each image arrives and kept with its stamp (``ros.odometry``), so a window finishing
+minutes later still gets its correction.
+
+Every output is stamped with the image stamp of the latest keyframe. The image callback only
+decodes, records odometry and enqueues into ``MappingWorker``'s bounded queue; VGGT runs in the
+worker thread and the save service hands its file I/O to the worker too. TF is re-sent with the
+map republish timer so that a listener started late still finds the ``map`` frame: ``map ->
+odom`` with the current time (REP 105 practice: the correction holds until the next one), ``map
+-> camera`` with the keyframe's stamp advanced by 1 ns per re-send (a repeated stamp makes tf2
+listeners warn TF_REPEATED_DATA; the current time would claim the camera is still there).
 
 Python ``logging`` of the engine, predictor and worker (the ``vggt_mapper`` logger) is forwarded
 to the node's ROS logger (console, /rosout, log files) while the node lives.
 
-Shutdown (``close``) never waits for an inference before saving: launch escalates SIGINT to
-SIGTERM after 5 s and SIGKILL after 10 s more, and a VGGT window can take longer.
+Stopping never waits for an inference before saving: launch escalates SIGINT to SIGTERM after
+5 s and SIGKILL after 10 s more, and a VGGT window can take longer.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Callable
 from concurrent.futures import wait
-from functools import partial
+from functools import partial, wraps
+import gc
 import json
 import logging
 import os
@@ -42,12 +62,14 @@ from pathlib import Path
 import sys
 import threading
 import time
-from typing import Any
+import traceback
+from typing import Any, TypeVar
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path as PathMsg
 import numpy as np
+from numpy.typing import NDArray
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -59,15 +81,15 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.logging import get_logger as get_ros_logger
-from rclpy.node import Node
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
-    qos_profile_sensor_data,
     QoSProfile,
     ReliabilityPolicy,
 )
+from rclpy.task import Future
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_srvs.srv import Trigger
@@ -79,34 +101,52 @@ from vggt_mapper.engine.errors import EngineError, PredictorFailedError
 from vggt_mapper.engine.mapper import Mapper
 from vggt_mapper.engine.types import InputFrame, KeyframePose, MapSnapshot, WindowResult
 from vggt_mapper.engine.worker import MappingWorker, WorkerError
-from vggt_mapper.geometry.se3 import inverse_se3
+from vggt_mapper.geometry.gravity import gravity_up_world, UP_BASE
+from vggt_mapper.geometry.se3 import inverse_se3, transform_points
 from vggt_mapper.io import ros_messages as conv
 from vggt_mapper.io.atomic import atomic_write_bytes
 from vggt_mapper.io.errors import ConversionError, ExportError
 from vggt_mapper.io.export import save_map
-from vggt_mapper.ros.errors import ParameterError, RosDoorError
-from vggt_mapper.ros.params import NodeParams, PARAMETERS, ParamSpec
+from vggt_mapper.ros.diagnostics import Level, MappingHealth
+from vggt_mapper.ros.errors import NothingToSaveError, ParameterError, RosDoorError
+from vggt_mapper.ros.frames import (
+    camera_frame_of,
+    map_frame_from_up,
+    MapFrame,
+    poses_in_map,
+    snapshot_in_map,
+    UNLEVELLED,
+)
+from vggt_mapper.ros.odometry import OdometryLog
+from vggt_mapper.ros.params import check_values, NodeParams, PARAMETERS, ParamSpec
+from vggt_mapper.ros.saving import check_something_mapped, RunFolders, write_frame_note
 
 __all__ = ['MapperNode', 'main']
 
 #: How long a service waits for the worker (it may be inside a VGGT window first).
 SERVICE_TIMEOUT_S = 600.0
 WARN_THROTTLE_S = 5.0
-#: Diagnostics: outcomes of the last windows judged, and how long a drop/malformed/TF warning
-#: stays (so a 1 Hz monitor cannot miss it).
-DIAG_RECENT_WINDOWS = 10
-DIAG_STICKY_S = 30.0
 #: The Python logger whose records (engine, predictor, worker) go to the node's ROS logger.
 PACKAGE_LOGGER = 'vggt_mapper'
 _PARAMETER_TYPES = {'bool': ParameterType.PARAMETER_BOOL,
                     'int': ParameterType.PARAMETER_INTEGER,
                     'float': ParameterType.PARAMETER_DOUBLE,
                     'str': ParameterType.PARAMETER_STRING}
+_DIAGNOSTIC_LEVELS = {Level.OK: DiagnosticStatus.OK, Level.WARN: DiagnosticStatus.WARN,
+                      Level.ERROR: DiagnosticStatus.ERROR}
+_RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
+                'reliable': ReliabilityPolicy.RELIABLE}
+_NANOSECONDS = 1e-9
+_Callback = TypeVar('_Callback', bound=Callable[..., Any])
 
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    # Never read_only to ROS: "fixed while configured" is enforced by _on_set_parameters, so the
+    # values can change between cleanup and the next configure.
+    fixed = ' Fixed while the node is configured.' if spec.read_only else ''
+    description = spec.description + fixed
     descriptor = ParameterDescriptor(name=spec.name, type=_PARAMETER_TYPES[spec.type_name],
-                                     description=spec.description, read_only=spec.read_only)
+                                     description=description, read_only=False)
     if spec.type_name == 'int' and spec.min_value is not None:
         descriptor.integer_range = [IntegerRange(from_value=int(spec.min_value),
                                                  to_value=int(spec.max_value or 2**62),
@@ -118,6 +158,37 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     if spec.choices:
         descriptor.additional_constraints = 'one of: ' + ', '.join(spec.choices)
     return descriptor
+
+
+def _create_predictor(params: NodeParams) -> Any:
+    """Build the predictor the parameters describe (loads the model)."""
+    from vggt_mapper.predictor.factory import create_predictor
+    return create_predictor(params.to_predictor_spec())
+
+
+def _configure_errors() -> tuple[type[Exception], ...]:
+    """Errors that fail ``configure`` with their one-line message (the node stays usable)."""
+    from vggt_mapper.model.errors import ModelError
+    from vggt_mapper.predictor.errors import PredictorError
+
+    return RosDoorError, EngineError, PredictorError, ModelError, OSError
+
+
+def _transition(callback: _Callback) -> _Callback:
+    """
+    Log a bug in a transition with its traceback, and report it as ERROR.
+
+    rclpy turns an exception in a transition callback into ERROR without a word; the node's
+    ``on_error`` then frees what the transition had built.
+    """
+    @wraps(callback)
+    def logged(self: MapperNode, state: LifecycleState) -> Any:
+        try:
+            return callback(self, state)
+        except Exception:  # noqa: BLE001 - not carried on: the transition fails with ERROR
+            self.get_logger().error(f'{callback.__name__} failed:\n{traceback.format_exc()}')
+            return TransitionCallbackReturn.ERROR
+    return logged  # type: ignore[return-value]
 
 
 class _RosLogHandler(logging.Handler):
@@ -137,39 +208,44 @@ class _RosLogHandler(logging.Handler):
         self._node.log(record.levelno, f'[{name}] {self.format(record)}')
 
 
-class MapperNode(Node):
-    """Subscribe a camera, map it with VGGT in a worker thread, publish map, path and TF."""
+class MapperNode(LifecycleNode):
+    """Map a camera with VGGT in a worker thread; publish map, path and TF (lifecycle node)."""
 
-    def __init__(self, predictor: Any = None, **node_kwargs: Any) -> None:
+    def __init__(self, predictor_factory: Callable[[NodeParams], Any] | None = None,
+                 **node_kwargs: Any) -> None:
         """
-        Declare and read the parameters, build the engine, create the ROS interfaces.
+        Declare the parameters; the node starts unconfigured (see the module docstring).
 
-        :param predictor: a ``Predictor`` to use instead of building one from the parameters
-            (tests, embedding).
-        :param node_kwargs: passed to ``rclpy.node.Node`` (``namespace``, ``context``, ...).
-        :raises ParameterError: if the parameters are invalid.
+        :param predictor_factory: builds the ``Predictor`` at each ``configure`` from the
+            parameters, instead of loading the model they name (tests, embedding).
+        :param node_kwargs: passed to ``rclpy.lifecycle.LifecycleNode`` (``namespace``,
+            ``context``, ...).
         """
         super().__init__('vggt_mapper', **node_kwargs)
         for spec in PARAMETERS:
             self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        self._params = NodeParams.from_values(
-            {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS})
-        params = self._params
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._predictor_factory = predictor_factory or _create_predictor
         self._types = conv.rclpy_message_types()
-        self._malformed = 0
-        self._frame_warned = False
-        self._tf_failures = 0
-        self._camera_info: conv.CameraInfoRecord | None = None
-        self._last_map_msg: Any = None
-        self._predictor_failing = ''
+        self.finalized: Future = Future()  # done once the node reached "finalized"
+        self._params: NodeParams | None = None  # set while configured
+        self._mapper: Mapper | None = None
+        self._worker: MappingWorker | None = None
+        self._worker_started = False
+        self._active = False
         self._closing = False
-        # Diagnostics: recent window outcomes (True = accepted) and sticky warnings.
-        self._recent_windows: deque[bool] = deque(maxlen=DIAG_RECENT_WINDOWS)
-        self._last_counts = (0, 0, 0)
-        self._warnings_until: dict[str, float] = {}
-        # Latest TF sent, for the periodic re-send: (parent_from_child, child, stamp_ns).
-        self._last_tf: tuple[np.ndarray, str, int] | None = None
+        self._entities: list[tuple[Callable[[Any], Any], Any]] = []  # built by configure
+        self._active_entities: list[tuple[Callable[[Any], Any], Any]] = []  # by activate
+        self._publishers: dict[str, Any] = {}
+        self._tf_buffer: Buffer | None = None
+        self._tf_broadcaster: TransformBroadcaster | None = None
+        self._runs = RunFolders()
+        self._odometry = OdometryLog()
+        self._health = MappingHealth()
         self._tf_lock = threading.Lock()  # worker thread (new window) vs timer (re-send)
+        self._generation = 0  # of the engine: listeners of a released one do nothing
+        self._reset_camera_state()
+        self._reset_map_state()
         self._log_handler = _RosLogHandler(self)
         package_logger = logging.getLogger(PACKAGE_LOGGER)
         self._saved_logger_state = (package_logger.level, package_logger.propagate)
@@ -177,68 +253,50 @@ class MapperNode(Node):
         package_logger.setLevel(int(self.get_logger().get_effective_level()))
         package_logger.propagate = False
         package_logger.addHandler(self._log_handler)
-        try:
-            self._start(params, predictor)
-        except BaseException:
-            self._remove_log_handler()  # the node is not built: leave logging as it was
-            raise
-
-    def _start(self, params: NodeParams, predictor: Any) -> None:
-        """Build the engine and the ROS interfaces, start the worker (see ``__init__``)."""
-        if predictor is None:
-            from vggt_mapper.predictor.factory import create_predictor
-            predictor = create_predictor(params.to_predictor_spec())
-        store_dir = (Path(params.keyframe_store_dir).expanduser()
-                     if params.keyframe_store_dir else None)
-        self._mapper = Mapper(params.to_mapper_config(), predictor, store_dir=store_dir)
-        self._worker = MappingWorker(self._mapper, params.queue_length, params.drop_policy)
-        latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
-                             reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self._map_pub = self.create_publisher(PointCloud2, '~/map', latched)
-        self._segments_pub = self.create_publisher(PointCloud2, '~/map_segments', latched)
-        self._window_pub = self.create_publisher(PointCloud2, '~/window_cloud', 10)
-        self._path_pub = self.create_publisher(PathMsg, '~/path', latched)
-        self._pose_pub = self.create_publisher(PoseStamped, '~/pose', 10)
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._tf_broadcaster = TransformBroadcaster(self) if params.publish_tf != 'none' else None
-        self._tf_buffer: Buffer | None = None
-        if params.publish_tf == 'map_to_odom':
-            self._tf_buffer = Buffer()
-            self._tf_listener = TransformListener(self._tf_buffer, self)
-
-        # Frames, services and timers in separate groups: a save waiting for the worker must
-        # not block image callbacks (MultiThreadedExecutor).
-        image_type = CompressedImage if params.image_transport == 'compressed' else Image
-        self._decode = (conv.compressed_to_rgb if image_type is CompressedImage
-                        else conv.image_to_rgb)
-        self.create_subscription(image_type, 'image', self._on_image, qos_profile_sensor_data,
-                                 callback_group=MutuallyExclusiveCallbackGroup())
-        if params.use_camera_info:
-            self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
-                                     qos_profile_sensor_data)
-        services = MutuallyExclusiveCallbackGroup()
-        self.create_service(Trigger, '~/save_map', self._on_save_map, callback_group=services)
-        self.create_service(Trigger, '~/reset', self._on_reset, callback_group=services)
-        timers = MutuallyExclusiveCallbackGroup()
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=timers)
-        if params.map_publish_period_s > 0:
-            self.create_timer(params.map_publish_period_s, self._republish_map,
-                              callback_group=timers)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        self._worker.add_listener(self._on_window)
-        self._worker.add_failure_listener(self._on_window_failed)
-        self._worker.start()
         self.get_logger().info(
-            f'mapping {image_type.__name__} on {self.resolve_topic_name("image")} '
-            f'(window {params.window_size}, overlap {params.overlap}, predictor '
-            f'{type(predictor).__name__}, TF {params.publish_tf})')
+            f'{self.get_fully_qualified_name()} is unconfigured: "ros2 lifecycle set '
+            f'{self.get_fully_qualified_name()} configure" then "activate" (mapper.launch.py '
+            f'does both with autostart:=true)')
+
+    def _reset_camera_state(self) -> None:
+        """Forget what was learnt about the camera and the counters (configure)."""
+        self._camera_frame = ''
+        self._frame_warned = False
+        self._camera_info: conv.CameraInfoRecord | None = None
+        self._malformed = 0
+        self._tf_failures = 0
+
+    def _reset_map_state(self) -> None:
+        """Forget what belongs to the current map (configure, reset)."""
+        self._map_frames: dict[int, MapFrame] = {}  # replaced whole: read from other threads
+        self._levelled_by: str | None = None  # None: no window yet
+        self._frame_note = ''
+        self._last_map_msg: Any = None
+        self._last_path_msg: Any = None
+        # Latest TF sent, for the periodic re-send: (parent_from_child, child, stamp_ns).
+        self._last_tf: tuple[NDArray[np.float64], str, int] | None = None
+        self._newest_stamp_ns = 0
+        self._odometry.clear()
+        self._health.reset()
+        self._runs.start_map()
+
+    # -- public ------------------------------------------------------------------------------
 
     @property
     def worker(self) -> MappingWorker:
-        """Return the mapping worker; its stats, trajectory and map snapshot are thread-safe."""
+        """
+        Return the mapping worker; its stats, trajectory and map snapshot are thread-safe.
+
+        :raises RosDoorError: if the node is not configured.
+        """
+        if self._worker is None:
+            raise RosDoorError('the node is not configured: no mapping worker')
         return self._worker
+
+    @property
+    def params(self) -> NodeParams | None:
+        """Return the parameters in force, None while unconfigured."""
+        return self._params
 
     def log(self, level: int, message: str) -> None:
         """
@@ -263,12 +321,254 @@ class MapperNode(Node):
         else:
             logger.debug(message)
 
-    def _can_publish(self) -> bool:
-        return not self._closing and self.context.ok()
+    # -- lifecycle transitions ---------------------------------------------------------------
+
+    @_transition
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """
+        Check the parameters, load the model, build the engine and the ROS interfaces.
+
+        :param state: the state before the transition.
+        :return: SUCCESS (inactive), or FAILURE with the reason logged (unconfigured).
+        """
+        try:
+            self._configure()
+        except _configure_errors() as err:
+            self.get_logger().error(f'configure failed: {err}')
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        params = self._params
+        assert params is not None
+        self.get_logger().info(
+            f'configured: window {params.window_size} (first {params.first_window_size}), '
+            f'overlap {params.overlap}, predictor {type(self._mapper_predictor()).__name__}, '
+            f'TF {params.publish_tf}, level {params.level_map}')
+        return TransitionCallbackReturn.SUCCESS
+
+    @_transition
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """
+        Subscribe to the images, start the worker and the timers, publish the latest map.
+
+        :param state: the state before the transition.
+        :return: SUCCESS (active).
+        """
+        params, worker = self._params, self.worker
+        assert params is not None
+        self._create_subscriptions(params)
+        self._create_timers(params)
+        if not self._worker_started:
+            worker.start()
+            self._worker_started = True
+        self._active = True
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        self._publish_latest()
+        self.get_logger().info(
+            f'active: mapping {self._image_type(params).__name__} on '
+            f'{self.resolve_topic_name("image")} ({params.image_qos_reliability}, depth '
+            f'{params.image_qos_depth})')
+        return result
+
+    @_transition
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """
+        Pause: unsubscribe and stop publishing; the map, the worker and the model stay.
+
+        :param state: the state before the transition.
+        :return: SUCCESS (inactive).
+        """
+        self._active = False
+        self._destroy(self._active_entities)
+        result = super().on_deactivate(state)
+        self.get_logger().info(f'paused: {len(self.worker.trajectory())} keyframes kept '
+                               f'(frames already queued are still mapped)')
+        return result
+
+    @_transition
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """
+        Save (``save_on_shutdown``), stop the worker, free the engine and the model.
+
+        :param state: the state before the transition.
+        :return: SUCCESS (unconfigured).
+        """
+        self._save_and_stop()
+        self._release()
+        self.get_logger().info('cleaned up: engine and model freed')
+        return TransitionCallbackReturn.SUCCESS
+
+    @_transition
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """
+        Save what is mapped and stop (from any state); ``main`` then ends the process.
+
+        :param state: the state before the transition.
+        :return: SUCCESS (finalized).
+        """
+        self.close()
+        self.finalized.set_result(True)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """
+        Free what a failed transition left (the map is lost: the error was logged).
+
+        :param state: the state before the failed transition.
+        :return: SUCCESS (unconfigured).
+        """
+        self._active = False
+        if self._worker is not None:
+            self._worker.stop(drain=False, timeout=0.0)
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    # -- configure: one place each for publishers, services and TF ---------------------------
+
+    def _configure(self) -> None:
+        """Build everything ``configure`` builds (see the module docstring)."""
+        self._closing = False
+        params = self._read_params()
+        self._params = params
+        store_dir = (Path(params.keyframe_store_dir).expanduser()
+                     if params.keyframe_store_dir else None)
+        self._mapper = Mapper(params.to_mapper_config(), self._predictor_factory(params),
+                              store_dir=store_dir)
+        self._worker = MappingWorker(self._mapper, params.queue_length, params.drop_policy)
+        self._worker_started = False
+        self._generation += 1
+        self._worker.add_listener(partial(self._on_window, self._generation))
+        self._worker.add_failure_listener(partial(self._on_window_failed, self._generation))
+        self._reset_camera_state()
+        self._reset_map_state()
+        self._create_publishers()
+        self._create_services()
+        self._create_tf(params)
+
+    def _read_params(self) -> NodeParams:
+        return NodeParams.from_values(
+            {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS})
+
+    def _mapper_predictor(self) -> Any:
+        return self._mapper.predictor if self._mapper is not None else None
+
+    def _create_publishers(self) -> None:
+        latched = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        topics = {'~/map': (PointCloud2, latched), '~/map_segments': (PointCloud2, latched),
+                  '~/window_cloud': (PointCloud2, 10), '~/path': (PathMsg, latched),
+                  '~/pose': (PoseStamped, 10), '/diagnostics': (DiagnosticArray, 10)}
+        for topic, (msg_type, qos) in topics.items():
+            publisher = self.create_lifecycle_publisher(msg_type, topic, qos)
+            self._publishers[topic] = publisher
+            self._entities.append((self.destroy_lifecycle_publisher, publisher))
+
+    def _create_services(self) -> None:
+        # A save waiting for the worker must not block image callbacks (MultiThreadedExecutor).
+        group = MutuallyExclusiveCallbackGroup()
+        for name, callback in (('~/save_map', self._on_save_map), ('~/reset', self._on_reset)):
+            service = self.create_service(Trigger, name, callback, callback_group=group)
+            self._entities.append((self.destroy_service, service))
+
+    def _create_tf(self, params: NodeParams) -> None:
+        if params.publish_tf != 'none':
+            self._tf_broadcaster = TransformBroadcaster(self)
+            self._entities.append((lambda item: self.destroy_publisher(item.pub_tf),
+                                   self._tf_broadcaster))
+        if params.publish_tf == 'map_to_odom' or params.level_map == 'tf':
+            self._tf_buffer = Buffer(cache_time=Duration(
+                nanoseconds=int(params.tf_cache_s * 1e9)))
+            listener = TransformListener(self._tf_buffer, self)
+            self._entities.append((lambda item: item.unregister(), listener))
+
+    # -- activate ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _image_type(params: NodeParams) -> Any:
+        return CompressedImage if params.image_transport == 'compressed' else Image
+
+    def _create_subscriptions(self, params: NodeParams) -> None:
+        qos = QoSProfile(depth=params.image_qos_depth, history=HistoryPolicy.KEEP_LAST,
+                         reliability=_RELIABILITY[params.image_qos_reliability],
+                         durability=DurabilityPolicy.VOLATILE)
+        image_type = self._image_type(params)
+        self._decode = (conv.compressed_to_rgb if image_type is CompressedImage
+                        else conv.image_to_rgb)
+        subscriptions = [self.create_subscription(
+            image_type, 'image', self._on_image, qos,
+            callback_group=MutuallyExclusiveCallbackGroup())]
+        if params.use_camera_info:
+            subscriptions.append(self.create_subscription(CameraInfo, 'camera_info',
+                                                          self._on_camera_info, qos))
+        self._active_entities += [(self.destroy_subscription, s) for s in subscriptions]
+
+    def _create_timers(self, params: NodeParams) -> None:
+        group = MutuallyExclusiveCallbackGroup()
+        timers = [self.create_timer(1.0, self._publish_diagnostics, callback_group=group)]
+        if params.map_publish_period_s > 0:
+            timers.append(self.create_timer(params.map_publish_period_s, self._republish,
+                                            callback_group=group))
+        self._active_entities += [(self.destroy_timer, timer) for timer in timers]
+
+    # -- cleanup -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _destroy(entities: list[tuple[Callable[[Any], Any], Any]]) -> None:
+        while entities:
+            destroy, entity = entities.pop()
+            destroy(entity)
+
+    def _release(self) -> None:
+        """Destroy what configure built and drop the engine and the model."""
+        self._destroy(self._active_entities)
+        self._destroy(self._entities)
+        self._publishers.clear()
+        self._tf_buffer = self._tf_broadcaster = None
+        self._release_engine()
+        self._params = None
+
+    def _release_engine(self) -> None:
+        worker, mapper = self._worker, self._mapper
+        self._worker = self._mapper = None
+        self._generation += 1
+        if mapper is None:
+            return
+        if worker is None or worker.stop(drain=False, timeout=0.0):
+            mapper.close()
+        else:  # a window is still in flight: close the engine when it ends
+            self.get_logger().warning('a window is still being mapped: the engine and the model '
+                                      'are freed when it ends')
+            threading.Thread(target=_close_after, args=(worker, mapper), daemon=True,
+                             name='vggt-mapper-release').start()
+        del worker, mapper
+        _free_model_memory()
+
+    # -- parameters --------------------------------------------------------------------------
+
+    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
+        ours = {p.name: p.value for p in parameters}
+        try:
+            if self._params is None:
+                # Unconfigured: each value alone; together they are checked at configure.
+                check_values(ours)
+            else:
+                self._params = self._params.with_changes(
+                    {name: value for name, value in ours.items()
+                     if name in NodeParams.__dataclass_fields__})
+        except ParameterError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        # rclpy's own parameters (use_sim_time, qos_overrides.*) are not ours to refuse.
+        return SetParametersResult(successful=True, reason='')
 
     # -- callbacks (executor threads): convert, enqueue, answer; no inference, no file I/O --
 
+    def _can_publish(self) -> bool:
+        return self._active and not self._closing and self.context.ok()
+
     def _on_image(self, msg: Any) -> None:
+        params, worker = self._params, self._worker
+        if params is None or worker is None:
+            return  # cleaned up while the message was in flight
         try:
             image_rgb = self._decode(msg)
         except ConversionError as err:
@@ -276,17 +576,35 @@ class MapperNode(Node):
             self.get_logger().warning(f'skipping malformed image ({self._malformed} so far): '
                                       f'{err}', throttle_duration_sec=WARN_THROTTLE_S)
             return
-        frame_id = str(msg.header.frame_id)
-        if frame_id and frame_id != self._params.camera_frame and not self._frame_warned:
-            self._frame_warned = True
-            self.get_logger().warning(f'images are in frame {frame_id!r} but camera_frame is '
-                                      f'{self._params.camera_frame!r}: TF and poses use '
-                                      f'camera_frame; set it to the optical frame of the images')
+        self._note_camera_frame(params, str(msg.header.frame_id))
         stamp_ns = conv.stamp_to_ns(msg.header.stamp)
-        if not self._worker.submit(InputFrame(image_rgb, stamp_ns, f'frame_{stamp_ns}')):
-            self.get_logger().warning(
-                f'mapper lagging: {self._worker.stats.frames_dropped} frames dropped '
-                f'({self._params.drop_policy})', throttle_duration_sec=WARN_THROTTLE_S)
+        self._newest_stamp_ns = max(self._newest_stamp_ns, stamp_ns)
+        if params.publish_tf == 'map_to_odom':
+            self._record_odometry(params, stamp_ns)
+        if not worker.submit(InputFrame(image_rgb, stamp_ns, f'frame_{stamp_ns}')):
+            self.get_logger().debug(f'{worker.stats.frames_dropped} frames dropped so far '
+                                    f'({params.drop_policy}: the camera is faster than the '
+                                    f'windows)', throttle_duration_sec=WARN_THROTTLE_S)
+
+    def _note_camera_frame(self, params: NodeParams, frame_id: str) -> None:
+        if not self._camera_frame:
+            self._camera_frame = camera_frame_of(params.camera_frame, frame_id)
+        if frame_id and frame_id != self._camera_frame and not self._frame_warned:
+            self._frame_warned = True
+            self.get_logger().warning(f'images are in frame {frame_id!r} but the poses use '
+                                      f'{self._camera_frame!r} (camera_frame); set camera_frame '
+                                      f'to the optical frame of the images, or leave it empty')
+
+    def _record_odometry(self, params: NodeParams, stamp_ns: int) -> None:
+        """Look ``odom -> base`` up now, while the tf2 buffer has it (see ``ros.odometry``)."""
+        assert self._tf_buffer is not None
+        try:
+            # No wait: this is the image callback; a pose not there yet is looked up later.
+            self._odometry.record(stamp_ns, conv.transform_to_matrix(
+                self._tf_buffer.lookup_transform(params.odom_frame, params.base_frame,
+                                                 Time(nanoseconds=stamp_ns), Duration())))
+        except (TransformException, ConversionError):
+            pass
 
     def _on_camera_info(self, msg: Any) -> None:
         try:
@@ -295,92 +613,80 @@ class MapperNode(Node):
             self.get_logger().warning(f'ignoring CameraInfo: {err}',
                                       throttle_duration_sec=WARN_THROTTLE_S)
 
-    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
-        try:
-            new = self._params.with_changes({p.name: p.value for p in parameters})
-        except ParameterError as err:
-            return SetParametersResult(successful=False, reason=str(err))
-        self._params = new
-        return SetParametersResult(successful=True, reason='')
-
     def _on_save_map(self, request: Any, response: Any) -> Any:
-        outdir = self._params.output_path
         try:
-            paths = self._worker.save(partial(self._write_outputs, outdir)).result(
-                timeout=SERVICE_TIMEOUT_S)
+            paths = self.worker.save(self._write_outputs).result(timeout=SERVICE_TIMEOUT_S)
+        except NothingToSaveError as err:
+            response.success, response.message = False, str(err)
+            self.get_logger().warning(response.message)
+            return response
         except (ExportError, OSError, WorkerError, TimeoutError) as err:
             response.success, response.message = False, f'save failed: {err}'
             self.get_logger().error(response.message)
             return response
-        response.success, response.message = True, ' '.join(str(p) for p in paths)
-        self.get_logger().info(f'map saved: {response.message}')
+        response.success = True
+        response.message = (f'saved in frame {self._frame_id()!r} (see map_frame.json): '
+                            + ' '.join(str(p) for p in paths))
+        self.get_logger().info(response.message)
         return response
 
     def _on_reset(self, request: Any, response: Any) -> Any:
         try:
-            self._worker.reset().result(timeout=SERVICE_TIMEOUT_S)
+            self.worker.reset().result(timeout=SERVICE_TIMEOUT_S)
         except (WorkerError, EngineError, TimeoutError) as err:
             response.success, response.message = False, f'reset failed: {err}'
             return response
-        empty = self._worker.map_snapshot()
-        self._last_map_msg = conv.points_to_cloud(empty.points_world, empty.colors_rgb,
-                                                  self.get_clock().now().nanoseconds,
-                                                  self._params.map_frame, self._types)
-        self._map_pub.publish(self._last_map_msg)
-        self._path_pub.publish(conv.poses_to_path(np.zeros((0, 4, 4)), [],
-                                                  self.get_clock().now().nanoseconds,
-                                                  self._params.map_frame, self._types))
-        response.success, response.message = True, 'map and trajectory cleared'
+        with self._tf_lock:  # the old camera pose must not be re-sent
+            self._reset_map_state()
+        now_ns = self.get_clock().now().nanoseconds
+        empty = self.worker.map_snapshot()
+        self._last_map_msg = conv.points_to_cloud(empty.points_world, empty.colors_rgb, now_ns,
+                                                  self._frame_id(), self._types)
+        self._last_path_msg = conv.poses_to_path(np.zeros((0, 4, 4)), [], now_ns,
+                                                 self._frame_id(), self._types)
+        self._publish_latest()
+        response.success = True
+        response.message = 'map and trajectory cleared; the next save starts a new map folder'
         return response
 
-    def _republish_map(self) -> None:
+    def _republish(self) -> None:
         if not self._can_publish():
             return
         if self._last_map_msg is not None:
-            self._map_pub.publish(self._last_map_msg)
+            self._publishers['~/map'].publish(self._last_map_msg)
         with self._tf_lock:
-            if self._last_tf is None or self._tf_broadcaster is None:
+            if self._last_tf is None:
                 return
             parent_from_child, child, stamp_ns = self._last_tf
             # See the module docstring: map -> odom holds from now on; map -> camera keeps
             # (nearly) its keyframe stamp.
+            assert self._params is not None
             stamp_ns = (self.get_clock().now().nanoseconds
                         if self._params.publish_tf == 'map_to_odom' else stamp_ns + 1)
             self._last_tf = (parent_from_child, child, stamp_ns)
             self._send_tf(parent_from_child, child, stamp_ns)
 
-    def _diagnostic_level(self, stats: Any) -> tuple[int, str]:
-        """Return the diagnostics level and message; warnings stay ``DIAG_STICKY_S``."""
-        if stats.fatal_error:
-            return DiagnosticStatus.ERROR, f'worker stopped: {stats.fatal_error}'
-        if not stats.running:
-            return DiagnosticStatus.ERROR, 'worker stopped: no frame is mapped any more'
-        if self._predictor_failing:
-            return DiagnosticStatus.ERROR, f'predictor failing: {self._predictor_failing}'
-        now = time.monotonic()
-        counts = (stats.frames_dropped, self._malformed, self._tf_failures)
-        names = ('frames dropped (queue full: the mapper is slower than the camera)',
-                 'malformed images skipped', 'TF lookups failed')
-        for name, count, last in zip(names, counts, self._last_counts, strict=True):
-            if count > last:
-                self._warnings_until[name] = now + DIAG_STICKY_S
-        self._last_counts = counts
-        reasons = [name for name, until in self._warnings_until.items() if until > now]
-        recent = list(self._recent_windows)
-        bad = recent.count(False)
-        if recent and 2 * bad >= len(recent):
-            reasons.insert(0, f'{bad} of the last {len(recent)} windows rejected or failed')
-        if reasons:
-            return DiagnosticStatus.WARN, '; '.join(reasons)
-        return DiagnosticStatus.OK, 'mapping'
+    def _publish_latest(self) -> None:
+        """Publish the latest map, path and TF at once (activate, reset)."""
+        if not self._can_publish():
+            return
+        if self._last_map_msg is not None:
+            self._publishers['~/map'].publish(self._last_map_msg)
+        if self._last_path_msg is not None:
+            self._publishers['~/path'].publish(self._last_path_msg)
+        with self._tf_lock:
+            if self._last_tf is not None:
+                self._send_tf(*self._last_tf)
 
     def _publish_diagnostics(self) -> None:
         if not self._can_publish():
             return
-        stats = self._worker.stats
+        stats = self.worker.stats
+        self._health.count('malformed images skipped', self._malformed)
+        self._health.count('TF lookups failed', self._tf_failures)
+        level, message = self._health.judge(stats.fatal_error, stats.running)
         engine = stats.mapper
         rejected = engine.windows_rejected if engine else 0
-        level, message = self._diagnostic_level(stats)
         values = {
             'queue_depth': stats.queue_depth, 'queue_capacity': stats.queue_capacity,
             'frames_received': stats.frames_received, 'frames_dropped': stats.frames_dropped,
@@ -388,6 +694,7 @@ class MapperNode(Node):
             'windows_failed': stats.windows_failed, 'rejected_alignments': rejected,
             'last_inference_s': f'{stats.last_predict_s:.3f}',
             'last_window_s': f'{stats.last_step_s:.3f}',
+            'mapping_lag_s': f'{self._health.last_lag_s:.3f}',
             'keyframes': engine.keyframes if engine else 0,
             'keyframes_lost': engine.keyframes_lost if engine else 0,
             'segments': engine.segments if engine else 0,
@@ -398,106 +705,206 @@ class MapperNode(Node):
             'model_calls': engine.model_calls if engine else 0,
             'verification_calls': engine.verification_calls if engine else 0,
             'map_points': engine.map_points if engine else 0,
+            'map_frame': self._frame_note or 'not known yet',
             'tf_failures': self._tf_failures, 'last_error': stats.last_error,
         }
         status = DiagnosticStatus(
-            level=level, name=f'{self.get_name()}: mapping', message=message,
-            hardware_id=self.get_fully_qualified_name(),
+            level=_DIAGNOSTIC_LEVELS[level], name=f'{self.get_name()}: mapping',
+            message=message, hardware_id=self.get_fully_qualified_name(),
             values=[KeyValue(key=key, value=str(value)) for key, value in values.items()])
-        self._diag_pub.publish(DiagnosticArray(
+        self._publishers['/diagnostics'].publish(DiagnosticArray(
             header=conv.make_header(self.get_clock().now().nanoseconds, '', self._types),
             status=[status]))
 
     # -- worker thread ----------------------------------------------------------------------
 
-    def _write_outputs(self, outdir: Path, trajectory: list[KeyframePose],
+    def _frame_id(self) -> str:
+        return self._params.map_frame if self._params is not None else 'map'
+
+    def _write_outputs(self, trajectory: list[KeyframePose],
                        snapshot: MapSnapshot) -> list[Path]:
-        saved = save_map(outdir, trajectory, snapshot, overwrite=True)
-        paths = list(saved.paths)
+        """Save the map in the ``map`` frame (see ``ros.saving``); worker thread or stopped."""
+        params = self._params
+        assert params is not None
+        check_something_mapped(trajectory, snapshot)
+        frames = self._map_frames
+        output_dir = params.output_path
+        folder = self._runs.folder(output_dir, params.output_per_run)
+        saved = save_map(folder, poses_in_map(trajectory, frames),
+                         snapshot_in_map(snapshot, frames), overwrite=True,
+                         world_frame=f'{params.map_frame!r}, described in map_frame.json')
+        paths = [*saved.paths, write_frame_note(folder, params.map_frame, frames)]
         if self._camera_info is not None:
             text = json.dumps(self._camera_info.to_json_dict(), indent=2) + '\n'
-            paths.append(atomic_write_bytes(outdir / 'camera_info.json', text.encode(),
+            paths.append(atomic_write_bytes(folder / 'camera_info.json', text.encode(),
                                             overwrite=True))
+        if params.output_per_run:
+            try:
+                paths.append(self._runs.link_latest(output_dir, folder))
+            except OSError as err:  # the map is saved; only the convenience link is missing
+                self.log(logging.WARNING, f'{output_dir}/latest not updated: {err}')
         return paths
 
-    def _on_window_failed(self, frame: InputFrame, error: BaseException) -> None:
+    def _on_window_failed(self, generation: int, frame: InputFrame,
+                          error: BaseException) -> None:
         # The worker has logged it (forwarded to the ROS logger); count it for diagnostics.
-        self._recent_windows.append(False)
-        if isinstance(error, PredictorFailedError):
-            self._predictor_failing = str(error)
+        if generation == self._generation:
+            self._health.window_failed(str(error) if isinstance(error, PredictorFailedError)
+                                       else '')
 
-    def _on_window(self, result: WindowResult) -> None:
-        params, types = self._params, self._types
+    def _on_window(self, generation: int, result: WindowResult) -> None:
+        if generation != self._generation:
+            return  # an engine released by cleanup ended its last window: nobody wants it
         # A rejected window is logged by the engine (forwarded to the ROS logger).
-        self._recent_windows.append(bool(result.accepted))
-        if result.accepted:
-            self._predictor_failing = ''
-        trajectory = self._worker.trajectory()
-        if not result.accepted or not trajectory or not self._can_publish():
+        trajectory = self.worker.trajectory() if result.accepted else []
+        if not trajectory:
+            self._health.window_done(False)
             return
         latest = max(trajectory, key=lambda pose: pose.index)
-        stamp_ns, active = latest.stamp_ns, latest.segment
+        self._health.window_done(True, (self._newest_stamp_ns - latest.stamp_ns) * _NANOSECONDS)
+        self._update_map_frames(trajectory)
+        self._publish_window(result, trajectory, latest)
+        self._odometry.forget_before(latest.stamp_ns)
+
+    def _update_map_frames(self, trajectory: list[KeyframePose]) -> None:
+        """Level each segment's map frame with gravity from TF, when TF has it."""
+        up_cam = self._camera_up()
+        frames: dict[int, MapFrame] = {}
+        for segment in sorted({pose.segment for pose in trajectory}):
+            up_world = None
+            if up_cam is not None:
+                poses = np.stack([p.world_from_cam for p in trajectory if p.segment == segment])
+                up_world = gravity_up_world(poses, up_cam)
+            frames[segment] = map_frame_from_up(up_world, 'tf')
+        self._map_frames = frames
+        latest = frames[max(trajectory, key=lambda pose: pose.index).segment]
+        if latest.levelled_by != self._levelled_by:
+            self.log(logging.INFO, f'map frame {self._frame_id()!r}: {latest.describe()}')
+        self._levelled_by, self._frame_note = latest.levelled_by, latest.describe()
+
+    def _camera_up(self) -> NDArray[np.float64] | None:
+        """Return up in the camera frame from TF ``base -> camera``, None when unknown."""
+        params = self._params
+        if params is None or params.level_map != 'tf' or self._tf_buffer is None:
+            return None
+        try:
+            base_from_cam = self._lookup(params.base_frame, self._camera_frame, 0)
+        except (TransformException, ConversionError) as err:
+            if self._levelled_by != '':  # said once, and again if TF had it before
+                self.log(logging.INFO, f'no TF {params.base_frame} -> {self._camera_frame} to '
+                                       f'level the map with: {err}')
+            return None
+        return np.asarray(base_from_cam[:3, :3].T @ UP_BASE, dtype=np.float64)
+
+    def _publish_window(self, result: WindowResult, trajectory: list[KeyframePose],
+                        latest: KeyframePose) -> None:
+        params, types = self._params, self._types
+        assert params is not None
+        stamp_ns, active, frame_id = latest.stamp_ns, latest.segment, params.map_frame
         # The map, path and TF are the segment the camera is in (one frame); every segment is
         # on ~/map_segments, the others set beside it (their relative place is unknown).
+        frames = self._map_frames
+        frame = frames.get(active, UNLEVELLED)
         poses = [pose for pose in trajectory if pose.segment == active]
-        snapshot = self._worker.map_snapshot()
+        snapshot = snapshot_in_map(self.worker.map_snapshot(), frames)
         in_active = snapshot.segments == active
+        map_from_cams = frame.map_from_world @ np.stack([pose.world_from_cam for pose in poses])
         self._last_map_msg = conv.points_to_cloud(
-            conv.map_from_world_points(snapshot.points_world[in_active]),
-            snapshot.colors_rgb[in_active], stamp_ns, params.map_frame, types)
-        self._map_pub.publish(self._last_map_msg)
-        self._segments_pub.publish(conv.points_to_cloud(
-            _side_by_side(conv.map_from_world_points(snapshot.points_world),
-                          snapshot.segments, active),
-            snapshot.colors_rgb, stamp_ns, params.map_frame, types, snapshot.segments))
+            snapshot.points_world[in_active], snapshot.colors_rgb[in_active], stamp_ns,
+            frame_id, types)
+        self._last_path_msg = conv.poses_to_path(map_from_cams, [p.stamp_ns for p in poses],
+                                                 stamp_ns, frame_id, types)
+        map_from_cam = frame.map_from_world @ latest.world_from_cam
+        if not self._can_publish():
+            self._keep_tf(map_from_cam, stamp_ns)
+            return
+        publishers = self._publishers
+        publishers['~/map'].publish(self._last_map_msg)
+        publishers['~/map_segments'].publish(conv.points_to_cloud(
+            _side_by_side(snapshot.points_world, snapshot.segments, active),
+            snapshot.colors_rgb, stamp_ns, frame_id, types, snapshot.segments))
         if result.segment == active:
-            self._window_pub.publish(conv.points_to_cloud(
-                conv.map_from_world_points(result.points_world), result.colors_rgb, stamp_ns,
-                params.map_frame, types))
-        map_from_cams = conv.map_from_world_pose(
-            np.stack([pose.world_from_cam for pose in poses]))
-        self._path_pub.publish(conv.poses_to_path(
-            map_from_cams, [pose.stamp_ns for pose in poses], stamp_ns, params.map_frame,
-            types))
-        map_from_cam = conv.map_from_world_pose(latest.world_from_cam)
-        self._pose_pub.publish(conv.matrix_to_pose(map_from_cam, stamp_ns, params.map_frame,
-                                                   types))
+            publishers['~/window_cloud'].publish(conv.points_to_cloud(
+                transform_points(frame.map_from_world, result.points_world), result.colors_rgb,
+                stamp_ns, frame_id, types))
+        publishers['~/path'].publish(self._last_path_msg)
+        publishers['~/pose'].publish(conv.matrix_to_pose(map_from_cam, stamp_ns, frame_id,
+                                                         types))
         self._publish_tf(map_from_cam, stamp_ns)
 
-    def _publish_tf(self, map_from_cam: np.ndarray, stamp_ns: int) -> None:
+    def _lookup(self, target: str, source: str, stamp_ns: int) -> NDArray[np.float64]:
+        """Look a transform up in the tf2 buffer (stamp 0: the latest)."""
+        assert self._tf_buffer is not None and self._params is not None
+        timeout = Duration(nanoseconds=int(self._params.tf_timeout_s * 1e9))
+        return conv.transform_to_matrix(self._tf_buffer.lookup_transform(
+            target, source, Time(nanoseconds=stamp_ns), timeout))
+
+    def _tf_child(self, map_from_cam: NDArray[np.float64],
+                  stamp_ns: int) -> tuple[NDArray[np.float64], str] | None:
+        """Return what TF publishes for a camera pose, None when it cannot be computed."""
         params = self._params
-        if self._tf_broadcaster is None:
+        assert params is not None
+        if params.publish_tf != 'map_to_odom':
+            return map_from_cam, self._camera_frame
+        # REP 105: map -> odom = map_from_cam · cam_from_base · base_from_odom, with odom ->
+        # base recorded when the image arrived (or, failing that, from the tf2 history).
+        try:
+            odom_from_base = self._odometry.lookup(stamp_ns)
+            if odom_from_base is None:
+                odom_from_base = self._lookup(params.odom_frame, params.base_frame, stamp_ns)
+            base_from_cam = self._lookup(params.base_frame, self._camera_frame, 0)
+        except (TransformException, ConversionError) as err:
+            self._tf_failures += 1
+            self.log(logging.WARNING, f'no map -> {params.odom_frame} correction: {err}')
+            return None
+        return (map_from_cam @ inverse_se3(base_from_cam) @ inverse_se3(odom_from_base),
+                params.odom_frame)
+
+    def _keep_tf(self, map_from_cam: NDArray[np.float64], stamp_ns: int) -> None:
+        """Remember the TF of the latest window without sending it (inactive)."""
+        if self._tf_broadcaster is None or (child := self._tf_child(map_from_cam,
+                                                                    stamp_ns)) is None:
             return
-        if self._tf_buffer is None:
-            parent_from_child, child = map_from_cam, params.camera_frame
-        else:
-            # REP 105: map -> odom = map_from_cam · cam_from_base · base_from_odom.
-            timeout = Duration(nanoseconds=int(params.tf_timeout_s * 1e9))
-            try:
-                base_from_cam = conv.transform_to_matrix(self._tf_buffer.lookup_transform(
-                    params.base_frame, params.camera_frame, Time(), timeout))
-                odom_from_base = conv.transform_to_matrix(self._tf_buffer.lookup_transform(
-                    params.odom_frame, params.base_frame, Time(nanoseconds=stamp_ns), timeout))
-            except (TransformException, ConversionError) as err:
-                self._tf_failures += 1
-                self.get_logger().warning(f'no map -> {params.odom_frame} correction: {err}',
-                                          throttle_duration_sec=WARN_THROTTLE_S)
-                return
-            parent_from_child = (map_from_cam @ inverse_se3(base_from_cam)
-                                 @ inverse_se3(odom_from_base))
-            child = params.odom_frame
         with self._tf_lock:
-            self._last_tf = (parent_from_child, child, stamp_ns)
-            self._send_tf(parent_from_child, child, stamp_ns)
+            self._last_tf = (child[0], child[1], stamp_ns)
 
-    def _send_tf(self, parent_from_child: np.ndarray, child: str, stamp_ns: int) -> None:
-        if self._tf_broadcaster is not None:
+    def _publish_tf(self, map_from_cam: NDArray[np.float64], stamp_ns: int) -> None:
+        if self._tf_broadcaster is None or (child := self._tf_child(map_from_cam,
+                                                                    stamp_ns)) is None:
+            return
+        with self._tf_lock:
+            self._last_tf = (child[0], child[1], stamp_ns)
+            self._send_tf(*self._last_tf)
+
+    def _send_tf(self, parent_from_child: NDArray[np.float64], child: str,
+                 stamp_ns: int) -> None:
+        if self._tf_broadcaster is not None and self._can_publish():
             self._tf_broadcaster.sendTransform(conv.matrix_to_transform(
-                parent_from_child, stamp_ns, self._params.map_frame, child, self._types))
+                parent_from_child, stamp_ns, self._frame_id(), child, self._types))
 
-    # -- shutdown ---------------------------------------------------------------------------
+    # -- saving and stopping ---------------------------------------------------------------
 
     def close(self) -> bool:
+        """
+        Save what is mapped (``save_on_shutdown``), stop the worker, free everything.
+
+        What ``shutdown`` and the end of ``main`` (Ctrl-C) do; harmless when called again.
+
+        :return: True if the worker thread has ended; False if a window is still running (the
+            process must then end with ``os._exit``, see ``main``).
+        """
+        stopped = True
+        if self._params is not None and not self._closing:
+            stopped = self._save_and_stop()
+        worker = self._worker
+        if worker is not None:
+            stopped = worker.stop(drain=False, timeout=0.0)
+        self._active = False
+        self._release()
+        self._remove_log_handler()
+        return stopped
+
+    def _save_and_stop(self) -> bool:
         """
         Stop publishing, save what is mapped at once, then give the worker a bounded time.
 
@@ -507,43 +914,34 @@ class MapperNode(Node):
         window in flight, ahead of the queued frames, which are dropped) and the worker gets
         ``shutdown_timeout_s`` for both; if that added accepted windows, the map is saved again.
 
-        :return: True if the worker thread has ended; False if a window is still running (the
-            process must then end with ``os._exit``, see ``main``).
+        :return: True if the worker thread has ended.
         """
-        if self._closing:  # closed already: only report whether the worker has ended
-            return self._worker.stop(drain=False, timeout=0.0)
         self._closing = True
-        params = self._params
+        params, worker = self._params, self.worker
+        assert params is not None
         deadline = time.monotonic() + params.shutdown_timeout_s
+        if not params.save_on_shutdown:
+            return worker.stop(drain=False, timeout=params.shutdown_timeout_s)
+        accepted = self._accepted_windows()
         try:
-            if not params.save_on_shutdown:
-                return self._worker.stop(drain=False, timeout=params.shutdown_timeout_s)
-            accepted = self._accepted_windows()
-            try:
-                flush = self._worker.flush()
-            except WorkerError:  # the worker already stopped (fatal error)
-                flush = None
-            self._worker.stop(drain=False, timeout=0.0)  # pending commands (the flush) still run
-            self._save_at_shutdown('map saved at shutdown')
-            if flush is not None:
-                wait([flush], timeout=max(0.0, deadline - time.monotonic()))
-                flush.cancel()  # not started yet (a window is still in flight): never start it
-            stopped = self._worker.stop(drain=False,
-                                        timeout=max(0.0, deadline - time.monotonic()))
-            if not stopped:
-                self.log(logging.WARNING, 'a window was still being mapped after '
-                         f'shutdown_timeout_s ({params.shutdown_timeout_s} s): abandoned, the '
-                         'saved map has the windows before it')
-            added = self._accepted_windows() - accepted
-            if added:
-                self._save_at_shutdown(f'map saved again at shutdown with {added} more '
-                                       f'window(s) (in flight and the last partial one)')
-            return stopped
-        finally:
-            if self._worker.stop(drain=False, timeout=0.0):
-                # Nobody uses the engine any more: stop its optimiser, drop its keyframe store.
-                self._mapper.close()
-            self._remove_log_handler()
+            flush = worker.flush()
+        except WorkerError:  # never started, or stopped by a fatal error
+            flush = None
+        worker.stop(drain=False, timeout=0.0)  # pending commands (the flush) still run
+        self._save_at_shutdown('map saved at shutdown')
+        if flush is not None:
+            wait([flush], timeout=max(0.0, deadline - time.monotonic()))
+            flush.cancel()  # not started yet (a window is still in flight): never start it
+        stopped = worker.stop(drain=False, timeout=max(0.0, deadline - time.monotonic()))
+        if not stopped:
+            self.log(logging.WARNING, 'a window was still being mapped after '
+                     f'shutdown_timeout_s ({params.shutdown_timeout_s} s): abandoned, the '
+                     'saved map has the windows before it')
+        added = self._accepted_windows() - accepted
+        if added:
+            self._save_at_shutdown(f'map saved again at shutdown with {added} more '
+                                   f'window(s) (in flight and the last partial one)')
+        return stopped
 
     def _remove_log_handler(self) -> None:
         package_logger = logging.getLogger(PACKAGE_LOGGER)
@@ -553,21 +951,44 @@ class MapperNode(Node):
             package_logger.propagate = self._saved_logger_state[1]
 
     def _accepted_windows(self) -> int:
-        engine = self._worker.stats.mapper
+        engine = self.worker.stats.mapper
         return engine.windows_done - engine.windows_rejected if engine else 0
 
     def _save_at_shutdown(self, what: str) -> None:
-        outdir = self._params.output_path
         # The worker is stopping: the writer runs here, at once, on the cached state.
         try:
-            paths = self._worker.save(partial(self._write_outputs, outdir)).result()
+            paths = self.worker.save(self._write_outputs).result()
+        except NothingToSaveError as err:
+            self.log(logging.INFO, f'no map saved at shutdown: {err}')
+            return
         except (ExportError, OSError) as err:
             self.log(logging.ERROR, f'saving the map at shutdown failed: {err}')
             return
         self.log(logging.INFO, f'{what}: ' + ' '.join(str(p) for p in paths))
 
+    def destroy_node(self) -> None:
+        """Free everything (as ``close``) and destroy the node."""
+        self.close()
+        super().destroy_node()
 
-def _side_by_side(points_map: np.ndarray, segments: np.ndarray, active: int) -> np.ndarray:
+
+def _close_after(worker: MappingWorker, mapper: Mapper) -> None:
+    """Close an engine once its worker's window in flight has ended (a cleanup thread)."""
+    worker.stop(drain=False, timeout=None)
+    mapper.close()
+    _free_model_memory()
+
+
+def _free_model_memory() -> None:
+    """Give the model's memory back: collect cycles, then empty the CUDA cache if torch has one."""
+    gc.collect()
+    torch = sys.modules.get('torch')
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _side_by_side(points_map: NDArray[np.floating], segments: NDArray[np.int32],
+                  active: int) -> NDArray[np.float32]:
     """Display layout of ~/map_segments: the active segment in place, the others beside it."""
     out = np.array(points_map, dtype=np.float32, copy=True)
     edge = float(out[segments == active, 1].min()) if np.any(segments == active) else 0.0
@@ -581,14 +1002,11 @@ def _side_by_side(points_map: np.ndarray, segments: np.ndarray, active: int) -> 
 
 
 def _startup_errors() -> tuple[type[Exception], ...]:
-    """Errors that stop the node at start with a one-line message (no traceback)."""
+    """Errors that stop the process at start with a one-line message (no traceback)."""
     from rclpy.exceptions import ParameterException
 
-    from vggt_mapper.model.errors import ModelError
-    from vggt_mapper.predictor.errors import PredictorError
-
-    # ParameterException: rclpy's wrong type / out of range / read-only at declaration.
-    return RosDoorError, EngineError, PredictorError, ModelError, ParameterException
+    # ParameterException: rclpy's wrong type / out of range at declaration (the params file).
+    return RosDoorError, ParameterException
 
 
 def _exit_abandoning_worker() -> None:
@@ -607,13 +1025,13 @@ def _exit_abandoning_worker() -> None:
 
 def main(args: list[str] | None = None) -> int:
     """
-    Run ``mapper_node`` until Ctrl-C or ROS shutdown; save the map on the way out.
+    Run ``mapper_node`` until its ``shutdown`` transition, Ctrl-C or SIGTERM; save on the way.
 
     ``rclpy.init`` is called plainly and paired with ``rclpy.try_shutdown``: its context-manager
     form only exists from rclpy 7.4 (Kilted), and Jazzy's returns None.
 
     :param args: ROS command-line arguments (None: ``sys.argv``).
-    :return: process exit status (1 when the node cannot start).
+    :return: process exit status (1 when a parameter in the params file has the wrong type).
     """
     rclpy.init(args=args)
     worker_stopped = True
@@ -626,7 +1044,7 @@ def main(args: list[str] | None = None) -> int:
         executor = MultiThreadedExecutor()
         executor.add_node(node)
         try:
-            executor.spin()
+            executor.spin_until_future_complete(node.finalized)
         finally:
             worker_stopped = node.close()
             node.destroy_node()

@@ -2,11 +2,15 @@
 The mapper node's parameters as typed, validated data (no rclpy here).
 
 ``PARAMETERS`` lists every parameter once — name, default, description, range or choices, and
-whether it can change at runtime. The node declares them from this table (as ROS 2
-``ParameterDescriptor`` with ``IntegerRange``/``FloatingPointRange``), reads them into
-``NodeParams`` and validates runtime changes by building a new ``NodeParams``;
-``config/mapper.yaml`` sets the same names. ``NodeParams`` maps onto the engine's
-``MapperConfig`` and the predictor factory's ``PredictorSpec``.
+whether it can change while the node is configured. The node declares them from this table (as
+ROS 2 ``ParameterDescriptor`` with ``IntegerRange``/``FloatingPointRange``), reads them into
+``NodeParams`` when it is configured (lifecycle ``configure``) and validates changes by
+building a new ``NodeParams``; ``config/mapper.yaml`` sets the same names. ``NodeParams`` maps
+onto the engine's ``MapperConfig`` and the predictor factory's ``PredictorSpec``.
+
+Parameters marked ``read_only`` here shape the engine or the ROS graph: they are fixed while the
+node is configured (inactive or active) and can be set while it is unconfigured, taking effect
+at the next ``configure``. They are not declared read-only to ROS, which would forbid that too.
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ from vggt_mapper.ros.errors import ParameterError
 __all__ = [
     'DROP_POLICIES',
     'IMAGE_TRANSPORTS',
+    'LEVEL_MODES',
     'PARAMETERS',
+    'QOS_RELIABILITIES',
     'TF_MODES',
     'NodeParams',
     'ParamSpec',
+    'check_values',
 ]
 
 #: ``publish_tf`` values: map → camera, the correcting map → odom (REP 105), or no TF.
@@ -36,6 +43,11 @@ TF_MODES = ('map_to_camera', 'map_to_odom', 'none')
 IMAGE_TRANSPORTS = ('raw', 'compressed')
 #: ``drop_policy`` values (``vggt_mapper.engine.worker.DropPolicy``).
 DROP_POLICIES = ('drop_oldest', 'drop_newest')
+#: ``image_qos_reliability`` values. A best-effort subscription also receives from reliable
+#: publishers; reliable refuses best-effort ones but never loses a frame on the wire.
+QOS_RELIABILITIES = ('best_effort', 'reliable')
+#: ``level_map`` values: gravity from TF (``base_frame`` z up) when TF has it, or never.
+LEVEL_MODES = ('tf', 'none')
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,8 @@ class ParamSpec:
     :param min_value: inclusive lower bound of an int/float parameter, or None.
     :param max_value: inclusive upper bound of an int/float parameter, or None.
     :param choices: allowed values of a string parameter, empty for any.
-    :param read_only: fixed after start-up (it shapes the engine or the ROS graph).
+    :param read_only: fixed while the node is configured (it shapes the engine or the ROS
+        graph); set it while unconfigured.
     """
 
     name: str
@@ -102,6 +115,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'sensor_msgs/Image, compressed is sensor_msgs/CompressedImage (remap image to '
               'the .../compressed topic).',
               choices=IMAGE_TRANSPORTS),
+    ParamSpec('image_qos_reliability', 'best_effort', 'Reliability of the image and '
+              'camera_info subscriptions: best_effort (sensor data; also receives from '
+              'reliable publishers) or reliable (no loss on the wire; receives only from '
+              'reliable publishers).', choices=QOS_RELIABILITIES),
+    ParamSpec('image_qos_depth', 5, 'History depth (keep last) of the image and camera_info '
+              'subscriptions.', min_value=1, max_value=1000),
     ParamSpec('use_camera_info', True, 'Record the latest sensor_msgs/CameraInfo from '
               '"camera_info" into the exports (camera_info.json).'),
     # Frames (REP 103 / REP 105)
@@ -109,17 +128,29 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('odom_frame', 'odom', 'Odometry frame, used when publish_tf is map_to_odom.'),
     ParamSpec('base_frame', 'base_link', 'Robot base frame, used when publish_tf is '
               'map_to_odom.'),
-    ParamSpec('camera_frame', 'camera_optical', 'The camera optical frame (REP 103: z '
-              'forward, x right, y down) the poses describe; match the image header frame.'),
+    ParamSpec('camera_frame', '', 'The camera optical frame (REP 103: z forward, x right, '
+              "y down) the poses describe; empty: the frame_id of the images (a driver's "
+              '*_optical_frame), camera_optical if they have none.'),
     ParamSpec('publish_tf', 'map_to_camera', 'map_to_camera: publish map -> camera_frame; '
               'map_to_odom: publish the map -> odom correction from tf2 base_frame -> '
-              'camera_frame and odom -> base_frame; none: no TF. Fixed at start-up (it '
-              'decides which tf2 listeners the node creates).', choices=TF_MODES),
-    ParamSpec('tf_timeout_s', 0.05, 'How long a tf2 lookup may wait (map_to_odom mode).',
+              'camera_frame and odom -> base_frame (recorded when each image arrives); none: '
+              'no TF.', choices=TF_MODES),
+    ParamSpec('level_map', 'tf', 'tf: level the map frame with gravity from TF (base_frame z '
+              'up, base_frame -> camera_frame) when TF has it; none: the map frame is the '
+              "first camera's, turned to REP 103 axes (level only if that camera was).",
+              choices=LEVEL_MODES),
+    ParamSpec('tf_timeout_s', 0.05, 'How long a tf2 lookup at window time may wait.',
               min_value=0.0, max_value=5.0, read_only=False),
+    ParamSpec('tf_cache_s', 300.0, 'History the tf2 buffer keeps, in seconds: more than the '
+              'worst delay from an image to the end of its window (queue and inference), for '
+              'the odometry poses that could not be recorded when their image arrived.',
+              min_value=10.0, max_value=3600.0),
     # Engine
     ParamSpec('window_size', _DEFAULT_MAPPER.window_size, 'Keyframes per VGGT window.',
               min_value=2, max_value=64),
+    ParamSpec('first_window_size', 8, 'Keyframes of the first window (at most window_size; '
+              '0: window_size): a smaller one publishes the map and TF sooner.',
+              min_value=0, max_value=64),
     ParamSpec('overlap', _DEFAULT_MAPPER.overlap, 'Keyframes shared by consecutive windows '
               '(the Sim(3) alignment uses them); must be below window_size.',
               min_value=1, max_value=63),
@@ -168,14 +199,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'published after each window; 0 disables the timer).', min_value=0.0,
               max_value=3600.0),
     ParamSpec('output_dir', 'vggt_mapper_output', 'Where ~/save_map and the shutdown save '
-              'write map.glb, map.ply, trajectory.tum, cameras.json (~ is expanded).',
-              read_only=False),
+              'write map.glb, map.ply, trajectory.tum, cameras.json (~ is expanded); see '
+              'output_per_run.', read_only=False),
+    ParamSpec('output_per_run', True, 'Save each map (each configure or reset starts one) '
+              'into its own timestamped folder under output_dir, with output_dir/latest '
+              'pointing to the newest; false: write into output_dir itself, replacing the '
+              'previous map.', read_only=False),
     ParamSpec('keyframe_store_dir', '', 'Folder on a disk with room where the keyframe store '
               "keeps every keyframe's points and image for the run (a private subfolder, "
               "removed at exit); empty: the system's temporary folder (mind a RAM-backed "
               '/tmp on long runs).'),
-    ParamSpec('save_on_shutdown', True, 'Save the map into output_dir when the node stops.',
-              read_only=False),
+    ParamSpec('save_on_shutdown', True, 'Save the map when the node stops or is cleaned up '
+              '(an empty map is never saved).', read_only=False),
     ParamSpec('shutdown_timeout_s', 3.0, 'At shutdown, after saving what is mapped, wait this '
               'long for the window in flight and the last partial window, then save again; '
               'keep it below the launch sigterm_timeout (default 5 s).', min_value=0.0,
@@ -183,6 +218,22 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 _SPECS = {spec.name: spec for spec in PARAMETERS}
+
+
+def check_values(values: Mapping[str, Any]) -> None:
+    """
+    Check each value of ours on its own (type, range, choices); other names are not ours.
+
+    What a node that is not configured accepts: the values are judged together (``overlap <
+    window_size``...) when it is configured, so that they can be set one by one.
+
+    :param values: parameter name → candidate value; names outside ``PARAMETERS`` (rclpy's
+        ``use_sim_time``, ``qos_overrides.*``) are ignored.
+    :raises ParameterError: naming the first invalid value.
+    """
+    for name, value in values.items():
+        if name in _SPECS:
+            _SPECS[name].check(value)
 
 
 @dataclass(frozen=True)
@@ -196,14 +247,19 @@ class NodeParams:
     """
 
     image_transport: str = 'raw'
+    image_qos_reliability: str = 'best_effort'
+    image_qos_depth: int = 5
     use_camera_info: bool = True
     map_frame: str = 'map'
     odom_frame: str = 'odom'
     base_frame: str = 'base_link'
-    camera_frame: str = 'camera_optical'
+    camera_frame: str = ''
     publish_tf: str = 'map_to_camera'
+    level_map: str = 'tf'
     tf_timeout_s: float = 0.05
+    tf_cache_s: float = 300.0
     window_size: int = _DEFAULT_MAPPER.window_size
+    first_window_size: int = 8
     overlap: int = _DEFAULT_MAPPER.overlap
     scale: float = _DEFAULT_MAPPER.scale
     min_parallax_px: float = _DEFAULT_KEYFRAMES.min_parallax_px
@@ -224,6 +280,7 @@ class NodeParams:
     drop_policy: str = 'drop_oldest'
     map_publish_period_s: float = 5.0
     output_dir: str = 'vggt_mapper_output'
+    output_per_run: bool = True
     keyframe_store_dir: str = ''
     save_on_shutdown: bool = True
     shutdown_timeout_s: float = 3.0
@@ -232,9 +289,8 @@ class NodeParams:
         for field in fields(self):
             object.__setattr__(self, field.name,
                                _SPECS[field.name].check(getattr(self, field.name)))
-        for name in ('map_frame', 'camera_frame'):
-            if not getattr(self, name):
-                raise ParameterError(f'parameter {name!r} must not be empty')
+        if not self.map_frame:
+            raise ParameterError("parameter 'map_frame' must not be empty")
         if self.publish_tf == 'map_to_odom' and not (self.odom_frame and self.base_frame):
             raise ParameterError('publish_tf map_to_odom needs odom_frame and base_frame')
         if not self.output_dir:
@@ -270,8 +326,9 @@ class NodeParams:
             if spec is None:
                 raise ParameterError(f'unknown parameter {name!r}')
             if spec.read_only:
-                raise ParameterError(f'parameter {name!r} is read-only at runtime; set it in '
-                                     f'the params file and restart the node')
+                raise ParameterError(f'parameter {name!r} is fixed while the node is '
+                                     f'configured; deactivate and clean it up, set it, then '
+                                     f'configure again')
         return replace(self, **dict(changes))
 
     def to_mapper_config(self) -> MapperConfig:
@@ -282,8 +339,10 @@ class NodeParams:
         :raises ParameterError: if the engine refuses a combination (its message kept).
         """
         try:
+            first = min(self.first_window_size, self.window_size) or None
             return MapperConfig(
-                window_size=self.window_size, overlap=self.overlap, scale=self.scale,
+                window_size=self.window_size, overlap=self.overlap, first_window_size=first,
+                scale=self.scale,
                 keyframes=replace(_DEFAULT_KEYFRAMES, min_parallax_px=self.min_parallax_px,
                                   min_gap=self.min_gap, max_gap=self.max_gap),
                 map=replace(_DEFAULT_MAP, conf_percentile=self.conf_percentile,

@@ -45,6 +45,9 @@ EXTRAS = {
         'pydocstyle~=6.3',
     ],
     'dev': ['ruff>=0.5', 'mypy>=1.10'],
+    # vggt-mapper batch (Ray Core) and serve --replicas (Ray Serve, its HTTP stack; form
+    # parsing of /predict_window uploads); httpx is RemotePredictor's client for the pool.
+    'cluster': ['ray[serve]>=2.40', 'python-multipart>=0.0.9', 'httpx>=0.27'],
 }
 
 setup(

@@ -118,7 +118,7 @@ class RecordingResult:
     One line of the summary.
 
     :param name: the output folder's name.
-    :param input: the recording's path.
+    :param source: the recording's path (the input).
     :param status: a ``Status`` value.
     :param attempts: attempts made by this run (0: skipped or refused before mapping).
     :param frames: frames read.
@@ -135,7 +135,7 @@ class RecordingResult:
     """
 
     name: str
-    input: str
+    source: str
     status: str
     attempts: int = 0
     frames: int = 0
@@ -612,7 +612,7 @@ def format_table(results: Sequence[RecordingResult]) -> str:
     """
     header = ('input', 'status', 'keyframes', 'refused', 'segments', 'loops', 'time_s',
               'tries')
-    rows = [(result.input, result.status, str(result.keyframes),
+    rows = [(result.source, result.status, str(result.keyframes),
              str(result.windows_refused), str(result.segments), str(result.loops),
              f'{result.time_s:.1f}', str(result.attempts)) for result in results]
     widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
@@ -620,7 +620,7 @@ def format_table(results: Sequence[RecordingResult]) -> str:
                        for column, (cell, width) in enumerate(zip(row, widths, strict=True)))
              for row in [header, *rows]]
     lines.insert(1, '  '.join('-' * width for width in widths))
-    lines += [f'{result.input}: {result.error} (log: {result.log})' for result in results
+    lines += [f'{result.source}: {result.error} (log: {result.log})' for result in results
               if result.status == Status.FAILED and result.error]
     return '\n'.join(lines)
 

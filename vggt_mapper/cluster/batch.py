@@ -523,27 +523,53 @@ def run_batch(jobs: Sequence[BatchJob], options: BatchOptions, map_fn: MapFuncti
                        interrupted=report.interrupted)
 
 
+class _Workers:
+    """The batch's actors; a worker that died is replaced by a new one (its model reloaded)."""
+
+    def __init__(self, ray: Any, options: BatchOptions, map_fn: MapFunction,
+                 build_predictor: BuildPredictor, count: int, cpus: float, gpus: float) -> None:
+        # No restarts by Ray: a restarting actor refuses the tasks sent meanwhile, so the
+        # driver, which owns the retries, starts a fresh worker instead.
+        self._ray = ray
+        self._make = lambda: ray.remote(MappingWorker).options(
+            num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0).remote(
+                map_fn, build_predictor, options.log_level)
+        self.actors: list[Any] = [self._make() for _ in range(count)]
+        self.replaced = 0
+
+    def replace(self, actor: Any) -> Any:
+        """Kill a lost worker (if anything is left of it) and start another."""
+        self._ray.kill(actor, no_restart=True)
+        self.actors.remove(actor)
+        fresh = self._make()
+        self.actors.append(fresh)
+        self.replaced += 1
+        return fresh
+
+    def kill_all(self) -> None:
+        """Stop every worker (frees their GPUs on a cluster that goes on)."""
+        for actor in self.actors:
+            self._ray.kill(actor, no_restart=True)
+
+
 def _run_on_ray(pending: list[BatchJob], options: BatchOptions, map_fn: MapFunction,
                 build_predictor: BuildPredictor, settled: dict[str, RecordingResult],
                 on_result: Callable[[RecordingResult, bool], None] | None) -> BatchReport:
     """Start the workers, feed them, retry, collect into ``settled``; always clean up."""
     ray = _import_ray()
     started, where = _connect(ray, options.ray_address)
-    actors: list[Any] = []
+    workers: _Workers | None = None
     interrupted = False
     try:
         count, cpw, gpw = _worker_shape(ray, options, len(pending))
-        worker_class = ray.remote(MappingWorker).options(
-            num_cpus=cpw, num_gpus=gpw, max_restarts=-1, max_task_retries=0)
-        actors = [worker_class.remote(map_fn, build_predictor, options.log_level)
-                  for _ in range(count)]
+        workers = _Workers(ray, options, map_fn, build_predictor, count, cpw, gpw)
         try:
-            _dispatch(ray, actors, pending, options, settled, on_result)
+            _dispatch(ray, workers, pending, options, settled, on_result)
         except KeyboardInterrupt:
             interrupted = True
     finally:
-        for actor in actors:
-            ray.kill(actor)
+        if workers is not None:
+            workers.kill_all()
         if started:
             ray.shutdown()
     for job in pending:
@@ -551,16 +577,16 @@ def _run_on_ray(pending: list[BatchJob], options: BatchOptions, map_fn: MapFunct
         if name not in settled:
             settled[name] = RecordingResult(name, str(job.recording.source), Status.NOT_RUN,
                                             error='the batch was interrupted first')
-    return BatchReport([], workers=len(actors), cpus_per_worker=cpw, gpus_per_worker=gpw,
+    return BatchReport([], workers=count, cpus_per_worker=cpw, gpus_per_worker=gpw,
                        ray_address=where, interrupted=interrupted)
 
 
-def _dispatch(ray: Any, actors: list[Any], pending: list[BatchJob], options: BatchOptions,
+def _dispatch(ray: Any, workers: _Workers, pending: list[BatchJob], options: BatchOptions,
               settled: dict[str, RecordingResult],
               on_result: Callable[[RecordingResult, bool], None] | None) -> None:
     """Give each free worker the next attempt until every recording is settled."""
     queue: deque[tuple[BatchJob, int]] = deque((job, 1) for job in pending)
-    idle = list(actors)
+    idle = list(workers.actors)
     running: dict[Any, tuple[Any, BatchJob, int]] = {}
     while queue or running:
         while queue and idle:
@@ -571,8 +597,8 @@ def _dispatch(ray: Any, actors: list[Any], pending: list[BatchJob], options: Bat
         ready, _ = ray.wait(list(running), num_returns=1)
         for reference in ready:
             actor, job, attempt = running.pop(reference)
-            idle.append(actor)
-            result = _result_of(ray, reference, job, attempt, options.outroot)
+            result, worker_lost = _result_of(ray, reference, job, attempt, options.outroot)
+            idle.append(workers.replace(actor) if worker_lost else actor)
             final = (result.status != Status.FAILED or not result.retryable
                      or attempt > options.retries)
             if final:
@@ -586,21 +612,23 @@ def _dispatch(ray: Any, actors: list[Any], pending: list[BatchJob], options: Bat
 
 
 def _result_of(ray: Any, reference: Any, job: BatchJob, attempt: int, outroot: Path
-               ) -> RecordingResult:
-    """Fetch an attempt's result; a worker that raised or died is a retryable failure."""
+               ) -> tuple[RecordingResult, bool]:
+    """Fetch an attempt's result, and whether its worker was lost (crashed, killed)."""
     try:
         result: RecordingResult = ray.get(reference)
-        return result
+        return result, False
     except ray.exceptions.RayError as err:
         # Any failure Ray reports for this one task (the worker raised, crashed, ran out of
         # memory or its node went away): this recording failed, the batch goes on.
         cause = getattr(err, 'cause', None)
+        first_line = str(err).splitlines()[0] if str(err) else ''
         reason = (f'{type(cause).__name__}: {cause}' if isinstance(cause, BaseException)
-                  else f'{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""}')
+                  else f'{type(err).__name__}: {first_line}')
         _, log_path = _paths(outroot, job.recording.name)
+        lost = isinstance(err, ray.exceptions.RayActorError)
         return RecordingResult(job.recording.name, str(job.recording.source), Status.FAILED,
                                attempts=attempt, error=reason, retryable=True,
-                               log=str(log_path))
+                               log=str(log_path)), lost
 
 
 def format_table(results: Sequence[RecordingResult]) -> str:

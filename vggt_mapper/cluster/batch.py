@@ -531,11 +531,15 @@ class _Workers:
         # No restarts by Ray: a restarting actor refuses the tasks sent meanwhile, so the
         # driver, which owns the retries, starts a fresh worker instead.
         self._ray = ray
-        self._make = lambda: ray.remote(MappingWorker).options(
-            num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0).remote(
-                map_fn, build_predictor, options.log_level)
+        self._actor_class = ray.remote(MappingWorker).options(
+            num_cpus=cpus, num_gpus=gpus, max_restarts=0, max_task_retries=0)
+        self._arguments = (map_fn, build_predictor, options.log_level)
         self.actors: list[Any] = [self._make() for _ in range(count)]
         self.replaced = 0
+
+    def _make(self) -> Any:
+        """Start one worker."""
+        return self._actor_class.remote(*self._arguments)
 
     def replace(self, actor: Any) -> Any:
         """Kill a lost worker (if anything is left of it) and start another."""

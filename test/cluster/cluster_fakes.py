@@ -81,3 +81,19 @@ class _DiesOnce:
 def dies_once_predictor() -> _DiesOnce:
     """Build a predictor whose first window kills the worker."""
     return _DiesOnce()
+
+
+#: Model image width of ``tiny_predictor``: the tiny model answers a window in a blink.
+TINY_SIZE = 112
+
+
+def tiny_predictor() -> object:
+    """Build the tiny VGGT (synthetic weights) on one CPU thread, at a small image size."""
+    import torch
+
+    from vggt_mapper.model import VGGTConfig
+    from vggt_mapper.model.synthetic import build_vggt
+    from vggt_mapper.predictor.vggt_predictor import VGGTPredictor
+
+    torch.set_num_threads(1)  # two replicas share two cores
+    return VGGTPredictor(build_vggt(VGGTConfig.tiny()), device='cpu', target_size=TINY_SIZE)

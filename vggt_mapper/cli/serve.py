@@ -72,6 +72,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
                         help='folder for upload working folders (default: a temp folder)')
     limits.add_argument('--workdir-max-age-s', type=positive_float, default=3600.0,
                         help='delete upload working folders older than this (default 3600)')
+    pool = parser.add_argument_group('replica pool (Ray Serve; serves /predict_window only)')
+    pool.add_argument('--replicas', type=positive_int, default=None, metavar='N',
+                      help='serve /predict_window from N model replicas on Ray Serve, one GPU '
+                           'each when there are GPUs, behind one endpoint (needs the cluster '
+                           "extra); --queue-size windows may wait, then 'busy, retry after'")
+    pool.add_argument('--ray-address', default=None, metavar='ADDRESS',
+                      help="with --replicas: Ray cluster ('auto', 'host:6379', "
+                           "'ray://host:10001', 'local'; default: a new local instance)")
     mapping = parser.add_argument_group('mapping')
     mapping.add_argument('--video-fps', type=positive_float, default=1.0,
                          help='default frames per second sampled from videos (default 1)')
@@ -100,6 +108,11 @@ def run(args: argparse.Namespace) -> int:
     :raises vggt_mapper.predictor.errors.PredictorError: when the predictor cannot be built.
     :raises vggt_mapper.web.errors.SkyModelError: when --sky-model does not exist.
     """
+    if args.replicas is not None:
+        from vggt_mapper.cli.serve_pool import run_pool
+
+        return run_pool(args)
+
     from dataclasses import replace
 
     from vggt_mapper.web.errors import SkyModelError

@@ -34,8 +34,8 @@ from vggt_mapper.predictor.factory import create_predictor, PredictorSpec
 from vggt_mapper.predictor.remote import (
     encode_window_prediction,
     POOL_API,
-    PREDICTION_FORMAT,
     PREDICT_WINDOW_API,
+    PREDICTION_FORMAT,
 )
 
 __all__ = ['APP_NAME', 'PoolSettings', 'WindowPredictorReplica', 'start_pool', 'stop_pool']
@@ -149,7 +149,7 @@ def _import_serve() -> tuple[Any, Any]:
         import ray
         from ray import serve
     except ImportError as err:
-        raise PoolError("vggt-mapper serve --replicas needs Ray Serve: pip install "
+        raise PoolError('vggt-mapper serve --replicas needs Ray Serve: pip install '
                         "'vggt_mapper[cluster]' (or pip install 'ray[serve]')") from err
     return ray, serve
 

@@ -188,6 +188,25 @@ def test_a_failed_recording_leaves_no_folder_and_says_whether_to_retry(
     assert 'FAILED: ' in (outroot / STATE_DIR / 'logs' / 'broken.log').read_text()
 
 
+def test_no_folder_appears_when_the_done_marker_cannot_be_written(
+        fleet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vggt_mapper.cli.map import build_predictor
+    from vggt_mapper.cluster import batch
+    from vggt_mapper.io.errors import ExportError
+
+    def disk_full(folder: Path, content: object) -> Path:
+        raise ExportError('No space left on device')
+
+    monkeypatch.setattr(batch, 'write_done_marker', disk_full)
+    worker = MappingWorker(map_recording, build_predictor)
+
+    with pytest.raises(ExportError):
+        worker.map_recording(_job(fleet.parent / 'folders' / 'walk0'), tmp_path / 'out', 1,
+                             False)
+
+    assert sorted(path.name for path in (tmp_path / 'out').iterdir()) == [STATE_DIR]
+
+
 def test_a_bug_in_a_recording_is_logged_with_its_traceback_and_raised(
         fleet: Path, tmp_path: Path) -> None:
     def buggy(recording: Recording, outdir: Path, options: object, create: object) -> None:

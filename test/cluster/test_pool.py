@@ -123,3 +123,18 @@ def test_twenty_robots_get_every_window_once_in_order_though_a_replica_is_killed
             np.testing.assert_array_equal(got, want, err_msg=f'robot {robot} window {window}')
     retries = sum((robot.retries for robot in robots), start=Counter[str]())
     assert retries['busy'] > 0  # twenty robots, two replicas, four places in the queue
+
+
+def test_serve_replicas_that_do_not_fit_the_cluster_are_refused_in_one_line(
+        pool_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from vggt_mapper.cli import main
+
+    status = main(['serve', '--replicas', '3', '--predictor', 'cluster_fakes:tiny_predictor',
+                   '--port', str(_free_port())])
+
+    assert status == 1
+    assert ('vggt-mapper serve: error: 3 replicas need 3 CPUs and 0 GPUs; the Ray cluster has '
+            '2 and 0') in capsys.readouterr().err
+    from ray import serve
+
+    assert 'vggt_mapper_pool' in serve.status().applications  # the running pool is left alone

@@ -324,14 +324,6 @@ class MappingWorker:
         self._log_level = log_level
         self.identity = f'{socket.gethostname()}:{os.getpid()}'
 
-    def predictor_builds(self) -> int:
-        """
-        Count the predictors this worker built (one per spec change).
-
-        :return: the count.
-        """
-        return self._predictors.builds
-
     def map_recording(self, job: BatchJob, outroot: Path, attempt: int,
                       overwrite: bool) -> RecordingResult:
         """

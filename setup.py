@@ -46,6 +46,9 @@ EXTRAS = {
     ],
     # psutil: the benchmarks' RSS of the mapper and its optimiser process (CI runs a smoke)
     'dev': ['ruff>=0.5', 'mypy>=1.10', 'psutil>=5.9'],
+    # vggt-mapper batch (Ray Core) and serve --replicas (Ray Serve, its HTTP stack; form
+    # parsing of /predict_window uploads); httpx is RemotePredictor's client for the pool.
+    'cluster': ['ray[serve]>=2.40', 'python-multipart>=0.0.9', 'httpx>=0.27'],
 }
 
 setup(

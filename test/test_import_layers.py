@@ -3,7 +3,8 @@ Layers import downward only: geometry/model → predictor → engine → io → 
 
 Every ``import vggt_mapper.<layer>`` in the package, including imports inside functions, is
 read from the source; a module may import its own layer and the layers below it, never one
-above. The one sideways import is the CLI starting the web door (``vggt-mapper serve``).
+above. The sideways imports are the CLI starting the web door (``vggt-mapper serve``) and
+the cluster door (``vggt-mapper batch``, ``vggt-mapper serve --replicas``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ RANKS = {
     'cli': 4,
     'ros': 4,
     'web': 4,
+    'cluster': 4,  # Ray: batch mapping and the serving pool
 }
-ALLOWED_SIDEWAYS = {('cli', 'web')}
+ALLOWED_SIDEWAYS = {('cli', 'web'), ('cli', 'cluster')}
 
 
 def imported_layers(source: Path) -> set[str]:

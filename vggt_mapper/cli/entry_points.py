@@ -27,6 +27,7 @@ _KNOWN_EXCEPTIONS = (
     ('vggt_mapper.predictor.remote', 'RemotePredictorError'),
     ('vggt_mapper.cli.map', 'NothingMappedError'),
     ('vggt_mapper.web.errors', 'WebError'),
+    ('vggt_mapper.cluster.errors', 'ClusterError'),
 )
 
 
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     :return: the parser; each subcommand sets ``args.run``.
     """
     from vggt_mapper import __version__
-    from vggt_mapper.cli import map_parser
+    from vggt_mapper.cli import batch_parser, map_parser
 
     parser = argparse.ArgumentParser(
         prog='vggt-mapper',
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND', required=True)
     map_parser.add_parser(subparsers)
     subparsers.choices['map'].set_defaults(run=_run_map)
+    batch_parser.add_parser(subparsers)
+    subparsers.choices['batch'].set_defaults(run=_run_batch)
     if _has_module('vggt_mapper.cli.serve'):
         serve = importlib.import_module('vggt_mapper.cli.serve')
         before = set(subparsers.choices)
@@ -87,6 +90,13 @@ def _run_map(args: argparse.Namespace) -> int:
     from vggt_mapper.cli import map as map_command
 
     return map_command.run(args)
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    """Import the batch command (and, when it runs, Ray) only when it runs."""
+    from vggt_mapper.cli import batch as batch_command
+
+    return batch_command.run(args)
 
 
 def _configure_logging(verbosity: int) -> None:

@@ -15,7 +15,7 @@ what was mapped is still written and the exit status is 130 or 143.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
@@ -55,7 +55,8 @@ if TYPE_CHECKING:
     from vggt_mapper.predictor.factory import PredictorSpec
 
 __all__ = ['BAG_DIR_NAME', 'NO_WEIGHTS_HINT', 'NothingMappedError', 'VIDEO_FPS', 'build_config',
-           'flag_message', 'load_calibration', 'run', 'sample_path']
+           'build_predictor', 'flag_message', 'load_calibration', 'predictor_spec', 'run',
+           'sample_path']
 
 _LOG = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def load_calibration(args: argparse.Namespace) -> CameraCalibration | None:
     return None
 
 
-def _predictor_spec(args: argparse.Namespace) -> PredictorSpec:
+def predictor_spec(args: argparse.Namespace) -> PredictorSpec:
     """Check the model options (no torch: the factory module imports it only to build)."""
     from vggt_mapper.predictor.factory import PredictorSpec
 
@@ -214,7 +215,7 @@ def _predictor_spec(args: argparse.Namespace) -> PredictorSpec:
                          int8=args.int8)
 
 
-def _create_predictor(spec: PredictorSpec) -> Predictor:
+def build_predictor(spec: PredictorSpec) -> Predictor:
     """Build the predictor (imports torch for a local model); weights errors get the hint."""
     from vggt_mapper.model.errors import WeightsError
     from vggt_mapper.predictor.factory import create_predictor
@@ -291,7 +292,7 @@ class _Plan:
 def _prepare(args: argparse.Namespace) -> _Plan:
     """Check options, input and output folder; create the output folder (quick, no torch)."""
     config = build_config(args)
-    spec = _predictor_spec(args)
+    spec = predictor_spec(args)
     source = Path(args.input) if args.input is not None else sample_path()
     kind = detect_input_kind(source)
     if args.fps is not None and kind is not InputKind.VIDEO:
@@ -342,11 +343,14 @@ def _remove_if_empty(folders: list[Path]) -> None:
             return  # not empty (or gone): leave it and its parents
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *,
+        create_predictor: Callable[[PredictorSpec], Predictor] | None = None) -> int:
     """
     Run ``vggt-mapper map``.
 
     :param args: parsed arguments (see ``vggt_mapper.cli.map_parser``).
+    :param create_predictor: builds the predictor from the options' spec (default: a new one
+        per call; ``vggt-mapper batch`` passes a cache, so a worker loads its model once).
     :return: the exit status: 0 done, 130 (SIGINT) or 143 (SIGTERM) if a signal stopped the
         reading (what was mapped is still written).
     :raises InputError: if the input cannot be read.
@@ -357,7 +361,7 @@ def run(args: argparse.Namespace) -> int:
     with StopSignals() as signals, _flag_names():
         plan = _prepare(args)
         try:
-            return _map(args, plan, signals)
+            return _map(args, plan, signals, create_predictor or build_predictor)
         except KeyboardInterrupt:
             _remove_if_empty(plan.created)
             print(f'vggt-mapper map: {signals.name} before mapping started; nothing written',
@@ -406,7 +410,8 @@ def _summary(outcome: MappingOutcome, read_stats: ReadStats, num_points: int,
             f'{outcome.elapsed_s:.1f} s{stopped}{cut}')
 
 
-def _map(args: argparse.Namespace, plan: _Plan, signals: StopSignals) -> int:
+def _map(args: argparse.Namespace, plan: _Plan, signals: StopSignals,
+         create_predictor: Callable[[PredictorSpec], Predictor]) -> int:
     """Open the input, build predictor and engine, map, save, report."""
     from vggt_mapper.engine.mapper import Mapper
 
@@ -418,7 +423,7 @@ def _map(args: argparse.Namespace, plan: _Plan, signals: StopSignals) -> int:
                         calibration=plan.calibration, camera_info=camera_info,
                         odometry=not args.no_odometry and plan.config.metric.source != 'fixed',
                         odom_frame=args.odom_frame)
-    predictor = _InferenceWatch(_create_predictor(plan.spec))
+    predictor = _InferenceWatch(create_predictor(plan.spec))
     describer = plan.describer
     # The keyframe store spills to the output folder's disk, not a RAM-backed /tmp.
     with Mapper(plan.config, predictor, describer=describer, store_dir=plan.outdir) as mapper:
@@ -500,12 +505,14 @@ def _save(args: argparse.Namespace, plan: _Plan, signals: StopSignals, outcome: 
     skipped = _skip_reasons(read_stats, stats)
     if len(outcome.trajectory) <= loaded:
         why = f'; the predictor failed: {outcome.failure}' if outcome.failure else ''
+        # The cause tells a retry worth making (a predictor that failed) from an empty input.
+        cause = PredictorFailedError(outcome.failure) if outcome.failure else None
         raise NothingMappedError(
             f'Nothing was mapped from {str(plan.source)!r}: {outcome.frames_read} frames read '
             f'({skipped.describe_skips()}), {stats.keyframes} keyframes, '
             f'{stats.windows_done} windows ({stats.windows_rejected} refused){why}; nothing '
             'written. Give frames with texture and camera motion, or lower --keyframe-px / '
-            '--max-gap')
+            '--max-gap') from cause
     saved = save_map(plan.outdir, outcome.trajectory, outcome.snapshot,
                      overwrite=args.overwrite, show_cameras=not args.no_cameras,
                      stats=run_statistics(outcome, skipped.reasons),

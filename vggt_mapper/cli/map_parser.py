@@ -7,7 +7,7 @@ import argparse
 from vggt_mapper.cli.arg_types import positive_float, positive_int
 from vggt_mapper.engine.config import KeyframeConfig, MapConfig, MapperConfig
 
-__all__ = ['MODEL_CHOICES', 'add_parser']
+__all__ = ['MODEL_CHOICES', 'add_options', 'add_parser']
 
 MODEL_CHOICES = ('vggt-1b', 'tiny')
 
@@ -49,7 +49,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     :param subparsers: the object returned by ``ArgumentParser.add_subparsers``.
     """
-    mapper, keyframes, map_config = MapperConfig(), KeyframeConfig(), MapConfig()
     parser = subparsers.add_parser(
         'map', help='map an image folder, a video or a rosbag2 offline',
         description=_DESCRIPTION, epilog=_EPILOG,
@@ -59,6 +58,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                              '(default: the shipped sample vggt_mapper/data/sample)')
     parser.add_argument('-o', '--outdir', required=True, metavar='OUTDIR',
                         help='output folder (created if missing)')
+    add_options(parser)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """
+    Add every option of ``map`` except INPUT and OUTDIR (``vggt-mapper batch`` shares them).
+
+    :param parser: the parser to extend.
+    """
+    mapper, keyframes, map_config = MapperConfig(), KeyframeConfig(), MapConfig()
     parser.add_argument('--overwrite', action='store_true',
                         help='replace existing outputs in OUTDIR')
     parser.add_argument('-v', '--verbose', action='count', default=0,

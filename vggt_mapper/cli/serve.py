@@ -83,6 +83,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
     limits.add_argument('--shutdown-grace-s', type=positive_float, default=30.0,
                         help='on SIGTERM/Ctrl-C, how long a running model pass may take to '
                              'finish (default 30)')
+    pool = parser.add_argument_group('replica pool (Ray Serve; serves /predict_window only)')
+    pool.add_argument('--replicas', type=positive_int, default=None, metavar='N',
+                      help='serve /predict_window from N model replicas on Ray Serve, one GPU '
+                           'each when there are GPUs, behind one endpoint (needs the cluster '
+                           "extra); --queue-size windows may wait, then 'busy, retry after'")
+    pool.add_argument('--ray-address', default=None, metavar='ADDRESS',
+                      help="with --replicas: Ray cluster ('auto', 'host:6379', "
+                           "'ray://host:10001', 'local'; default: a new local instance)")
     mapping = parser.add_argument_group('mapping')
     mapping.add_argument('--video-fps', type=positive_float, default=1.0,
                          help='default frames per second sampled from videos (default 1)')
@@ -163,6 +171,10 @@ def run(args: argparse.Namespace) -> int:
     :raises vggt_mapper.web.errors.SkyModelError: when --sky-model does not exist.
     :raises vggt_mapper.web.errors.UnsafeFolderError: when --workdir is a symlink or not ours.
     """
+    if args.replicas is not None:
+        from vggt_mapper.cli.serve_pool import run_pool
+
+        return run_pool(args)
     from vggt_mapper.web.errors import SkyModelError
 
     if args.sky_model is not None and not args.sky_model.is_file():

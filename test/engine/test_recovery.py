@@ -188,3 +188,16 @@ def test_malformed_answers_are_refused(sequence: SyntheticSequence) -> None:
     assert 'not rotations' in results[0].reason
     assert mapper.trajectory() == [] and mapper.stats.keyframes_lost == mapper.stats.keyframes
     assert set(mapper.stats.refusals) == {'prediction:poses'}
+
+
+def test_the_frame_check_takes_a_window_in_any_order(sequence: SyntheticSequence) -> None:
+    # A photo set in one pass: the second photo sees nothing of the first, but of those after it.
+    order = [0, 80, 2, 82, 4, 84]
+    photos = KeyframeConfig(min_parallax_px=0.0, duplicate_px=0.0, min_gap=1, max_gap=1)
+    predictor = SyntheticPredictor(sequence, NOISE_LEVELS['default'], model_width=MODEL_WIDTH)
+    with Mapper(_config(window_size=6, overlap=2, keyframes=photos), predictor) as mapper:
+        results = [result for stamp, index in enumerate(order, start=1)
+                   for result in mapper.add_frame(sequence.frame(index), stamp)]
+        [window] = results + mapper.flush()
+        assert window.accepted and window.attempts == 1
+        assert mapper.stats.keyframes_mapped == len(order)

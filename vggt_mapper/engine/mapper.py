@@ -106,8 +106,6 @@ LOCALIZATION = 'localization'
 """``Mapper.mode``: keyframes are placed against the map, which is not extended."""
 
 _MIN_SIDE = 16
-# A new keyframe is compared with this many keyframes before it in its window.
-_CONSISTENCY_REACH = 3
 
 
 def validate_frame(image_rgb: object, stamp_ns: object) -> NDArray[np.uint8]:
@@ -564,13 +562,16 @@ class Mapper:
         recovery = self.config.recovery
         if recovery.min_frame_consistency <= 0:
             return
+        count = prediction.num_frames
+        if count < 2:
+            return
+        # Every other frame of the window, not only those before: a photo set in one pass
+        # comes in any order, and a frame the model got wrong disagrees with all of them.
         scores = {slot: max(covisible_fraction(
             prediction.depth[other], prediction.intrinsics[other], window_from_cam[other],
             prediction.depth[slot], prediction.intrinsics[slot], window_from_cam[slot])
-            for other in range(max(slot - _CONSISTENCY_REACH, 0), slot))
-            for slot in slots if slot > 0}
-        if not scores:
-            return
+            for other in range(count) if other != slot)
+            for slot in slots}
         # Absolute floor, and relative to the window: what one frame got wrong stands out
         # against the others, whatever the window's own noise level.
         typical = float(np.median(list(scores.values())))
@@ -579,7 +580,7 @@ class Mapper:
         slot, score = min(scores.items(), key=lambda item: item[1])
         if score < threshold:
             raise _Refused('prediction:consistency',
-                           f'frame {slot} of the window agrees with the frames before it on '
+                           f'frame {slot} of the window agrees with the other frames on '
                            f'only {score:.0%} of its points (need {threshold:.0%}; the window '
                            f'typically {typical:.0%}): the model got it or its pose wrong')
 

@@ -176,8 +176,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('loops', True, 'Close loops: find revisited places, verify them with the model '
               '(extra model calls) and correct the map and path with the pose graph.'),
     ParamSpec('min_frame_consistency', _DEFAULT_MAPPER.recovery.min_frame_consistency,
-              'Refuse a window when a new keyframe agrees with the frames before it on less '
-              'than this share of its points (0 disables; set 0 for the random tiny model).',
+              'Refuse a window when a new keyframe agrees with the other frames of its window on '
+              'less than this share of its points (0 disables; set 0 for the random tiny model).',
               min_value=0.0, max_value=1.0),
     # Predictor
     ParamSpec('model', 'vggt-1b', 'Local model: vggt-1b, or tiny (without a checkpoint: '

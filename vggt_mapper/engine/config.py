@@ -217,8 +217,9 @@ class RecoveryConfig:
         install), not one window bad. The map built so far stays readable.
     :param min_frame_consistency: a new keyframe must agree with another frame of its window
         (earlier or later: photo sets come in any order): at least this share of its points,
-        projected with the window's own poses, must land on the other's depth (within 10 %). Catches a frame the model got wrong (wrong
-        rotation, collapsed depth) that the anchor alignment cannot see. 0 disables the check.
+        projected with the window's own poses, must land on the other's depth (within 10 %).
+        Catches a frame the model got wrong (wrong rotation, collapsed depth) that the anchor
+        alignment cannot see. 0 disables the check.
     :param relative_frame_consistency: ... and at least this fraction of the window's median
         agreement (a wrong frame stands out against its window's own noise level).
     """

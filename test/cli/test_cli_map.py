@@ -34,7 +34,8 @@ def map_parser_args(argv: list[str]) -> object:
     return build_parser().parse_args(argv)
 
 
-OUTPUTS = ['cameras.json', 'map.glb', 'map.ply', 'map_state', 'map_stats.json', 'trajectory.tum']
+OUTPUTS = ['cameras.json', 'map.glb', 'map.pgm', 'map.ply', 'map.yaml', 'map_state', 'map_stats.json',
+           'trajectory.tum']
 FAKE = ['--predictor', 'cli_fakes:synthetic_predictor', '--window-size', '4', '--overlap', '2']
 
 
@@ -400,7 +401,9 @@ def test_subprocess_map_sample_with_tiny_model(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=600, check=False)
 
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert _outputs(outdir) == OUTPUTS
+    # The random model's geometry has no floor: the grid is a logged skip, the rest is written.
+    assert 'no occupancy grid' in completed.stderr
+    assert _outputs(outdir) == [name for name in OUTPUTS if name not in ('map.pgm', 'map.yaml')]
     cameras = json.loads((outdir / 'cameras.json').read_text())['cameras']
     assert len(cameras) == len(read_tum(outdir / 'trajectory.tum')) >= 2
 
@@ -666,3 +669,19 @@ def test_calibration_and_scale_flags_are_checked_first(
     assert main(['map', str(frames_dir), '-o', str(tmp_path / 'out'), *FAKE, *flags]) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
+
+
+def test_the_map_comes_with_an_occupancy_grid_for_nav2(frames_dir: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from vggt_mapper.engine.occupancy import OccupancyGrid
+    from vggt_mapper.io.map_server import read_map_server
+
+    outdir = tmp_path / 'out'
+    assert main(['map', str(frames_dir), '-o', str(outdir), *FAKE]) == 0
+    assert str(outdir / 'map.yaml') in capsys.readouterr().out
+    grid = read_map_server(outdir / 'map.yaml')
+    assert np.count_nonzero(grid.cells == OccupancyGrid.FREE) > 0
+    assert np.count_nonzero(grid.cells == OccupancyGrid.OCCUPIED) > 0
+    assert main(['map', str(frames_dir), '-o', str(tmp_path / 'plain'), *FAKE, '--no-grid']) == 0
+    assert not (tmp_path / 'plain' / 'map.yaml').exists()
+    assert not (tmp_path / 'plain' / 'map.pgm').exists()

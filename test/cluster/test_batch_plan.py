@@ -163,8 +163,8 @@ def test_a_worker_publishes_a_folder_whose_done_marker_came_last(fleet: Path,
     marker_mtime = (final / DONE_MARKER).stat().st_mtime_ns
     assert all(path.stat().st_mtime_ns <= marker_mtime for path in final.iterdir())
     assert sorted(path.name for path in final.iterdir()) == [
-        'batch_done.json', 'cameras.json', 'map.glb', 'map.ply', 'map_state', 'map_stats.json',
-        'trajectory.tum']
+        'batch_done.json', 'cameras.json', 'map.glb', 'map.pgm', 'map.ply', 'map.yaml',
+        'map_state', 'map_stats.json', 'trajectory.tum']
     assert list((outroot / STATE_DIR / 'staging').iterdir()) == []
     assert 'Mapped ' in (outroot / STATE_DIR / 'logs' / 'walk0.log').read_text()
 

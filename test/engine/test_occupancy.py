@@ -25,6 +25,7 @@ from vggt_mapper.engine.occupancy import KeyframeRays
 from vggt_mapper.io.ros_messages import level_map_from_world, MAP_FROM_WORLD
 from vggt_mapper.synthetic import Box, NOISE_LEVELS, Room, SyntheticPredictor, SyntheticSequence
 from vggt_mapper.synthetic.evaluation import feed, trajectory_error
+from vggt_mapper.synthetic.odometry import OdometryNoise, simulate_odometry
 from vggt_mapper.synthetic.world import ORBIT_CENTRE
 
 UP = np.array([0.0, -1.0, 0.0])  # the synthetic world's up (y down)
@@ -332,3 +333,24 @@ def test_map_occupancy_needs_a_mapped_segment() -> None:
                 SyntheticPredictor(sequence, model_width=126)) as mapper:
         with pytest.raises(OccupancyError, match='nothing is mapped'):
             map_occupancy(mapper, MAP_FROM_WORLD, OccupancyConfig())
+
+
+def test_a_metric_map_gives_the_same_grid_in_metres() -> None:
+    # Odometry makes the outputs metric (they are scaled, the engine's unit is not): the grid
+    # built from them has the same cells, at a resolution in metres.
+    sequence = SyntheticSequence.orbit(60, step_m=0.07)
+    odometry = simulate_odometry(sequence.poses_world_from_cam, OdometryNoise(scale_error=0.0))
+    grids, factors = [], []
+    for odom in (None, odometry.odom_from_camera):
+        predictor = SyntheticPredictor(sequence, NOISE_LEVELS['none'], model_width=126)
+        with Mapper(MapperConfig(window_size=8, overlap=2), predictor) as mapper:
+            feed(mapper, sequence, odom_from_camera=odom)
+            grids.append(map_occupancy(mapper, MAP_FROM_WORLD, OccupancyConfig()))
+            factors.append(mapper.metric_scales[0].factor)
+    unit, metric = grids
+    assert factors[0] == 1.0 and abs(np.log(factors[1])) > 0.1  # the test means something
+    # (The floor fit samples at random: lengths agree to a percent or so, not exactly.)
+    assert metric.resolution == pytest.approx(factors[1] * unit.resolution, rel=0.02)
+    for value in (OccupancyGrid.FREE, OccupancyGrid.OCCUPIED):
+        counts = [np.count_nonzero(grid.cells == value) for grid in grids]
+        assert counts[0] > 100 and counts[1] == pytest.approx(counts[0], rel=0.1), value

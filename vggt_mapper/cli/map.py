@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
     from vggt_mapper.cli.main_map import MappingOutcome
     from vggt_mapper.engine.map_state import MapState
+    from vggt_mapper.engine.mapper import Mapper
+    from vggt_mapper.engine.occupancy import OccupancyGrid
     from vggt_mapper.engine.places import PlaceDescriber
     from vggt_mapper.engine.types import InputFrame, MapperStats, WindowResult
     from vggt_mapper.io.calibration import CameraCalibration
@@ -314,7 +316,7 @@ def _prepare(args: argparse.Namespace) -> _Plan:
     plan.created = prepare_output_folder(outdir)
     try:
         recover_map(outdir)
-        outputs = map_paths(outdir, state=True, colmap=args.colmap)
+        outputs = map_paths(outdir, state=True, colmap=args.colmap, grid=not args.no_grid)
         check_writable(list(outputs.values()), overwrite=args.overwrite,
                        folders=[outputs[key] for key in ('map_state', 'colmap') if key in outputs])
         if args.bag_out:
@@ -432,10 +434,30 @@ def _map(args: argparse.Namespace, plan: _Plan, signals: StopSignals,
                   plan.source, plan.config.window_size, plan.config.overlap,
                   'on' if plan.config.loops.enabled else 'off')
         outcome = _run_mapper(args, plan, signals, mapper, frames, read_stats, predictor)
+        grid = None if args.no_grid else _occupancy_grid(mapper)
         # Its view of the keyframe store outlives the mapper's temporary files.
         state = mapper.map_state()
     with state:
-        return _save(args, plan, signals, outcome, read_stats, state, loaded)
+        return _save(args, plan, signals, outcome, read_stats, state, loaded, grid)
+
+
+def _occupancy_grid(mapper: Mapper) -> OccupancyGrid | None:
+    """The main segment's 2D grid on its fitted floor, or None (logged) when there is none."""
+    from vggt_mapper.engine.config import OccupancyConfig
+    from vggt_mapper.engine.errors import OccupancyError
+    from vggt_mapper.engine.occupancy import map_occupancy
+    from vggt_mapper.io.glb import main_segment
+    from vggt_mapper.io.ros_messages import MAP_FROM_WORLD
+
+    trajectory = mapper.trajectory()
+    if not trajectory:
+        return None
+    try:
+        return map_occupancy(mapper, MAP_FROM_WORLD, OccupancyConfig(),
+                             segment=main_segment(trajectory))
+    except OccupancyError as err:
+        _LOG.warning('no occupancy grid (map.pgm/map.yaml not written): %s', err)
+        return None
 
 
 def _load_map(mapper: Any, plan: _Plan) -> int:
@@ -491,7 +513,8 @@ def _run_mapper(args: argparse.Namespace, plan: _Plan, signals: StopSignals, map
 
 
 def _save(args: argparse.Namespace, plan: _Plan, signals: StopSignals, outcome: MappingOutcome,
-          read_stats: ReadStats, state: MapState, loaded: int) -> int:
+          read_stats: ReadStats, state: MapState, loaded: int,
+          grid: OccupancyGrid | None = None) -> int:
     """Write the outputs and the run's statistics; report; the exit status."""
     from vggt_mapper.cli.main_map import run_statistics
     from vggt_mapper.io.export import save_map
@@ -517,7 +540,7 @@ def _save(args: argparse.Namespace, plan: _Plan, signals: StopSignals, outcome: 
                      overwrite=args.overwrite, show_cameras=not args.no_cameras,
                      stats=run_statistics(outcome, skipped.reasons),
                      camera=_camera_record(plan, read_stats),
-                     units=stats.metric_scales, state=state, colmap=args.colmap)
+                     units=stats.metric_scales, state=state, colmap=args.colmap, grid=grid)
     print(_summary(outcome, read_stats, saved.num_points, signals, loaded))
     written = [*saved.paths, *([plan.outdir / BAG_DIR_NAME] if args.bag_out else [])]
     print('Wrote ' + ', '.join(str(path) for path in written))

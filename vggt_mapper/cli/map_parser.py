@@ -187,3 +187,6 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                              '(rosbag2)')
     output.add_argument('--no-cameras', action='store_true',
                         help='leave the camera frustums out of map.glb')
+    output.add_argument('--no-grid', action='store_true',
+                        help='leave out map.pgm/map.yaml, the 2D occupancy grid of the main '
+                             'segment on its floor (nav2 map_server format)')

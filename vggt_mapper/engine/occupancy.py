@@ -443,7 +443,11 @@ def map_occupancy(mapper: Mapper, map_from_world: ArrayLike, config: OccupancyCo
     world_from_cams = np.stack([pose.world_from_cam for pose in poses])
     floor = fit_floor(points, world_from_cams, config, up_world)
     graph = mapper.pose_graph
-    rays = (KeyframeRays(graph.value(index).translation, graph.value(index).apply(
-        cloud.points_local)) for index, cloud in mapper.store.iter_clouds(
-            [pose.index for pose in poses]))
+    # The snapshot and trajectory are in the segment's output unit (metres once metric); the
+    # graph is in the engine's internal unit.
+    scale = mapper.metric_scales.get(segment)
+    factor = 1.0 if scale is None else scale.factor
+    rays = (KeyframeRays(factor * graph.value(index).translation,
+                         factor * graph.value(index).apply(cloud.points_local))
+            for index, cloud in mapper.store.iter_clouds([pose.index for pose in poses]))
     return build_occupancy_grid(points, world_from_cams, rays, floor, map_from_world, config)

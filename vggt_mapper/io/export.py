@@ -38,6 +38,7 @@ from vggt_mapper.io.tum import write_tum
 
 if TYPE_CHECKING:
     from vggt_mapper.engine.map_state import MapState
+    from vggt_mapper.engine.occupancy import OccupancyGrid
 
 __all__ = ['COLMAP_DIR_NAME', 'MAP_FILE_NAMES', 'MAP_STATE_DIR_NAME', 'STATS_FILE_NAME',
            'SavedMap', 'map_paths', 'recover_map', 'save_map', 'save_map_folder',
@@ -49,6 +50,7 @@ STATS_FILE_NAME = 'map_stats.json'
 STATS_FORMAT = 'vggt_mapper.map_stats/1'
 MAP_STATE_DIR_NAME = 'map_state'  # = io.map_folder.MAP_STATE_DIR (not imported: numpy-light)
 COLMAP_DIR_NAME = 'colmap'
+GRID_FILE_NAMES = {'grid_yaml': 'map.yaml', 'grid_pgm': 'map.pgm'}  # io.map_server, stem 'map'
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class SavedMap:
     :param stats_json: the run statistics, when they were written.
     :param map_state: the saved map state (``map_state/``), when written.
     :param colmap: the COLMAP model and images (``colmap/``), when written.
+    :param grid_yaml: the occupancy grid's ``map.yaml`` (next to its ``map.pgm``), when written.
     """
 
     outdir: Path
@@ -78,24 +81,26 @@ class SavedMap:
     stats_json: Path | None = None
     map_state: Path | None = None
     colmap: Path | None = None
+    grid_yaml: Path | None = None
 
     @property
     def paths(self) -> tuple[Path, ...]:
-        """Return what was written: glb, ply, tum, cameras_json, then stats, state, colmap."""
-        optional = (self.stats_json, self.map_state, self.colmap)
+        """Return what was written: glb, ply, tum, cameras_json, then the optional outputs."""
+        optional = (self.stats_json, self.map_state, self.colmap, self.grid_yaml)
         return (self.glb, self.ply, self.tum, self.cameras_json,
                 *(path for path in optional if path is not None))
 
 
-def map_paths(outdir: Path | str, *, state: bool = False, colmap: bool = False
-              ) -> dict[str, Path]:
+def map_paths(outdir: Path | str, *, state: bool = False, colmap: bool = False,
+              grid: bool = False) -> dict[str, Path]:
     """
     Return the output paths ``save_map`` uses in ``outdir``.
 
     :param outdir: the output folder.
     :param state: include the map state folder (key ``map_state``).
     :param colmap: include the COLMAP folder (key ``colmap``).
-    :return: paths keyed like ``MAP_FILE_NAMES`` (and ``map_state``, ``colmap``).
+    :param grid: include the occupancy grid's files (keys of ``GRID_FILE_NAMES``).
+    :return: paths keyed like ``MAP_FILE_NAMES`` (and ``map_state``, ``colmap``, the grid's).
     """
     folder = Path(outdir)
     paths = {key: folder / name for key, name in MAP_FILE_NAMES.items()}
@@ -103,6 +108,8 @@ def map_paths(outdir: Path | str, *, state: bool = False, colmap: bool = False
         paths['map_state'] = folder / MAP_STATE_DIR_NAME
     if colmap:
         paths['colmap'] = folder / COLMAP_DIR_NAME
+    if grid:
+        paths.update({key: folder / name for key, name in GRID_FILE_NAMES.items()})
     return paths
 
 
@@ -137,8 +144,8 @@ def write_map_stats(path: Path | str, stats: Mapping[str, Any], *,
 def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
              show_cameras: bool, stats: Mapping[str, Any] | None,
              camera: Mapping[str, Any] | None, units: Mapping[int, MetricScale] | None,
-             state: MapState | None, colmap: bool, world_frame: str | None
-             ) -> dict[str, EntryWriter]:
+             state: MapState | None, colmap: bool, world_frame: str | None,
+             grid: OccupancyGrid | None) -> dict[str, EntryWriter]:
     """Return the writer of each file of the set, keyed by file name."""
     # Imported here: trimesh takes seconds to import, and map_paths/recover_map (the CLI's
     # checks before mapping) must stay quick.
@@ -173,7 +180,10 @@ def _entries(trajectory: Sequence[KeyframePose], snapshot: MapSnapshot,
         from vggt_mapper.io.colmap import write_colmap
 
         entries[COLMAP_DIR_NAME] = partial(write_colmap, state=state)
-    # The occupancy grid (map.pgm + map.yaml, map_server format) joins the set here.
+    if grid is not None:
+        from vggt_mapper.io.map_server import map_server_entries
+
+        entries.update(map_server_entries(grid, 'map'))
     return entries
 
 
@@ -181,7 +191,8 @@ def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: M
              overwrite: bool = False, show_cameras: bool = True,
              stats: Mapping[str, Any] | None = None, camera: Mapping[str, Any] | None = None,
              units: Mapping[int, MetricScale] | None = None, state: MapState | None = None,
-             colmap: bool = False, world_frame: str | None = None) -> SavedMap:
+             colmap: bool = False, world_frame: str | None = None,
+             grid: OccupancyGrid | None = None) -> SavedMap:
     """
     Write the map and trajectory into ``outdir`` (created if missing) as one set.
 
@@ -202,20 +213,22 @@ def save_map(outdir: Path | str, trajectory: Sequence[KeyframePose], snapshot: M
     :param colmap: also write ``colmap/`` (needs ``state``).
     :param world_frame: what "world" is in ``cameras.json`` when the poses and points are not in
         the engine's world (the ROS node saves in ``map``); None for the engine's.
+    :param grid: the occupancy grid, written as ``map.pgm`` + ``map.yaml`` (nav2 map_server).
     :return: the written paths.
     :raises ExportError: if outputs exist without ``overwrite``, ``outdir`` is not a folder, or
         a write fails.
     """
     folder = Path(outdir)
     write_file_set(folder, _entries(trajectory, snapshot, show_cameras, stats, camera, units,
-                                    state, colmap, world_frame),
+                                    state, colmap, world_frame, grid),
                    overwrite=overwrite)
-    paths = map_paths(folder, state=state is not None, colmap=colmap)
+    paths = map_paths(folder, state=state is not None, colmap=colmap, grid=grid is not None)
     return SavedMap(outdir=folder, glb=paths['glb'], ply=paths['ply'], tum=paths['tum'],
                     cameras_json=paths['cameras_json'], num_points=snapshot.num_points,
                     num_keyframes=len(trajectory),
                     stats_json=None if stats is None else folder / STATS_FILE_NAME,
-                    map_state=paths.get('map_state'), colmap=paths.get('colmap'))
+                    map_state=paths.get('map_state'), colmap=paths.get('colmap'),
+                    grid_yaml=paths.get('grid_yaml'))
 
 
 def save_map_folder(outdir: Path | str, state: MapState, *, overwrite: bool = False,

@@ -616,8 +616,10 @@ def mid_lap_call(sequence: SyntheticSequence, frames_per_lap: int,
 def recovery_row(mode: Mode, sequence: SyntheticSequence, window: tuple[int, int],
                  seed: int, recovery: bool) -> dict[str, object]:
     """Map the loop path with three failing calls mid first lap, recovery on or off."""
+    # Three failed calls are a transient fault, not a dead model: the run must not stop on them
+    # (max_failed_windows counts windows of which every attempt failed).
     config = MapperConfig(window_size=window[0], overlap=window[1],
-                          recovery=RecoveryConfig(enabled=recovery))
+                          recovery=RecoveryConfig(enabled=recovery, max_failed_windows=4))
     first = mid_lap_call(sequence, mode.frames_per_lap, config)
     inner = synthetic_predictor(sequence, 'realistic', seed, mode.model_width)
     predictor = FaultyPredictor(inner, fail_on={first, first + 1, first + 2}, mode='raise')

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from vggt_mapper.engine.config import MetricScaleConfig
 from vggt_mapper.engine.types import MetricScale
+from vggt_mapper.geometry.plane import ransac_plane
 
 __all__ = ['MetricScaleTracker', 'floor_distance', 'odometry_ratios', 'robust_scale']
 
@@ -96,14 +97,12 @@ def floor_distance(points_cam: NDArray[np.floating], down_cam: NDArray[np.float6
     """
     Distance from the camera to the floor plane seen in its points (RANSAC), or None.
 
-    Candidate planes go through three points below the camera; a plane counts when its normal is
-    within ``max_tilt_deg`` of ``down_cam`` and it lies below the camera. Planes are scored by
-    MSAC (each point within ``inlier_rel`` of the median point depth counts by how close it
-    lies, so the exact floor beats a slightly tilted plane through it and a few other points);
-    the best one is refitted to ever closer inliers (least squares, SVD) and its distance from
-    the camera centre returned. The best-supported level below the camera is taken for the
-    floor: a large table top filling the view would be taken for it too (the median over
-    keyframes tolerates a few).
+    The floor is the plane with the most points below the camera within ``inlier_rel`` of
+    the median point depth, its normal within ``max_tilt_deg`` of ``down_cam``
+    (``geometry.plane.ransac_plane``: LO-RANSAC, refitted by total least squares), lying
+    below the camera. The best-supported level below the camera is taken for the floor: a
+    large table top filling the view would be taken for it too (the median over keyframes
+    tolerates a few).
 
     :param points_cam: (N, 3) points in the camera frame (OpenCV axes), any unit.
     :param down_cam: (3,) unit "down" direction in the camera frame.
@@ -117,40 +116,15 @@ def floor_distance(points_cam: NDArray[np.floating], down_cam: NDArray[np.float6
     if below.shape[0] < _MIN_FLOOR_POINTS:
         return None
     band = inlier_rel * float(np.median(np.linalg.norm(points, axis=1)))
-    cos_tilt = np.cos(np.radians(max_tilt_deg))
-    rng = np.random.default_rng(_RANSAC_SEED)
-    picks = rng.integers(0, below.shape[0], (_RANSAC_ITERATIONS, 3))
-    a, b, c = below[picks[:, 0]], below[picks[:, 1]], below[picks[:, 2]]
-    normals = np.cross(b - a, c - a)
-    norms = np.linalg.norm(normals, axis=1)
-    usable = norms > 1e-12
-    normals[usable] /= norms[usable, None]
-    normals *= np.sign(normals @ down)[:, None]  # pointing down, away from the camera
-    offsets = np.einsum('ij,ij->i', normals, a)  # plane: n · x = offset (> 0 below the camera)
-    usable &= (normals @ down >= cos_tilt) & (offsets > 0)
-    if not np.any(usable):
+    found = ransac_plane(below, band, np.random.default_rng(_RANSAC_SEED),
+                         trials=_RANSAC_ITERATIONS, axis=down, max_tilt_deg=max_tilt_deg)
+    if found is None:
         return None
-    normals, offsets = normals[usable], offsets[usable]
-    residuals = np.abs(below @ normals.T - offsets)
-    # MSAC: inliers scored by how close they lie, so the exact plane beats a slightly tilted
-    # one that catches as many points in the band.
-    scores = np.clip(1.0 - (residuals / band) ** 2, 0.0, None).sum(axis=0)
-    counts = (residuals < band).sum(axis=0)
-    best = int(np.argmax(scores))
-    if counts[best] < _MIN_FLOOR_POINTS:
+    plane, inliers = found
+    # Oriented along "down": a positive offset lies below the camera centre.
+    if np.count_nonzero(inliers) < _MIN_FLOOR_POINTS or plane.offset <= 0:
         return None
-    normal, offset = normals[best], offsets[best]
-    for shrink in (1.0, 0.5, 0.25):  # least-squares refit to ever closer inliers
-        inliers = below[np.abs(below @ normal - offset) < shrink * band]
-        if inliers.shape[0] < _MIN_FLOOR_POINTS:
-            break
-        centre = inliers.mean(axis=0)
-        normal = np.linalg.svd(inliers - centre)[2][2]
-        normal *= np.sign(normal @ down)
-        offset = float(normal @ centre)
-    if normal @ down < cos_tilt:
-        return None
-    return float(offset)
+    return float(plane.offset)
 
 
 class MetricScaleTracker:

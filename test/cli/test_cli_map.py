@@ -34,8 +34,8 @@ def map_parser_args(argv: list[str]) -> object:
     return build_parser().parse_args(argv)
 
 
-OUTPUTS = ['cameras.json', 'map.glb', 'map.pgm', 'map.ply', 'map.yaml', 'map_state', 'map_stats.json',
-           'trajectory.tum']
+OUTPUTS = ['cameras.json', 'map.glb', 'map.pgm', 'map.ply', 'map.yaml', 'map_state',
+           'map_stats.json', 'trajectory.tum']
 FAKE = ['--predictor', 'cli_fakes:synthetic_predictor', '--window-size', '4', '--overlap', '2']
 
 

@@ -18,9 +18,12 @@ Figures (printed as tables, written as JSON with metadata):
   trajectory's lengths over the true ones, minus 1, from the Sim(3) fit to the truth) and
   against the odometry's own scale (what the estimator controls), with the estimate's spread.
 
+``--smoke`` runs every preset and mode once (first seed) on a 120-frame orbit in seconds
+(figures meaningless; CI runs it; the JSON's name and metadata say ``smoke``).
+
 Usage::
 
-    python benchmarks/calibration.py [--seeds 0 1 2] [--quick] [--out benchmarks/results]
+    python benchmarks/calibration.py [--seeds 0 1 2] [--quick | --smoke] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -57,9 +60,10 @@ SUITE = 'calibration'
 STEP_M = 0.02
 MODEL_WIDTH = 224
 MODES = ('predicted', 'known', 'rescale')
+SMOKE_FRAMES = 120
 
 
-def _metadata(seeds: Sequence[int]) -> dict[str, object]:
+def _metadata(seeds: Sequence[int], mode: str, frames: int) -> dict[str, object]:
     def git(*command: str) -> str:
         return subprocess.run(['git', *command], capture_output=True, text=True, check=False,
                               cwd=Path(__file__).parent).stdout.strip()
@@ -69,7 +73,8 @@ def _metadata(seeds: Sequence[int]) -> dict[str, object]:
             'worktree_dirty': bool(git('status', '--porcelain', '--untracked-files=no')),
             'python': platform.python_version(), 'numpy': np.__version__, 'device': 'cpu',
             'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
-            'seeds': list(seeds), 'model_width': MODEL_WIDTH, 'step_m': STEP_M}
+            'seeds': list(seeds), 'model_width': MODEL_WIDTH, 'step_m': STEP_M,
+            'mode': mode, 'frames': frames}
 
 
 class RescaledDepth:
@@ -197,12 +202,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the suite, print the tables and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    parser.add_argument('--quick', action='store_true', help='one seed, known vs predicted')
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument('--quick', action='store_true', help='one seed, known vs predicted')
+    sizes.add_argument('--smoke', action='store_true',
+                       help=f'every preset and mode, first seed, {SMOKE_FRAMES} frames (CI)')
     parser.add_argument('--frames', type=int, default=330, help='orbit frames (~60 keyframes)')
-    parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results')
+    parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results',
+                        help='folder of the JSON result')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
-    seeds = args.seeds[:1] if args.quick else args.seeds
+    mode_name = 'smoke' if args.smoke else 'quick' if args.quick else 'full'
+    seeds = args.seeds if mode_name == 'full' else args.seeds[:1]
+    # The smoke orbit still reaches a metric scale (16 keyframes), so every table has rows.
+    frames = SMOKE_FRAMES if args.smoke else args.frames
     realistic = NOISE_LEVELS['realistic']
     presets = {'realistic': realistic}
     if not args.quick:
@@ -215,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             modes = MODES if preset == 'realistic' and not args.quick else \
                 ('predicted', 'known') if preset == 'realistic' else ('predicted',)
             for mode in modes:
-                result = run(noise, mode, seed, args.frames, odometry)
+                result = run(noise, mode, seed, frames, odometry)
                 result['preset'] = preset
                 runs.append(result)
                 print(f'{preset} {mode} seed {seed}: ATE {result["ate_percent"]:.3f} %, map '
@@ -232,10 +244,11 @@ def main(argv: list[str] | None = None) -> int:
                   'vs_odometry_percent_max_abs', 'spread_percent_median', 'samples_median']))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f'{SUITE}--{platform.node() or "machine"}--cpu.json'
-    if args.quick:
-        path = path.with_name(path.stem + '--quick.json')
-    document = {'metadata': _metadata(seeds), 'odometry_noise': dataclasses.asdict(odometry),
-                'summary': summary, 'scale_vs_keyframes': scale, 'runs': runs}
+    if mode_name != 'full':
+        path = path.with_name(f'{path.stem}--{mode_name}.json')
+    document = {'metadata': _metadata(seeds, mode_name, frames),
+                'odometry_noise': dataclasses.asdict(odometry), 'summary': summary,
+                'scale_vs_keyframes': scale, 'runs': runs}
     path.write_text(json.dumps(document, indent=1) + '\n')
     print(f'\nwrote {path}')
     return 0

@@ -14,9 +14,13 @@ Figures (printed as tables and written as JSON with metadata):
   the ground truth (after the Sim(3) that aligns the map's own keyframes to it, so the map's
   error is included), model calls per keyframe.
 
+``--smoke`` runs both parts at toy sizes in seconds (half a lap of 60 frames, 126-pixel model
+images, one repeat; localization with 40-frame passes, first preset only; figures meaningless;
+CI runs it; the JSON's name and metadata say ``smoke``).
+
 Usage::
 
-    python benchmarks/map_folder.py [--laps 3] [--repeats 3] [--out benchmarks/results]
+    python benchmarks/map_folder.py [--smoke] [--laps 3] [--repeats 3] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -52,14 +56,18 @@ from vggt_mapper.synthetic.world import Box, default_room, loop_path, orbit_path
 
 SUITE = 'map_folder'
 MODEL_WIDTH = 518  # default of --model-width
+LAP_FRAMES = 200
+SMOKE_LAP_FRAMES = 60
+SMOKE_PASS_FRAMES = 40
+SMOKE_MODEL_WIDTH = 126
 
 
-def _metadata() -> dict[str, object]:
+def _metadata(**extra: object) -> dict[str, object]:
     commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
                             check=False, cwd=Path(__file__).parent).stdout.strip()
     return {'suite': SUITE, 'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(),
             'commit': commit, 'python': platform.python_version(), 'numpy': np.__version__,
-            'device': 'cpu', 'cpu_count': os.cpu_count()}
+            'device': 'cpu', 'cpu_count': os.cpu_count(), **extra}
 
 
 def _bytes(folder: Path) -> int:
@@ -88,9 +96,10 @@ def other_room(frames: int) -> SyntheticSequence:
     return SyntheticSequence(orbit_path(frames, step_m=0.04), room=room, cache_renders=300)
 
 
-def run_map_folder(laps: float, repeats: int, work: Path, model_width: int
-                   ) -> dict[str, object]:
-    sequence = SyntheticSequence.loop(frames_per_lap=200, laps=laps, cache_renders=200)
+def run_map_folder(laps: float, repeats: int, work: Path, model_width: int,
+                   frames_per_lap: int = LAP_FRAMES) -> dict[str, object]:
+    sequence = SyntheticSequence.loop(frames_per_lap=frames_per_lap, laps=laps,
+                                      cache_renders=200)
     predictor = SyntheticPredictor(sequence, NOISE_LEVELS['default'], model_width=model_width)
     config = MapperConfig(window_size=8, overlap=3)
     row: dict[str, object] = {'frames': len(sequence), 'model_width': model_width}
@@ -124,10 +133,11 @@ def run_map_folder(laps: float, repeats: int, work: Path, model_width: int
     return row
 
 
-def run_localization(preset: str, work: Path) -> list[dict[str, object]]:
-    lap = loop_path(200, 1.15)
-    room = SyntheticSequence(np.concatenate([lap, second_pass(200)]), cache_renders=500)
-    elsewhere = other_room(200)
+def run_localization(preset: str, work: Path, frames: int = LAP_FRAMES
+                     ) -> list[dict[str, object]]:
+    lap = loop_path(frames, 1.15)
+    room = SyntheticSequence(np.concatenate([lap, second_pass(frames)]), cache_renders=500)
+    elsewhere = other_room(frames)
     predictor = TwoWorldsPredictor(*(SyntheticPredictor(world, NOISE_LEVELS[preset],
                                                         model_width=126, noise_per_window=True)
                                      for world in (room, elsewhere)))
@@ -183,24 +193,36 @@ def _print_table(rows: list[dict[str, object]]) -> None:
     print()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print tables and write JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--smoke', action='store_true',
+                        help='toy sizes, every part in seconds (CI); overrides the sizes below')
     parser.add_argument('--laps', type=float, default=3.0)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--model-width', type=int, default=MODEL_WIDTH)
     parser.add_argument('--presets', nargs='+', default=['default', 'realistic'])
-    parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results')
-    args = parser.parse_args()
+    parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results',
+                        help='folder of the JSON result')
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.laps, args.repeats, args.model_width = 0.5, 1, SMOKE_MODEL_WIDTH
+        args.presets = args.presets[:1]
+    lap_frames = SMOKE_LAP_FRAMES if args.smoke else LAP_FRAMES
+    pass_frames = SMOKE_PASS_FRAMES if args.smoke else LAP_FRAMES
     with tempfile.TemporaryDirectory() as work:
-        folder_row = run_map_folder(args.laps, args.repeats, Path(work), args.model_width)
+        folder_row = run_map_folder(args.laps, args.repeats, Path(work), args.model_width,
+                                    lap_frames)
         _print_table([folder_row])
         loc_rows = [row for preset in args.presets
-                    for row in run_localization(preset, Path(work))]
+                    for row in run_localization(preset, Path(work), pass_frames)]
         _print_table(loc_rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f'{SUITE}--vm--cpu.json'
-    path.write_text(json.dumps({'metadata': _metadata(), 'map_folder': folder_row,
+    path = args.out / f'{SUITE}--vm--cpu{"--smoke" if args.smoke else ""}.json'
+    sizes = {'mode': 'smoke' if args.smoke else 'full', 'laps': args.laps,
+             'frames_per_lap': lap_frames, 'localization_pass_frames': pass_frames,
+             'repeats': args.repeats, 'model_width': args.model_width, 'presets': args.presets}
+    path.write_text(json.dumps({'metadata': _metadata(**sizes), 'map_folder': folder_row,
                                 'localization': loc_rows}, indent=1) + '\n')
     print(f'wrote {path}')
     return 0

@@ -6,11 +6,15 @@ is not) is built, its resident size noted, then ``VGGTPredictor.predict`` runs o
 640×480 (392×518 model pixels, what a 4:3 photo becomes) and the process's peak RSS
 (``ru_maxrss``) is read. The extra over the loaded model is the pass's own memory; a line fitted
 over S gives bytes per frame and a fixed part, which ``vggt_mapper/web/capacity.py`` uses
-(``--write`` prints the constants to paste there).
+(the printed fit holds the constants to paste there).
+
+``--smoke`` runs the tiny model on 1 and 2 frames (each in its own process, the fit included)
+in seconds (figures meaningless; CI runs it; the JSON's name and metadata say ``smoke``).
 
 Usage::
 
     nice python benchmarks/pass_memory.py --frames 1 2 4 8 [--config vggt-1b|tiny] [--points]
+    python benchmarks/pass_memory.py --smoke [--points] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -85,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--frames', type=int, nargs='+', default=[1, 2, 4, 8])
     parser.add_argument('--config', choices=('vggt-1b', 'tiny'), default='vggt-1b')
     parser.add_argument('--points', action='store_true', help='also run the point head')
-    parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results')
+    parser.add_argument('--smoke', action='store_true',
+                        help='tiny model, 1 and 2 frames, in seconds (CI); overrides the above')
+    parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results',
+                        help='folder of the JSON result')
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.config, args.frames = 'tiny', [1, 2]
     rows = []
     for frames in args.frames:
         rows.append(measure(args.config, frames, args.points))
@@ -106,10 +115,12 @@ def main(argv: list[str] | None = None) -> int:
                             check=False, cwd=Path(__file__).parent).stdout.strip()
     args.out.mkdir(parents=True, exist_ok=True)
     name = f'{SUITE}--{platform.node() or "machine"}--cpu--{args.config}'
-    path = args.out / f'{name}{"--points" if args.points else ""}.json'
+    path = args.out / (f'{name}{"--points" if args.points else ""}'
+                       f'{"--smoke" if args.smoke else ""}.json')
     path.write_text(json.dumps({
         'metadata': {'suite': SUITE, 'commit': commit, 'python': platform.python_version(),
                      'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                     'mode': 'smoke' if args.smoke else 'full', 'frames': args.frames,
                      'config': args.config, 'points': args.points, 'image_hw': [392, 518],
                      'cpu_count': os.cpu_count(), 'load_average': os.getloadavg()},
         'rows': rows, 'gib_per_frame': slope, 'gib_fixed': intercept}, indent=2) + '\n')

@@ -14,9 +14,13 @@ Figures (printed as tables and written as JSON with metadata):
 * ``PlaceIndex`` at 20,000 keyframes: add and search time (k = 5, exclusion 100) for the
   weight-free descriptor's length and VGGT-1B's (1024), and bytes per keyframe.
 
+``--smoke`` runs every section at toy sizes in seconds (every scenario with keyframes every
+17 frames, 3 timing repeats, an index of 1,000 keyframes; figures meaningless; CI runs it; the
+JSON's name and metadata say ``smoke``).
+
 Usage::
 
-    python benchmarks/place_recognition.py [--quick] [--out benchmarks/results]
+    python benchmarks/place_recognition.py [--quick | --smoke] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ from vggt_mapper.synthetic import orbit_path, SyntheticSequence
 SUITE = 'place_recognition'
 LAP_FRAMES = 408  # 2π · 1.3 m / 0.02 m per frame
 KEYFRAME_STRIDE = 5
+SMOKE_KEYFRAME_STRIDE = 17  # 24 keyframes a lap, 34 cm apart: most queries have a same place
+INDEX_KEYS = 20_000
+SMOKE_INDEX_KEYS = 1_000
 EXCLUSION = 100
 SEED = 0
 # name, metres aside, metres lower, yaw degrees, (gain, gamma) of the second lap
@@ -89,7 +96,7 @@ DESCRIBERS: dict[str, tuple[Describe, int]] = {
 }
 
 
-def _metadata() -> dict[str, object]:
+def _metadata(**extra: object) -> dict[str, object]:
     try:
         commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
                                 check=False, cwd=Path(__file__).parent).stdout.strip()
@@ -101,7 +108,7 @@ def _metadata() -> dict[str, object]:
         'opencv': cv2.__version__, 'faiss': faiss.__version__, 'device': 'cpu',
         'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
         'faiss_threads': faiss.omp_get_max_threads(), 'opencv_threads': cv2.getNumThreads(),
-        'seed': SEED,
+        'seed': SEED, **extra,
     }
 
 
@@ -226,28 +233,35 @@ def _table(title: str, rows: list[dict[str, object]], columns: list[str]) -> str
 def main(argv: list[str] | None = None) -> int:
     """Run the suite, print the tables and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
-    parser.add_argument('--quick', action='store_true',
-                        help='only the test scenario, fewer repeats (a minute)')
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument('--quick', action='store_true',
+                       help='only the test scenario, fewer repeats (a minute)')
+    sizes.add_argument('--smoke', action='store_true',
+                       help='every section at toy sizes, in seconds (CI)')
     parser.add_argument('--out', type=Path, default=Path(__file__).parent / 'results',
                         help='folder of the JSON result')
     args = parser.parse_args(argv)
+    mode = 'smoke' if args.smoke else 'quick' if args.quick else 'full'
     scenarios = SCENARIOS[2:3] if args.quick else SCENARIOS
-    revisit = [row for scenario in scenarios for row in run_revisit(scenario, KEYFRAME_STRIDE)]
-    print(_table(f'Revisit (keyframes every {KEYFRAME_STRIDE} frames, exclusion {EXCLUSION})',
+    stride = SMOKE_KEYFRAME_STRIDE if args.smoke else KEYFRAME_STRIDE
+    revisit = [row for scenario in scenarios for row in run_revisit(scenario, stride)]
+    print(_table(f'Revisit (keyframes every {stride} frames, exclusion {EXCLUSION})',
                  revisit, ['scenario', 'describer', 'queries', 'recall_at_1', 'recall_at_5',
                            'same_place_median', 'far_median', 'separation_auc']))
-    describe = run_describe_timing(20 if args.quick else 100)
+    describe = run_describe_timing({'smoke': 3, 'quick': 20, 'full': 100}[mode])
     print(_table('Describe time per image (ms)', describe,
                  ['image', 'describer', 'ms_median', 'ms_iqr']))
-    index = [run_index(20_000, dim, 50 if args.quick else 300)
+    keys = SMOKE_INDEX_KEYS if args.smoke else INDEX_KEYS
+    index = [run_index(keys, dim, {'smoke': 10, 'quick': 50, 'full': 300}[mode])
              for dim in (GradientGridDescriber.dim, 1024)]
-    print(_table('PlaceIndex at 20,000 keyframes (faiss IndexFlatIP, k = 5)', index,
+    print(_table(f'PlaceIndex at {keys:,} keyframes (faiss IndexFlatIP, k = 5)', index,
                  ['keys', 'dim', 'add_us_per_key', 'search_ms_median', 'search_ms_iqr',
                   'bytes_per_key', 'index_mib']))
     args.out.mkdir(parents=True, exist_ok=True)
     machine = platform.node() or 'machine'
-    path = args.out / f'{SUITE}--{machine}--cpu{"--quick" if args.quick else ""}.json'
-    payload = {'metadata': _metadata(), 'revisit': revisit, 'describe': describe,
+    path = args.out / f'{SUITE}--{machine}--cpu{"" if mode == "full" else f"--{mode}"}.json'
+    payload = {'metadata': _metadata(mode=mode, keyframe_stride=stride, index_keys=keys),
+               'revisit': revisit, 'describe': describe,
                'index': index}
     path.write_text(json.dumps(payload, indent=2) + '\n')
     print(f'\nwrote {path}')

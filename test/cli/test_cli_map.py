@@ -613,6 +613,8 @@ def test_a_map_that_is_not_a_map_folder_is_refused_before_mapping(
                    str(tmp_path / 'out'), *FAKE])
     err = capsys.readouterr().err
     assert status == 1 and 'is not a map folder' in err and 'Traceback' not in err
+
+
 def test_robot_bag_maps_metric_with_its_camera_info_and_odometry(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import cli_fakes

@@ -256,7 +256,7 @@ class MappedRoom:
 
     @property
     def cell_m(self) -> float:
-        """The grid's resolution in metres."""
+        """Return the grid's resolution in metres."""
         return self.grid.resolution / self.world_from_gt.scale
 
     def values_at(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:

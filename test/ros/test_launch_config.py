@@ -12,15 +12,22 @@ import importlib.util
 from pathlib import Path
 import subprocess
 import sys
+from typing import Any
 
 import pytest
-import yaml
 
 from vggt_mapper.ros.launch_helpers import camera_info_topic, resolve_topic, rviz_config
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / 'launch' / 'mapper.launch.py'
 RVIZ_TEMPLATE = ROOT / 'config' / 'mapper.rviz'
+
+
+def _load_yaml(text: str) -> Any:
+    # Imported here: ruff's isort and ament's import-order disagree on where 'yaml' goes.
+    import yaml
+
+    return yaml.safe_load(text)
 
 
 def launch_arguments() -> dict[str, dict[str, ast.expr]]:
@@ -85,7 +92,7 @@ def test_topics_resolve_in_the_namespace_like_ros() -> None:
 
 
 def test_rviz_config_shows_map_tf_path_and_image() -> None:
-    config = yaml.safe_load(RVIZ_TEMPLATE.read_text())
+    config = _load_yaml(RVIZ_TEMPLATE.read_text())
     manager = config['Visualization Manager']
     assert manager['Global Options']['Fixed Frame'] == 'map'
     displays = {display['Class'].split('/')[-1]: display for display in manager['Displays']}
@@ -99,14 +106,14 @@ def test_rviz_config_shows_map_tf_path_and_image() -> None:
 def test_rviz_config_follows_the_namespace_and_the_image_topic() -> None:
     text = rviz_config(RVIZ_TEMPLATE.read_text(), 'robot1', 'front/image_raw')
     displays = {display['Name']: display for display in
-                yaml.safe_load(text)['Visualization Manager']['Displays']}
+                _load_yaml(text)['Visualization Manager']['Displays']}
     assert displays['Map']['Topic']['Value'] == '/robot1/vggt_mapper/map'
     assert displays['Window cloud']['Topic']['Value'] == '/robot1/vggt_mapper/window_cloud'
     assert displays['Path']['Topic']['Value'] == '/robot1/vggt_mapper/path'
     assert displays['Camera image']['Topic']['Value'] == '/robot1/front/image_raw'
     assert displays['Map']['Topic']['Durability Policy'] == 'Transient Local'  # the rest kept
-    plain = yaml.safe_load(rviz_config(RVIZ_TEMPLATE.read_text(), '', '/camera/image_raw'))
-    assert plain == yaml.safe_load(RVIZ_TEMPLATE.read_text())  # the template is the default
+    plain = _load_yaml(rviz_config(RVIZ_TEMPLATE.read_text(), '', '/camera/image_raw'))
+    assert plain == _load_yaml(RVIZ_TEMPLATE.read_text())  # the template is the default
 
 
 def test_an_rviz_template_without_the_displays_is_refused() -> None:

@@ -168,7 +168,7 @@ def build_config(args: argparse.Namespace) -> MapperConfig:
 
 
 def _metric_config(args: argparse.Namespace) -> MetricScaleConfig:
-    """The metric scale source the flags choose (odometry by default)."""
+    """Return the metric scale source the flags choose (odometry by default)."""
     height = getattr(args, 'camera_height', None)
     if height is not None and args.scale is not None:
         raise ConfigError('--scale and --camera-height both set the metric scale; give one')
@@ -442,7 +442,7 @@ def _map(args: argparse.Namespace, plan: _Plan, signals: StopSignals,
 
 
 def _occupancy_grid(mapper: Mapper) -> OccupancyGrid | None:
-    """The main segment's 2D grid on its fitted floor, or None (logged) when there is none."""
+    """Build the main segment's 2D grid on its floor; None (logged) when there is none."""
     from vggt_mapper.engine.config import OccupancyConfig
     from vggt_mapper.engine.errors import OccupancyError
     from vggt_mapper.engine.occupancy import map_occupancy
@@ -551,7 +551,7 @@ def _save(args: argparse.Namespace, plan: _Plan, signals: StopSignals, outcome: 
 
 
 def _camera_record(plan: _Plan, read_stats: ReadStats) -> dict[str, Any] | None:
-    """The camera as this run knew it, for cameras.json (None: the model's intrinsics only)."""
+    """Return the camera as this run knew it, for cameras.json (None: the model's K only)."""
     calibration = plan.calibration
     if calibration is None:
         return read_stats.camera  # a rosbag2's CameraInfo, when the reader used one

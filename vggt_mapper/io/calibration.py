@@ -106,7 +106,7 @@ class CameraCalibration:
 
     @property
     def distorted(self) -> bool:
-        """True if images need undistortion (a model with a non-zero coefficient)."""
+        """Return True if images need undistortion (a model with a non-zero coefficient)."""
         return any(value != 0.0 for value in self.d)
 
     def for_image_size(self, image_hw: tuple[int, int]) -> CameraCalibration:
@@ -191,7 +191,7 @@ def calibration_from_camera_info(k: Iterable[float], d: Iterable[float], distort
 
 
 def _matrix(value: Any, name: str, source: str) -> NDArray[np.float64]:
-    """A matrix from ROS YAML ``{rows, cols, data}``, a nested list or a flat list."""
+    """Read a matrix from ROS YAML ``{rows, cols, data}``, a nested list or a flat list."""
     if isinstance(value, dict) and 'data' in value:
         value = value['data']
     try:

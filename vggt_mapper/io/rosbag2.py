@@ -284,7 +284,7 @@ class BagFrames(Iterator[InputFrame]):
             info_topic = camera_info_topic(self.topic, topics)
         if info_topic is None:
             _LOGGER.info('rosbag2: no CameraInfo next to %s; the model guesses the intrinsics',
-                      self.topic)
+                         self.topic)
             return None
         rectified = posixpath.basename(self.topic.removesuffix('/compressed')).startswith(
             'image_rect')
@@ -293,11 +293,11 @@ class BagFrames(Iterator[InputFrame]):
                                   rectified=rectified)
         if not track.calibrations:
             _LOGGER.warning('rosbag2: no usable CameraInfo on %s; the model guesses the '
-                         'intrinsics', info_topic)
+                            'intrinsics', info_topic)
             return None
         _LOGGER.info('rosbag2: images of %s %s with the CameraInfo of %s (%s)', self.topic,
-                  'taken as rectified' if rectified else 'undistorted', info_topic,
-                  track.calibrations[0].distortion_model)
+                     'taken as rectified' if rectified else 'undistorted', info_topic,
+                     track.calibrations[0].distortion_model)
         return track
 
     def _open_tf(self, topics: dict[str, str]) -> TransformBuffer | None:
@@ -310,8 +310,8 @@ class BagFrames(Iterator[InputFrame]):
                          self._deserialize)
         if self._odom_frame not in buffer.frames:
             _LOGGER.warning('rosbag2: TF has no %r frame (frames: %s); the map is not metric '
-                         'unless a scale is given', self._odom_frame,
-                         ', '.join(sorted(buffer.frames)) or 'none')
+                            'unless a scale is given', self._odom_frame,
+                            ', '.join(sorted(buffer.frames)) or 'none')
             return None
         return buffer
 

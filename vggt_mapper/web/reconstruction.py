@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vggt_mapper.engine.config import MapperConfig
+from vggt_mapper.engine.errors import PredictorFailedError
 from vggt_mapper.engine.types import (
     InputFrame,
     KeyframePose,
@@ -76,6 +77,8 @@ class MapperLike(Protocol):
 
     @property
     def stats(self) -> MapperStats: ...
+
+    def close(self) -> None: ...
 
 
 MapperFactory = Callable[[MapperConfig, Predictor], MapperLike]
@@ -262,12 +265,14 @@ def reconstruct(frames: Iterable[InputFrame], num_frames: int, predictor: Predic
             for k, cloud in zip(result.keyframe_indices, local, strict=False):
                 clouds.setdefault(k, cloud)
 
-    for frame in frames:
-        absorb(mapper.add_frame(frame.image_rgb, frame.stamp_ns, frame.name))
-    absorb(mapper.flush())
+    try:
+        _map_frames(frames, mapper, absorb, cancel)
+        trajectory, stats = mapper.trajectory(), mapper.stats
+    finally:
+        mapper.close()  # its optimiser process and keyframe store
 
     keyframes = []
-    for pose in mapper.trajectory():
+    for pose in trajectory:
         cloud = clouds.get(pose.index)
         if cloud is None:
             continue
@@ -292,8 +297,24 @@ def reconstruct(frames: Iterable[InputFrame], num_frames: int, predictor: Predic
             f'no keyframe could be mapped from {num_frames} frames ({len(results)} windows, '
             f'{sum(not r.accepted for r in results)} refused); try more overlapping images')
     return Scene(keyframes=tuple(keyframes),
-                 log=_success_line(num_frames, len(keyframes), results, mapper.stats,
+                 log=_success_line(num_frames, len(keyframes), results, stats,
                                    recorder.predict_s, time.perf_counter() - start, plan_note))
+
+
+def _map_frames(frames: Iterable[InputFrame], mapper: MapperLike,
+                absorb: Callable[[list[WindowResult]], None],
+                cancel: threading.Event | None) -> None:
+    """Feed the frames and flush; a shutdown that stopped the model ends the run."""
+    try:
+        for frame in frames:
+            absorb(mapper.add_frame(frame.image_rgb, frame.stamp_ns, frame.name))
+        absorb(mapper.flush())
+    except PredictorFailedError as err:
+        # The model did not fail: the recorder refused to start windows after the stop.
+        if cancel is not None and cancel.is_set():
+            raise ServerClosingError('the server is shutting down; this reconstruction was '
+                                     'stopped, send it again later') from err
+        raise
 
 
 def _success_line(num_frames: int, num_keyframes: int, results: list[WindowResult],

@@ -443,7 +443,11 @@ def map_occupancy(mapper: Mapper, map_from_world: ArrayLike, config: OccupancyCo
     world_from_cams = np.stack([pose.world_from_cam for pose in poses])
     floor = fit_floor(points, world_from_cams, config, up_world)
     graph = mapper.pose_graph
-    rays = (KeyframeRays(graph.value(index).translation, graph.value(index).apply(
-        cloud.points_local)) for index, cloud in mapper.store.iter_clouds(
+    # The trajectory and snapshot are in the segment's output unit (metres once metric); the
+    # graph and the store are in the engine's: the rays are scaled to match.
+    scale = mapper.metric_scales.get(segment)
+    factor = scale.factor if scale is not None else 1.0
+    rays = (KeyframeRays(factor * graph.value(index).translation, factor * graph.value(
+        index).apply(cloud.points_local)) for index, cloud in mapper.store.iter_clouds(
             [pose.index for pose in poses]))
     return build_occupancy_grid(points, world_from_cams, rays, floor, map_from_world, config)

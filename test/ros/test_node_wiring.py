@@ -241,8 +241,8 @@ def test_mode_switches_by_parameter_before_the_next_frame(
     assert not bad.successful and 'mapping, localization' in bad.reason
 
 
-def test_a_bad_map_folder_fails_configure_with_the_reason(make_node: Callable[..., Any],
-                                                         tmp_path: Path) -> None:
+def test_a_bad_map_folder_fails_configure_with_the_reason(
+        make_node: Callable[..., Any], tmp_path: Path) -> None:
     (tmp_path / 'not_a_map').mkdir()
     node = make_node(configure=False, map=str(tmp_path / 'not_a_map'))
     assert node.trigger_configure() is FAILURE

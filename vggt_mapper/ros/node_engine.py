@@ -133,22 +133,22 @@ class NodeEngine:
         self.mapper.reset()
 
     def trajectory(self) -> list[KeyframePose]:
-        """Return ``Mapper.trajectory()``."""
+        """Return the mapped keyframes' poses (as the mapper gives them)."""
         return self.mapper.trajectory()
 
     def map_snapshot(self) -> MapSnapshot:
-        """Return ``Mapper.map_snapshot()``."""
+        """Return the fused map now (as the mapper gives it)."""
         return self.mapper.map_snapshot()
 
     @property
     def stats(self) -> MapperStats:
-        """``Mapper.stats``."""
+        """The mapper's counters."""
         return self.mapper.stats
 
     # -- worker-thread reads --------------------------------------------------------------------
 
     def map_state(self) -> MapState:
-        """Return ``Mapper.map_state()`` (the caller closes it)."""
+        """Return the mapper's state, to save it (the caller closes it)."""
         return self.mapper.map_state()
 
     def grid(self, map_from_world: ArrayLike, config: OccupancyConfig,

@@ -340,8 +340,8 @@ class NodeParams:
                 'camera_height (with camera_height_m) or fixed (with scale), or publish_tf '
                 'map_to_camera')
         if self.scale_source == 'camera_height' and not self.camera_height_m > 0:
-            raise ParameterError("scale_source camera_height needs camera_height_m > 0 (the "
-                                 f"camera's height above the floor, metres), got "
+            raise ParameterError('scale_source camera_height needs camera_height_m > 0 (the '
+                                 'height of the camera above the floor, metres), got '
                                  f'{self.camera_height_m}')
         if not self.output_dir:
             raise ParameterError("parameter 'output_dir' must not be empty")

@@ -142,7 +142,7 @@ class NodeEngine:
 
     @property
     def stats(self) -> MapperStats:
-        """The mapper's counters."""
+        """Return the mapper's counters."""
         return self.mapper.stats
 
     # -- worker-thread reads --------------------------------------------------------------------

@@ -255,7 +255,7 @@ class MapperNode(LifecycleNode):
         self._closing = False
         self._entities: list[tuple[Callable[[Any], Any], Any]] = []  # built by configure
         self._active_entities: list[tuple[Callable[[Any], Any], Any]] = []  # by activate
-        self._publishers: dict[str, Any] = {}
+        self._topic_publishers: dict[str, Any] = {}
         self._tf_buffer: Buffer | None = None
         self._tf_broadcaster: TransformBroadcaster | None = None
         self._runs = RunFolders()
@@ -516,7 +516,7 @@ class MapperNode(LifecycleNode):
                   '~/grid': (OccupancyGridMsg, latched)}
         for topic, (msg_type, qos) in topics.items():
             publisher = self.create_lifecycle_publisher(msg_type, topic, qos)
-            self._publishers[topic] = publisher
+            self._topic_publishers[topic] = publisher
             self._entities.append((self.destroy_lifecycle_publisher, publisher))
 
     def _create_services(self) -> None:
@@ -578,7 +578,7 @@ class MapperNode(LifecycleNode):
         """Destroy what configure built and drop the engine and the model."""
         self._destroy(self._active_entities)
         self._destroy(self._entities)
-        self._publishers.clear()
+        self._topic_publishers.clear()
         self._tf_buffer = self._tf_broadcaster = None
         self._engine = None
         self._release_engine()
@@ -755,7 +755,7 @@ class MapperNode(LifecycleNode):
         if not self._can_publish():
             return
         if self._last_map_msg is not None:
-            self._publishers['~/map'].publish(self._last_map_msg)
+            self._topic_publishers['~/map'].publish(self._last_map_msg)
         with self._tf_lock:
             if self._last_tf is None:
                 return
@@ -773,11 +773,11 @@ class MapperNode(LifecycleNode):
         if not self._can_publish():
             return
         if self._last_map_msg is not None:
-            self._publishers['~/map'].publish(self._last_map_msg)
+            self._topic_publishers['~/map'].publish(self._last_map_msg)
         if self._last_path_msg is not None:
-            self._publishers['~/path'].publish(self._last_path_msg)
+            self._topic_publishers['~/path'].publish(self._last_path_msg)
         if self._last_grid_msg is not None:
-            self._publishers['~/grid'].publish(self._last_grid_msg)
+            self._topic_publishers['~/grid'].publish(self._last_grid_msg)
         with self._tf_lock:
             if self._last_tf is not None:
                 self._send_tf(*self._last_tf)
@@ -831,7 +831,7 @@ class MapperNode(LifecycleNode):
             level=_DIAGNOSTIC_LEVELS[level], name=f'{self.get_name()}: mapping',
             message=message, hardware_id=self.get_fully_qualified_name(),
             values=[KeyValue(key=key, value=str(value)) for key, value in values.items()])
-        self._publishers['/diagnostics'].publish(DiagnosticArray(
+        self._topic_publishers['/diagnostics'].publish(DiagnosticArray(
             header=conv.make_header(self.get_clock().now().nanoseconds, '', self._types),
             status=[status]))
 
@@ -932,7 +932,7 @@ class MapperNode(LifecycleNode):
         if not self._can_publish():
             self._keep_tf(map_from_cam, stamp_ns)
             return
-        self._publishers['~/pose'].publish(conv.matrix_to_pose(map_from_cam, stamp_ns,
+        self._topic_publishers['~/pose'].publish(conv.matrix_to_pose(map_from_cam, stamp_ns,
                                                                params.map_frame, self._types))
         self._publish_tf(map_from_cam, stamp_ns)
 
@@ -1030,7 +1030,7 @@ class MapperNode(LifecycleNode):
         self._last_grid_msg = conv.grid_to_occupancy_msg(grid, latest.stamp_ns,
                                                          params.map_frame, self._types)
         if self._can_publish():
-            self._publishers['~/grid'].publish(self._last_grid_msg)
+            self._topic_publishers['~/grid'].publish(self._last_grid_msg)
 
     def _show_map(self, trajectory: list[KeyframePose], snapshot: MapSnapshot,
                   latest: KeyframePose, result: WindowResult | None = None) -> None:
@@ -1055,7 +1055,7 @@ class MapperNode(LifecycleNode):
         if not self._can_publish():
             self._keep_tf(map_from_cam, stamp_ns)
             return
-        publishers = self._publishers
+        publishers = self._topic_publishers
         publishers['~/map'].publish(self._last_map_msg)
         publishers['~/map_segments'].publish(conv.points_to_cloud(
             _side_by_side(snapshot.points_world, snapshot.segments, active),

@@ -215,8 +215,13 @@ def test_a_saved_map_loads_again_and_localization_places_the_camera_without_grow
     assert len(loaded) > 0 and node._mapper.mode == 'localization'
     # The loaded map is on ~/map at once, in the frame it was saved in.
     cloud = node.publishers['~/map'].messages[-1]
-    saved_points = read_map_server(folder / 'map.yaml')  # the grid came along too
-    assert cloud.width > 0 and saved_points.cells.size > 0
+    assert cloud.width > 0
+    assert 'floor plane' in diagnostic_values(node)['map_frame']  # as saved, not re-levelled
+    # Its grid too (localization builds no window), as the saved map_server files have it.
+    grid = node.publishers['~/grid'].messages[-1]
+    saved_grid = read_map_server(folder / 'map.yaml')
+    np.testing.assert_array_equal(np.asarray(grid.data, np.int8),
+                                  saved_grid.cells.reshape(-1))
 
     feed(node, image_messages(frames[1][::2], frame_id=CAMERA,
                               stamp0_ns=STAMP0_NS + 100 * STEP_NS))

@@ -470,10 +470,10 @@ class MapperNode(LifecycleNode):
         self._reset_map_state()
         self._mapper = Mapper(params.to_mapper_config(), self._predictor_factory(params),
                               store_dir=store_dir)
+        self._engine = NodeEngine(self._mapper, partial(self._on_localized, generation))
         if params.map:
             self._load_map(Path(params.map).expanduser(), self._mapper)
         self._mapper.set_mode(params.mode)
-        self._engine = NodeEngine(self._mapper, partial(self._on_localized, generation))
         self._worker = MappingWorker(self._engine, params.queue_length, params.drop_policy)
         self._worker_started = False
         self._worker.add_listener(partial(self._on_window, generation))
@@ -493,6 +493,9 @@ class MapperNode(LifecycleNode):
         self._loaded_frames = frames
         self._map_frames = dict(frames)
         if trajectory:
+            latest = frames.get(trajectory[-1].segment, UNLEVELLED)
+            self._levelled_by, self._frame_note = latest.levelled_by, latest.describe()
+            self._update_grid(trajectory[-1])  # localization builds no window: the grid now
             self._show_map(trajectory, mapper.map_snapshot(), trajectory[-1])
         self.get_logger().info(
             f'loaded the map {str(folder)!r}: {len(trajectory)} keyframes, '
@@ -881,13 +884,15 @@ class MapperNode(LifecycleNode):
         """Save the map in the ``map`` frame (see ``ros.saving``); worker thread or stopped."""
         params = self._params
         assert params is not None
-        check_something_mapped(trajectory, snapshot)
-        output_dir = params.output_path
-        folder = self._runs.folder(output_dir, params.output_per_run)
         worker, engine = self.worker, self._engine
         # The map state is taken on the mapper's thread only: at shutdown, with a window still
         # in flight, the exports are saved without it (and again with it once the worker ends).
         owns = engine is not None and worker.owns_mapper()
+        if owns and engine is not None:  # the worker's cache has no loaded map before a window
+            trajectory, snapshot = engine.trajectory(), engine.map_snapshot()
+        check_something_mapped(trajectory, snapshot)
+        output_dir = params.output_path
+        folder = self._runs.folder(output_dir, params.output_per_run)
         if owns and trajectory:
             self._update_grid(max(trajectory, key=lambda pose: pose.index))
         frames = self._map_frames
@@ -987,7 +992,7 @@ class MapperNode(LifecycleNode):
         try:
             base_from_cam = self._lookup(params.base_frame, self._camera_frame, 0)
         except (TransformException, ConversionError) as err:
-            if self._levelled_by != '':  # said once, and again if TF had it before
+            if self._levelled_by in (None, 'tf'):  # said once, and again if TF had it before
                 self.log(logging.INFO, f'no TF {params.base_frame} -> {self._camera_frame} to '
                                        f'level the map with: {err}')
             return None

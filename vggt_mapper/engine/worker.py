@@ -458,7 +458,7 @@ class MappingWorker:
         start = time.perf_counter()
         try:
             results = self._mapper.add_frame(frame.image_rgb, frame.stamp_ns, frame.name,
-                                                 **frame.sensor_kwargs())
+                                             **frame.sensor_kwargs())
         except self._recoverable as err:
             with self._cond:
                 self._failed += 1

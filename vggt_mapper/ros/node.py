@@ -937,8 +937,8 @@ class MapperNode(LifecycleNode):
         if not self._can_publish():
             self._keep_tf(map_from_cam, stamp_ns)
             return
-        self._topic_publishers['~/pose'].publish(conv.matrix_to_pose(map_from_cam, stamp_ns,
-                                                               params.map_frame, self._types))
+        pose = conv.matrix_to_pose(map_from_cam, stamp_ns, params.map_frame, self._types)
+        self._topic_publishers['~/pose'].publish(pose)
         self._publish_tf(map_from_cam, stamp_ns)
 
     def _on_window_failed(self, generation: int, frame: InputFrame,

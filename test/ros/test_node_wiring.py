@@ -255,3 +255,23 @@ def test_a_bad_map_folder_fails_configure_with_the_reason(
     assert 'configure failed' in error and 'not_a_map' in error
     node2 = make_node(configure=False)
     assert node2.trigger_configure() is SUCCESS  # the node stays usable
+
+
+def test_a_metric_map_has_the_same_grid_in_metres(
+        make_node: Callable[..., Any], frames: tuple[Any, list[np.ndarray]]) -> None:
+    sequence, images = frames
+    provide_odometry(sequence)  # the same TF levels both maps
+    unit = make_node(scale_source='none', grid_period_s=0.001)  # a grid after every window
+    feed(unit, image_messages(images, frame_id=CAMERA))
+    metric = make_node(grid_period_s=0.001)
+    feed(metric, image_messages(images, frame_id=CAMERA))
+    [scale] = metric.worker.stats.mapper.metric_scales.values()
+    assert scale.metric and scale.factor > 2.0
+    # Relative cell size and band: the same cells, each scale.factor times larger. Free space
+    # comes from the keyframes' rays, which must be scaled with the points.
+    unit_grid, metric_grid = unit._last_grid, metric._last_grid
+    assert metric_grid.resolution == pytest.approx(scale.factor * unit_grid.resolution,
+                                                   rel=1e-3)
+    # The lattice is anchored at multiples of the cell, so compare what the cells say.
+    for value in (0, 100):  # free, occupied
+        assert metric_grid.count(value) == pytest.approx(unit_grid.count(value), rel=0.05)

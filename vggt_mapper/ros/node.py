@@ -5,7 +5,8 @@ Lifecycle (``rclpy.lifecycle``; drive it with ``ros2 lifecycle set /vggt_mapper 
 or let ``mapper.launch.py`` do it, ``autostart:=true``):
 
 * **unconfigured** (at start): parameters only; they can all be set.
-* ``configure``: check the parameters, load the model, build the engine, create the publishers,
+* ``configure``: check the parameters, load the model, build the engine (and load the ``map``
+  folder into it, in ``mode``), create the publishers,
   services and tf2 objects (``_create_publishers``, ``_create_services``, ``_create_tf``) →
   **inactive**. A bad parameter or a model that cannot load fails the transition with the
   reason logged; the node stays unconfigured.
@@ -24,7 +25,8 @@ Graph while configured (names relative to the node, ``~`` = node name):
   optionally, ``camera_info``;
 * publishes (lifecycle publishers: active only) ``~/map`` (PointCloud2 in ``map_frame``, reliable
   + transient-local, after each window and every ``map_publish_period_s``), ``~/map_segments``,
-  ``~/window_cloud``, ``~/path`` (transient-local), ``~/pose``, ``/diagnostics``; and TF
+  ``~/window_cloud``, ``~/path`` (transient-local), ``~/pose``, ``~/grid`` (OccupancyGrid,
+  transient-local, at most every ``grid_period_s``), ``/diagnostics``; and TF
   (``publish_tf``: ``map_to_camera``, ``map_to_odom`` per REP 105, or ``none``);
 * services ``~/save_map`` and ``~/reset`` (std_srvs/Trigger), answered while configured.
 
@@ -33,6 +35,11 @@ the camera frame is the images' ``header.frame_id`` unless ``camera_frame`` is s
 files are in ``map`` too (``ros.saving``). In ``map_to_odom`` mode ``odom -> base`` is looked up
 when each image arrives and kept with its stamp (``ros.odometry``), so a window finishing
 minutes later still gets its correction.
+
+Known intrinsics: each image is undistorted with the latest ``camera_info`` and handed on with
+its K; with ``scale_source: odometry`` it also gets ``odom_from_camera`` (TF at intake), which
+makes the engine's outputs metric. In localization mode (``mode``, switchable by parameter)
+``~/pose`` and TF come from each keyframe placed in the map (``ros.node_engine``).
 
 Every output is stamped with the image stamp of the latest keyframe. The image callback only
 decodes, records odometry and enqueues into ``MappingWorker``'s bounded queue; VGGT runs in the

@@ -260,6 +260,13 @@ class Node:
         self.context = Context()
         self.destroyed = False
         self.destroyed_entities: list[Any] = []
+        # rclpy's own bookkeeping (rclpy/node.py): a subclass attribute of the same name breaks
+        # create_publisher ("'dict' object has no attribute 'append'"), as it did live.
+        self._publishers: list[Any] = []
+        self._subscriptions: list[Any] = []
+        self._services: list[Any] = []
+        self._timers: list[Any] = []
+        self._clients: list[Any] = []
         Node.instances.append(self)
 
     def declare_parameter(self, name: str, value: Any, descriptor: Any) -> Any:
@@ -316,6 +323,7 @@ class Node:
     def create_publisher(self, msg_type: type, topic: str, qos: Any) -> Publisher:
         assert topic not in self.publishers, f'publisher {topic} created twice'
         self.publishers[topic] = Publisher(msg_type, topic, qos)
+        self._publishers.append(self.publishers[topic])
         return self.publishers[topic]
 
     def create_subscription(self, msg_type: type, topic: str, callback: Callable[[Any], None],
@@ -483,6 +491,7 @@ class LifecycleNode(Node):
         assert topic not in self.publishers, f'publisher {topic} created twice'
         publisher = LifecyclePublisher(msg_type, topic, qos)
         self.publishers[topic] = publisher
+        self._publishers.append(publisher)  # rclpy: Node.create_publisher does it
         self._managed.append(publisher)
         return publisher
 

@@ -53,7 +53,7 @@ def test_parameters_are_declared_once_with_descriptions_ranges_and_map_to_engine
     assert 'Fixed while the node is configured' in window.description
     assert node.descriptors['voxel_size'].floating_point_range[0].from_value == 0.0
     assert 'map_to_odom' in node.descriptors['publish_tf'].additional_constraints
-    config = node.worker._mapper.config
+    config = node._mapper.config
     assert (config.window_size, config.overlap, config.first_window_size) == (6, 3, 5)
     assert config.keyframes.max_gap == 12
     assert (config.map.conf_percentile, config.map.voxel_size) == (70.0, 0.05)
@@ -99,7 +99,7 @@ def test_rclpy_own_parameters_are_not_refused(make_node: Callable[..., Any]) -> 
 
 def test_frames_flow_to_map_path_pose_and_tf(make_node: Callable[..., Any],
                                              frames: tuple[Any, list[np.ndarray]]) -> None:
-    node = make_node()
+    node = make_node(grid_period_s=0.0)  # no grid: no floor fit levels the map frame
     sub = node.subscriptions['image']
     assert sub.msg_type.__name__ == 'Image'
     assert (sub.qos.reliability, sub.qos.depth) == ('best_effort', 5)
@@ -121,7 +121,7 @@ def test_frames_flow_to_map_path_pose_and_tf(make_node: Callable[..., Any],
     points, colors = conv.cloud_to_points(cloud)
     snapshot = node.worker.map_snapshot()
     assert points.shape[0] == snapshot.num_points > 0
-    # No TF base_link -> camera here: the map is the first camera's frame in REP 103 axes.
+    # No TF base_link -> camera, no grid: the map is the first camera's frame in REP 103 axes.
     np.testing.assert_allclose(points, snapshot.points_world @ conv.MAP_FROM_WORLD[:3, :3].T,
                                rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(colors, snapshot.colors_rgb)
@@ -292,7 +292,8 @@ def test_main_builds_the_predictor_from_parameters_and_saves_on_ctrl_c(
     assert isinstance(node, node_module.MapperNode)
     assert node.destroyed and node.params is None
     assert sorted(p.name for p in outdir.iterdir()) == [
-        'cameras.json', 'map.glb', 'map.ply', 'map_frame.json', 'trajectory.tum']
+        'cameras.json', 'map.glb', 'map.pgm', 'map.ply', 'map.yaml', 'map_frame.json',
+        'map_state', 'trajectory.tum']
 
 
 def test_main_ends_after_the_shutdown_transition(node_module: ModuleType,

@@ -23,7 +23,8 @@ import ros_fakes
 from vggt_mapper.predictor.errors import PredictorError
 from vggt_mapper.synthetic import SyntheticPredictor
 
-PUBLISHED = {'~/map', '~/map_segments', '~/window_cloud', '~/path', '~/pose', '/diagnostics'}
+PUBLISHED = {'~/map', '~/map_segments', '~/window_cloud', '~/path', '~/pose', '/diagnostics',
+             '~/grid'}
 
 
 def test_an_unconfigured_node_has_parameters_only(make_node: Callable[..., Any]) -> None:
@@ -122,7 +123,7 @@ def test_cleanup_saves_frees_the_model_and_allows_new_parameters(
     [changed] = node.set_parameters([SimpleNamespace(name='window_size', value=5)])
     assert changed.successful
     assert node.trigger_configure() is SUCCESS
-    assert node.worker._mapper.config.window_size == 5 and node.worker.trajectory() == []
+    assert node._mapper.config.window_size == 5 and node.worker.trajectory() == []
 
 
 def test_cleanup_with_a_window_in_flight_frees_the_engine_when_it_ends(

@@ -21,7 +21,9 @@ import pytest
 from vggt_mapper.io import ros_messages as conv
 from vggt_mapper.ros.saving import LATEST_LINK, RunFolders
 
-MAP_FILES = ['cameras.json', 'map.glb', 'map.ply', 'map_frame.json', 'trajectory.tum']
+#: A map folder: the exports, the frame note, the map_server grid and the state to load again.
+MAP_FILES = ['cameras.json', 'map.glb', 'map.pgm', 'map.ply', 'map.yaml', 'map_frame.json',
+             'map_state', 'trajectory.tum']
 
 
 def map_folders(output_dir: Path) -> list[Path]:

@@ -367,6 +367,17 @@ class MappingWorker:
             future.set_exception(err)
         return future
 
+    def owns_mapper(self) -> bool:
+        """
+        Say whether the caller may touch the mapper now (see the threading contract).
+
+        :return: True on the worker thread (a command, a listener, a ``save`` writer), or when
+            no worker thread runs (never started, or ended); False otherwise.
+        """
+        with self._cond:
+            thread = self._thread
+        return thread is None or thread is threading.current_thread() or not thread.is_alive()
+
     # -- readers ----------------------------------------------------------------------------
 
     def trajectory(self) -> list[KeyframePose]:

@@ -8,7 +8,8 @@ Levels follow ``diagnostic_msgs/DiagnosticStatus``: ``OK``, ``WARN``, ``ERROR``.
   (the time from a window's newest keyframe to the newest image, at the end of each window,
   grew over the last ``LAG_WINDOWS`` windows to at least ``LAG_GROWTH`` times its first value:
   the mapper falls further behind the camera); malformed images were skipped or TF lookups
-  failed in the last ``STICKY_S`` seconds (a 1 Hz monitor cannot miss them).
+  failed in the last ``STICKY_S`` seconds (a 1 Hz monitor cannot miss them); a standing
+  condition holds (``set_condition``: e.g. no segment is metric yet while the node needs one).
 * Dropped frames alone are normal operation: a camera faster than the window rate fills the
   bounded queue between windows (``drop_oldest`` keeps the newest). They are counted in the
   values (``frames_dropped``) and do not change the level.
@@ -56,6 +57,7 @@ class MappingHealth:
         self._predictor_failing = ''
         self._counts: dict[str, int] = {}
         self._warn_until: dict[str, float] = {}
+        self._conditions: dict[str, bool] = {}
 
     @property
     def last_lag_s(self) -> float:
@@ -97,6 +99,15 @@ class MappingHealth:
             self._warn_until[what] = self._clock() + STICKY_S
         self._counts[what] = total
 
+    def set_condition(self, what: str, active: bool) -> None:
+        """
+        Set a standing warning (``what`` is its message), WARN while ``active``.
+
+        :param what: e.g. ``no map segment is metric yet``.
+        :param active: whether it holds now.
+        """
+        self._conditions[what] = active
+
     def reset(self) -> None:
         """Forget the windows (a reset map); counters and sticky warnings stay."""
         self._recent.clear()
@@ -119,6 +130,7 @@ class MappingHealth:
             return Level.ERROR, f'predictor failing: {self._predictor_failing}'
         now = self._clock()
         reasons = [what for what, until in self._warn_until.items() if until > now]
+        reasons += [what for what, active in self._conditions.items() if active]
         if self._lag_rising():
             reasons.insert(0, f'mapping lag rising: {self._lags[0]:.1f} s to '
                               f'{self._lags[-1]:.1f} s over the last {len(self._lags)} windows')

@@ -5,7 +5,8 @@ Lifecycle (``rclpy.lifecycle``; drive it with ``ros2 lifecycle set /vggt_mapper 
 or let ``mapper.launch.py`` do it, ``autostart:=true``):
 
 * **unconfigured** (at start): parameters only; they can all be set.
-* ``configure``: check the parameters, load the model, build the engine, create the publishers,
+* ``configure``: check the parameters, load the model, build the engine (and load the ``map``
+  folder into it, in ``mode``), create the publishers,
   services and tf2 objects (``_create_publishers``, ``_create_services``, ``_create_tf``) →
   **inactive**. A bad parameter or a model that cannot load fails the transition with the
   reason logged; the node stays unconfigured.
@@ -24,7 +25,8 @@ Graph while configured (names relative to the node, ``~`` = node name):
   optionally, ``camera_info``;
 * publishes (lifecycle publishers: active only) ``~/map`` (PointCloud2 in ``map_frame``, reliable
   + transient-local, after each window and every ``map_publish_period_s``), ``~/map_segments``,
-  ``~/window_cloud``, ``~/path`` (transient-local), ``~/pose``, ``/diagnostics``; and TF
+  ``~/window_cloud``, ``~/path`` (transient-local), ``~/pose``, ``~/grid`` (OccupancyGrid,
+  transient-local, at most every ``grid_period_s``), ``/diagnostics``; and TF
   (``publish_tf``: ``map_to_camera``, ``map_to_odom`` per REP 105, or ``none``);
 * services ``~/save_map`` and ``~/reset`` (std_srvs/Trigger), answered while configured.
 
@@ -33,6 +35,11 @@ the camera frame is the images' ``header.frame_id`` unless ``camera_frame`` is s
 files are in ``map`` too (``ros.saving``). In ``map_to_odom`` mode ``odom -> base`` is looked up
 when each image arrives and kept with its stamp (``ros.odometry``), so a window finishing
 minutes later still gets its correction.
+
+Known intrinsics: each image is undistorted with the latest ``camera_info`` and handed on with
+its K; with ``scale_source: odometry`` it also gets ``odom_from_camera`` (TF at intake), which
+makes the engine's outputs metric. In localization mode (``mode``, switchable by parameter)
+``~/pose`` and TF come from each keyframe placed in the map (``ros.node_engine``).
 
 Every output is stamped with the image stamp of the latest keyframe. The image callback only
 decodes, records odometry and enqueues into ``MappingWorker``'s bounded queue; VGGT runs in the
@@ -53,6 +60,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import wait
+from contextlib import nullcontext
+from dataclasses import replace
 from functools import partial, wraps
 import gc
 import json
@@ -67,6 +76,7 @@ from typing import Any, TypeVar
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import OccupancyGrid as OccupancyGridMsg
 from nav_msgs.msg import Path as PathMsg
 import numpy as np
 from numpy.typing import NDArray
@@ -97,16 +107,24 @@ from tf2_ros import TransformBroadcaster, TransformException
 from tf2_ros.buffer import Buffer
 from tf2_ros.transform_listener import TransformListener
 
-from vggt_mapper.engine.errors import EngineError, PredictorFailedError
+from vggt_mapper.engine.errors import EngineError, OccupancyError, PredictorFailedError
 from vggt_mapper.engine.mapper import Mapper
+from vggt_mapper.engine.occupancy import OccupancyGrid
 from vggt_mapper.engine.types import InputFrame, KeyframePose, MapSnapshot, WindowResult
 from vggt_mapper.engine.worker import MappingWorker, WorkerError
 from vggt_mapper.geometry.gravity import gravity_up_world, UP_BASE
 from vggt_mapper.geometry.se3 import inverse_se3, transform_points
 from vggt_mapper.io import ros_messages as conv
 from vggt_mapper.io.atomic import atomic_write_bytes
-from vggt_mapper.io.errors import ConversionError, ExportError
+from vggt_mapper.io.calibration import (
+    calibration_from_camera_info,
+    CameraCalibration,
+    undistort_frame,
+    UndistorterCache,
+)
+from vggt_mapper.io.errors import ConversionError, ExportError, InputError
 from vggt_mapper.io.export import save_map
+from vggt_mapper.io.map_server import write_map_server
 from vggt_mapper.ros.diagnostics import Level, MappingHealth
 from vggt_mapper.ros.errors import NothingToSaveError, ParameterError, RosDoorError
 from vggt_mapper.ros.frames import (
@@ -117,9 +135,15 @@ from vggt_mapper.ros.frames import (
     snapshot_in_map,
     UNLEVELLED,
 )
+from vggt_mapper.ros.node_engine import LocalizedPose, NodeEngine
 from vggt_mapper.ros.odometry import OdometryLog
 from vggt_mapper.ros.params import check_values, NodeParams, PARAMETERS, ParamSpec
-from vggt_mapper.ros.saving import check_something_mapped, RunFolders, write_frame_note
+from vggt_mapper.ros.saving import (
+    check_something_mapped,
+    read_frame_note,
+    RunFolders,
+    write_frame_note,
+)
 
 __all__ = ['MapperNode', 'main']
 
@@ -171,7 +195,8 @@ def _configure_errors() -> tuple[type[Exception], ...]:
     from vggt_mapper.model.errors import ModelError
     from vggt_mapper.predictor.errors import PredictorError
 
-    return RosDoorError, EngineError, PredictorError, ModelError, OSError
+    # InputError: a ``map`` folder that is not one (MapFolderError), with the reason.
+    return RosDoorError, EngineError, PredictorError, ModelError, InputError, OSError
 
 
 def _transition(callback: _Callback) -> _Callback:
@@ -230,13 +255,14 @@ class MapperNode(LifecycleNode):
         self.finalized: Future = Future()  # done once the node reached "finalized"
         self._params: NodeParams | None = None  # set while configured
         self._mapper: Mapper | None = None
+        self._engine: NodeEngine | None = None
         self._worker: MappingWorker | None = None
         self._worker_started = False
         self._active = False
         self._closing = False
         self._entities: list[tuple[Callable[[Any], Any], Any]] = []  # built by configure
         self._active_entities: list[tuple[Callable[[Any], Any], Any]] = []  # by activate
-        self._publishers: dict[str, Any] = {}
+        self._topic_publishers: dict[str, Any] = {}
         self._tf_buffer: Buffer | None = None
         self._tf_broadcaster: TransformBroadcaster | None = None
         self._runs = RunFolders()
@@ -263,8 +289,13 @@ class MapperNode(LifecycleNode):
         self._camera_frame = ''
         self._frame_warned = False
         self._camera_info: conv.CameraInfoRecord | None = None
+        self._calibration: CameraCalibration | None = None
+        self._undistorters = UndistorterCache()
         self._malformed = 0
         self._tf_failures = 0
+        self._uncalibrated = 0  # images whose size the CameraInfo does not fit
+        self._with_odometry = 0
+        self._without_odometry = 0
 
     def _reset_map_state(self) -> None:
         """Forget what belongs to the current map (configure, reset)."""
@@ -276,6 +307,14 @@ class MapperNode(LifecycleNode):
         # Latest TF sent, for the periodic re-send: (parent_from_child, child, stamp_ns).
         self._last_tf: tuple[NDArray[np.float64], str, int] | None = None
         self._newest_stamp_ns = 0
+        self._loaded_frames: dict[int, MapFrame] = {}  # the loaded map's, kept as saved
+        self._floor_up: dict[int, NDArray[np.float64]] = {}  # floor fits that levelled
+        self._last_grid: OccupancyGrid | None = None
+        self._last_grid_msg: Any = None
+        self._grid_due = 0.0  # time.monotonic() of the next grid
+        self._grids_skipped = 0
+        self._last_localized: LocalizedPose | None = None
+        self._state_missing = False  # the last save could not take the map state
         self._odometry.clear()
         self._health.reset()
         self._runs.start_map()
@@ -342,7 +381,8 @@ class MapperNode(LifecycleNode):
         self.get_logger().info(
             f'configured: window {params.window_size} (first {params.first_window_size}), '
             f'overlap {params.overlap}, predictor {type(self._mapper_predictor()).__name__}, '
-            f'TF {params.publish_tf}, level {params.level_map}')
+            f'TF {params.publish_tf}, level {params.level_map}, scale {params.scale_source}, '
+            f'mode {params.mode}')
         return TransitionCallbackReturn.SUCCESS
 
     @_transition
@@ -431,18 +471,43 @@ class MapperNode(LifecycleNode):
         self._params = params
         store_dir = (Path(params.keyframe_store_dir).expanduser()
                      if params.keyframe_store_dir else None)
-        self._mapper = Mapper(params.to_mapper_config(), self._predictor_factory(params),
-                              store_dir=store_dir)
-        self._worker = MappingWorker(self._mapper, params.queue_length, params.drop_policy)
-        self._worker_started = False
         self._generation += 1
-        self._worker.add_listener(partial(self._on_window, self._generation))
-        self._worker.add_failure_listener(partial(self._on_window_failed, self._generation))
+        generation = self._generation
         self._reset_camera_state()
         self._reset_map_state()
+        self._mapper = Mapper(params.to_mapper_config(), self._predictor_factory(params),
+                              store_dir=store_dir)
+        self._engine = NodeEngine(self._mapper, partial(self._on_localized, generation))
+        if params.map:
+            self._load_map(Path(params.map).expanduser(), self._mapper)
+        self._mapper.set_mode(params.mode)
+        self._worker = MappingWorker(self._engine, params.queue_length, params.drop_policy)
+        self._worker_started = False
+        self._worker.add_listener(partial(self._on_window, generation))
+        self._worker.add_failure_listener(partial(self._on_window_failed, generation))
         self._create_publishers()
         self._create_services()
         self._create_tf(params)
+
+    def _load_map(self, folder: Path, mapper: Mapper) -> None:
+        """Load the ``map`` parameter's folder into the engine (configure; no worker yet)."""
+        from vggt_mapper.io.map_folder import read_map_folder
+
+        frames = read_frame_note(folder)
+        with read_map_folder(folder) as state:
+            mapper.load_state(state)
+        trajectory = mapper.trajectory()
+        self._loaded_frames = frames
+        self._map_frames = dict(frames)
+        if trajectory:
+            latest = frames.get(trajectory[-1].segment, UNLEVELLED)
+            self._levelled_by, self._frame_note = latest.levelled_by, latest.describe()
+            self._update_grid(trajectory[-1])  # localization builds no window: the grid now
+            self._show_map(trajectory, mapper.map_snapshot(), trajectory[-1])
+        self.get_logger().info(
+            f'loaded the map {str(folder)!r}: {len(trajectory)} keyframes, '
+            f'{mapper.map_snapshot().num_points} points'
+            + ('' if frames else " (no map_frame.json: its frame is the first camera's)"))
 
     def _read_params(self) -> NodeParams:
         return NodeParams.from_values(
@@ -457,10 +522,11 @@ class MapperNode(LifecycleNode):
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         topics = {'~/map': (PointCloud2, latched), '~/map_segments': (PointCloud2, latched),
                   '~/window_cloud': (PointCloud2, 10), '~/path': (PathMsg, latched),
-                  '~/pose': (PoseStamped, 10), '/diagnostics': (DiagnosticArray, 10)}
+                  '~/pose': (PoseStamped, 10), '/diagnostics': (DiagnosticArray, 10),
+                  '~/grid': (OccupancyGridMsg, latched)}
         for topic, (msg_type, qos) in topics.items():
             publisher = self.create_lifecycle_publisher(msg_type, topic, qos)
-            self._publishers[topic] = publisher
+            self._topic_publishers[topic] = publisher
             self._entities.append((self.destroy_lifecycle_publisher, publisher))
 
     def _create_services(self) -> None:
@@ -475,7 +541,7 @@ class MapperNode(LifecycleNode):
             self._tf_broadcaster = TransformBroadcaster(self)
             self._entities.append((lambda item: self.destroy_publisher(item.pub_tf),
                                    self._tf_broadcaster))
-        if params.publish_tf == 'map_to_odom' or params.level_map == 'tf':
+        if params.uses_odometry or params.level_map == 'tf':
             self._tf_buffer = Buffer(cache_time=Duration(
                 nanoseconds=int(params.tf_cache_s * 1e9)))
             listener = TransformListener(self._tf_buffer, self)
@@ -522,8 +588,9 @@ class MapperNode(LifecycleNode):
         """Destroy what configure built and drop the engine and the model."""
         self._destroy(self._active_entities)
         self._destroy(self._entities)
-        self._publishers.clear()
+        self._topic_publishers.clear()
         self._tf_buffer = self._tf_broadcaster = None
+        self._engine = None
         self._release_engine()
         self._params = None
 
@@ -555,6 +622,8 @@ class MapperNode(LifecycleNode):
                 self._params = self._params.with_changes(
                     {name: value for name, value in ours.items()
                      if name in NodeParams.__dataclass_fields__})
+                if 'mode' in ours and self._engine is not None:
+                    self._engine.request_mode(self._params.mode)  # before the next frame
         except ParameterError as err:
             return SetParametersResult(successful=False, reason=str(err))
         # rclpy's own parameters (use_sim_time, qos_overrides.*) are not ours to refuse.
@@ -579,9 +648,12 @@ class MapperNode(LifecycleNode):
         self._note_camera_frame(params, str(msg.header.frame_id))
         stamp_ns = conv.stamp_to_ns(msg.header.stamp)
         self._newest_stamp_ns = max(self._newest_stamp_ns, stamp_ns)
-        if params.publish_tf == 'map_to_odom':
-            self._record_odometry(params, stamp_ns)
-        if not worker.submit(InputFrame(image_rgb, stamp_ns, f'frame_{stamp_ns}')):
+        frame = self._calibrated(InputFrame(image_rgb, stamp_ns, f'frame_{stamp_ns}'))
+        if params.uses_odometry:
+            odom_from_camera = self._record_odometry(params, stamp_ns)
+            if odom_from_camera is not None and params.scale_source != 'none':
+                frame = replace(frame, odom_from_camera=odom_from_camera)
+        if not worker.submit(frame):
             self.get_logger().debug(f'{worker.stats.frames_dropped} frames dropped so far '
                                     f'({params.drop_policy}: the camera is faster than the '
                                     f'windows)', throttle_duration_sec=WARN_THROTTLE_S)
@@ -595,23 +667,63 @@ class MapperNode(LifecycleNode):
                                       f'{self._camera_frame!r} (camera_frame); set camera_frame '
                                       f'to the optical frame of the images, or leave it empty')
 
-    def _record_odometry(self, params: NodeParams, stamp_ns: int) -> None:
-        """Look ``odom -> base`` up now, while the tf2 buffer has it (see ``ros.odometry``)."""
+    def _calibrated(self, frame: InputFrame) -> InputFrame:
+        """Undistort a frame with the CameraInfo and give it its K (as a bag's frames)."""
+        calibration = self._calibration
+        if calibration is None:
+            return frame
+        try:
+            return undistort_frame(frame, calibration, self._undistorters)
+        except InputError as err:
+            self._uncalibrated += 1
+            self.get_logger().warning(f"image mapped with the model's own intrinsics "
+                                      f'({self._uncalibrated} so far): {err}',
+                                      throttle_duration_sec=WARN_THROTTLE_S)
+            return frame
+
+    def _record_odometry(self, params: NodeParams,
+                         stamp_ns: int) -> NDArray[np.float64] | None:
+        """
+        Look ``odom -> base`` up now, while the tf2 buffer has it (see ``ros.odometry``).
+
+        :return: ``odom_from_camera`` (through TF ``base -> camera``) for the metric scale, or
+            None when TF has not got both yet (counted).
+        """
         assert self._tf_buffer is not None
         try:
             # No wait: this is the image callback; a pose not there yet is looked up later.
-            self._odometry.record(stamp_ns, conv.transform_to_matrix(
-                self._tf_buffer.lookup_transform(params.odom_frame, params.base_frame,
-                                                 Time(nanoseconds=stamp_ns), Duration())))
+            odom_from_base = conv.transform_to_matrix(self._tf_buffer.lookup_transform(
+                params.odom_frame, params.base_frame, Time(nanoseconds=stamp_ns), Duration()))
+            self._odometry.record(stamp_ns, odom_from_base)
+            base_from_cam = conv.transform_to_matrix(self._tf_buffer.lookup_transform(
+                params.base_frame, self._camera_frame, Time(), Duration()))
         except (TransformException, ConversionError):
-            pass
+            self._without_odometry += 1
+            return None
+        self._with_odometry += 1
+        return np.asarray(odom_from_base @ base_from_cam, dtype=np.float64)
 
     def _on_camera_info(self, msg: Any) -> None:
+        topic = self.resolve_topic_name('camera_info')
+        # REP 104: an image_rect topic is already undistorted; its K is P's left 3x3.
+        rectified = self.resolve_topic_name('image').rsplit('/', 1)[-1].startswith('image_rect')
         try:
-            self._camera_info = conv.camera_info_from_msg(msg)
-        except ConversionError as err:
+            record = conv.camera_info_from_msg(msg)
+            calibration = calibration_from_camera_info(
+                msg.k, msg.d, msg.distortion_model, msg.width, msg.height, p=msg.p,
+                rectified=rectified, source=topic)
+        except (ConversionError, InputError) as err:
             self.get_logger().warning(f'ignoring CameraInfo: {err}',
                                       throttle_duration_sec=WARN_THROTTLE_S)
+            return
+        previous = self._calibration
+        if previous is None or previous.to_json_dict() != calibration.to_json_dict():
+            self.get_logger().info(
+                f'CameraInfo on {topic}: known K, images '
+                + ('undistorted (' + calibration.distortion_model + ')'
+                   if calibration.distorted else 'used as they are (no distortion)'))
+            self._calibration = calibration
+        self._camera_info = record
 
     def _on_save_map(self, request: Any, response: Any) -> Any:
         try:
@@ -653,7 +765,7 @@ class MapperNode(LifecycleNode):
         if not self._can_publish():
             return
         if self._last_map_msg is not None:
-            self._publishers['~/map'].publish(self._last_map_msg)
+            self._topic_publishers['~/map'].publish(self._last_map_msg)
         with self._tf_lock:
             if self._last_tf is None:
                 return
@@ -671,9 +783,11 @@ class MapperNode(LifecycleNode):
         if not self._can_publish():
             return
         if self._last_map_msg is not None:
-            self._publishers['~/map'].publish(self._last_map_msg)
+            self._topic_publishers['~/map'].publish(self._last_map_msg)
         if self._last_path_msg is not None:
-            self._publishers['~/path'].publish(self._last_path_msg)
+            self._topic_publishers['~/path'].publish(self._last_path_msg)
+        if self._last_grid_msg is not None:
+            self._topic_publishers['~/grid'].publish(self._last_grid_msg)
         with self._tf_lock:
             if self._last_tf is not None:
                 self._send_tf(*self._last_tf)
@@ -682,10 +796,15 @@ class MapperNode(LifecycleNode):
         if not self._can_publish():
             return
         stats = self.worker.stats
+        engine = stats.mapper
+        params = self._params
+        assert params is not None
         self._health.count('malformed images skipped', self._malformed)
         self._health.count('TF lookups failed', self._tf_failures)
+        self._health.count('images not fitting the CameraInfo', self._uncalibrated)
+        scale = self._scale_values(params, engine)
+        self._health.set_condition('no map segment is metric yet', scale['metric'] == 'false')
         level, message = self._health.judge(stats.fatal_error, stats.running)
-        engine = stats.mapper
         rejected = engine.windows_rejected if engine else 0
         values = {
             'queue_depth': stats.queue_depth, 'queue_capacity': stats.queue_capacity,
@@ -707,14 +826,60 @@ class MapperNode(LifecycleNode):
             'map_points': engine.map_points if engine else 0,
             'map_frame': self._frame_note or 'not known yet',
             'tf_failures': self._tf_failures, 'last_error': stats.last_error,
+            **scale,
+            'intrinsics': ('CameraInfo' if self._calibration is not None else 'predicted'),
+            'keyframes_with_intrinsics': engine.keyframes_with_intrinsics if engine else 0,
+            'frames_not_fitting_camera_info': self._uncalibrated,
+            'frames_with_odometry': self._with_odometry,
+            'frames_without_odometry': self._without_odometry,
+            'grid': (f'{self._last_grid.width}x{self._last_grid.height} cells of '
+                     f'{self._last_grid.resolution:.3g}' if self._last_grid else 'none yet'),
+            'grids_skipped': self._grids_skipped,
+            **self._localization_values(engine),
         }
         status = DiagnosticStatus(
             level=_DIAGNOSTIC_LEVELS[level], name=f'{self.get_name()}: mapping',
             message=message, hardware_id=self.get_fully_qualified_name(),
             values=[KeyValue(key=key, value=str(value)) for key, value in values.items()])
-        self._publishers['/diagnostics'].publish(DiagnosticArray(
+        self._topic_publishers['/diagnostics'].publish(DiagnosticArray(
             header=conv.make_header(self.get_clock().now().nanoseconds, '', self._types),
             status=[status]))
+
+    def _scale_values(self, params: NodeParams, engine: Any) -> dict[str, str]:
+        """Diagnostics of the active segment's metric scale (``metric``: true/false/n/a)."""
+        scales = engine.metric_scales if engine else {}
+        trajectory = self.worker.trajectory()
+        active = trajectory[-1].segment if trajectory else None
+        scale = scales.get(active) if active is not None else None
+        # WARN only where a metric map was asked for: odometry is used when TF has it.
+        wanted = params.publish_tf == 'map_to_odom' or params.scale_source == 'camera_height'
+        metric = scale is not None and scale.metric
+        return {
+            'scale_source': params.scale_source,
+            'metric': 'true' if metric else ('false' if wanted and trajectory else 'n/a'),
+            'scale': f'{scale.factor:.6g}' if scale else 'n/a',
+            'scale_from': scale.source if scale else 'n/a',
+            'scale_samples': str(scale.samples) if scale else '0',
+            'scale_spread_pct': (f'{100 * scale.spread_rel:.2f}'
+                                 if scale and np.isfinite(scale.spread_rel) else 'n/a'),
+            'metric_segments': f'{sum(s.metric for s in scales.values())} of {len(scales)}',
+        }
+
+    def _localization_values(self, engine: Any) -> dict[str, str]:
+        """Diagnostics of localization mode (empty in mapping mode)."""
+        params = self._params
+        if params is None or params.mode != 'localization':
+            return {'mode': params.mode if params else 'mapping'}
+        located = self._last_localized
+        since = located.result.since_success_ns if located else None
+        return {
+            'mode': 'localization',
+            'keyframes_localized': str(engine.keyframes_localized if engine else 0),
+            'keyframes_not_localized': str(engine.keyframes_not_localized if engine else 0),
+            'since_last_localized_s': 'never' if since is None else f'{since * 1e-9:.1f}',
+            'last_localization': ('none yet' if located is None else 'placed' if
+                                  located.world_from_cam is not None else located.result.reason),
+        }
 
     # -- worker thread ----------------------------------------------------------------------
 
@@ -726,14 +891,33 @@ class MapperNode(LifecycleNode):
         """Save the map in the ``map`` frame (see ``ros.saving``); worker thread or stopped."""
         params = self._params
         assert params is not None
+        worker, engine = self.worker, self._engine
+        # The map state is taken on the mapper's thread only: at shutdown, with a window still
+        # in flight, the exports are saved without it (and again with it once the worker ends).
+        owns = engine is not None and worker.owns_mapper()
+        if owns and engine is not None:  # the worker's cache has no loaded map before a window
+            trajectory, snapshot = engine.trajectory(), engine.map_snapshot()
         check_something_mapped(trajectory, snapshot)
-        frames = self._map_frames
         output_dir = params.output_path
         folder = self._runs.folder(output_dir, params.output_per_run)
-        saved = save_map(folder, poses_in_map(trajectory, frames),
-                         snapshot_in_map(snapshot, frames), overwrite=True,
-                         world_frame=f'{params.map_frame!r}, described in map_frame.json')
+        if owns and trajectory:
+            self._update_grid(max(trajectory, key=lambda pose: pose.index))
+        frames = self._map_frames
+        state = engine.map_state() if owns and engine is not None else None
+        self._state_missing = state is None
+        if state is None:
+            self.log(logging.WARNING, 'saving without map_state/ (a window is in flight): the '
+                                      'folder cannot be loaded again until the next save')
+        engine_stats = worker.stats.mapper
+        with state if state is not None else nullcontext():
+            saved = save_map(folder, poses_in_map(trajectory, frames),
+                             snapshot_in_map(snapshot, frames), overwrite=True,
+                             world_frame=f'{params.map_frame!r}, described in map_frame.json',
+                             units=engine_stats.metric_scales if engine_stats else None,
+                             state=state)
         paths = [*saved.paths, write_frame_note(folder, params.map_frame, frames)]
+        if self._last_grid is not None:
+            paths += write_map_server(folder, self._last_grid, overwrite=True)
         if self._camera_info is not None:
             text = json.dumps(self._camera_info.to_json_dict(), indent=2) + '\n'
             paths.append(atomic_write_bytes(folder / 'camera_info.json', text.encode(),
@@ -744,6 +928,25 @@ class MapperNode(LifecycleNode):
             except OSError as err:  # the map is saved; only the convenience link is missing
                 self.log(logging.WARNING, f'{output_dir}/latest not updated: {err}')
         return paths
+
+    def _on_localized(self, generation: int, located: LocalizedPose) -> None:
+        """Publish the camera pose and TF of a keyframe placed in the map (worker thread)."""
+        if generation != self._generation:
+            return
+        self._last_localized = located
+        if located.world_from_cam is None:
+            return  # counted by the engine; diagnostics say how long since the last success
+        params = self._params
+        assert params is not None
+        frame = self._map_frames.get(located.segment, UNLEVELLED)
+        map_from_cam = frame.map_from_world @ located.world_from_cam
+        stamp_ns = located.result.stamp_ns
+        if not self._can_publish():
+            self._keep_tf(map_from_cam, stamp_ns)
+            return
+        pose = conv.matrix_to_pose(map_from_cam, stamp_ns, params.map_frame, self._types)
+        self._topic_publishers['~/pose'].publish(pose)
+        self._publish_tf(map_from_cam, stamp_ns)
 
     def _on_window_failed(self, generation: int, frame: InputFrame,
                           error: BaseException) -> None:
@@ -763,7 +966,9 @@ class MapperNode(LifecycleNode):
         latest = max(trajectory, key=lambda pose: pose.index)
         self._health.window_done(True, (self._newest_stamp_ns - latest.stamp_ns) * _NANOSECONDS)
         self._update_map_frames(trajectory)
-        self._publish_window(result, trajectory, latest)
+        if self._grid_due <= time.monotonic():
+            self._update_grid(latest)
+        self._show_map(trajectory, self.worker.map_snapshot(), latest, result)
         self._odometry.forget_before(latest.stamp_ns)
 
     def _update_map_frames(self, trajectory: list[KeyframePose]) -> None:
@@ -771,11 +976,15 @@ class MapperNode(LifecycleNode):
         up_cam = self._camera_up()
         frames: dict[int, MapFrame] = {}
         for segment in sorted({pose.segment for pose in trajectory}):
-            up_world = None
-            if up_cam is not None:
+            # A loaded map keeps the frame it was saved in (its grid, its path); then gravity
+            # from TF; then the occupancy grid's floor fit (see _update_grid).
+            frame = self._loaded_frames.get(segment)
+            if frame is None and up_cam is not None:
                 poses = np.stack([p.world_from_cam for p in trajectory if p.segment == segment])
-                up_world = gravity_up_world(poses, up_cam)
-            frames[segment] = map_frame_from_up(up_world, 'tf')
+                frame = map_frame_from_up(gravity_up_world(poses, up_cam), 'tf')
+            if frame is None and segment in self._floor_up:
+                frame = map_frame_from_up(self._floor_up[segment], 'floor plane')
+            frames[segment] = frame or UNLEVELLED
         self._map_frames = frames
         latest = frames[max(trajectory, key=lambda pose: pose.index).segment]
         if latest.levelled_by != self._levelled_by:
@@ -790,14 +999,54 @@ class MapperNode(LifecycleNode):
         try:
             base_from_cam = self._lookup(params.base_frame, self._camera_frame, 0)
         except (TransformException, ConversionError) as err:
-            if self._levelled_by != '':  # said once, and again if TF had it before
+            if self._levelled_by in (None, 'tf'):  # said once, and again if TF had it before
                 self.log(logging.INFO, f'no TF {params.base_frame} -> {self._camera_frame} to '
                                        f'level the map with: {err}')
             return None
         return np.asarray(base_from_cam[:3, :3].T @ UP_BASE, dtype=np.float64)
 
-    def _publish_window(self, result: WindowResult, trajectory: list[KeyframePose],
-                        latest: KeyframePose) -> None:
+    def _update_grid(self, latest: KeyframePose) -> None:
+        """
+        Build the occupancy grid of the active segment in its ``map`` frame (worker thread).
+
+        Levelled as the map: by the segment's map frame when it is levelled (TF, a loaded map)
+        or ``level_map`` is none; otherwise by a floor-plane fit, which then levels the
+        segment's map frame too, so that the grid and the map stay in one frame. A grid that
+        cannot be built yet (no floor seen) is a logged, counted skip.
+        """
+        params, engine = self._params, self._engine
+        if params is None or engine is None or params.grid_period_s <= 0:
+            return
+        self._grid_due = time.monotonic() + params.grid_period_s
+        active = latest.segment
+        frame = self._map_frames.get(active, UNLEVELLED)
+        fit_floor = not frame.levelled_by and params.level_map == 'tf'
+        # A levelled frame's third row is its up in the engine's world.
+        up_world = None if fit_floor else frame.map_from_world[2, :3]
+        try:
+            grid = engine.grid(conv.MAP_FROM_WORLD, params.to_occupancy_config(), up_world)
+        except OccupancyError as err:
+            self._grids_skipped += 1
+            self.log(logging.INFO, f'no occupancy grid yet ({self._grids_skipped} skipped): '
+                                   f'{err}')
+            return
+        if fit_floor and grid.floor is not None:
+            self._floor_up[active] = np.asarray(grid.floor.up_world, dtype=np.float64)
+            self._map_frames = {**self._map_frames,
+                                active: map_frame_from_up(grid.floor.up_world, 'floor plane')}
+            self.log(logging.INFO, f'map frame {self._frame_id()!r} of segment {active}: '
+                                   f'{self._map_frames[active].describe()}')
+            self._levelled_by, self._frame_note = 'floor plane', self._map_frames[
+                active].describe()
+        self._last_grid = grid
+        self._last_grid_msg = conv.grid_to_occupancy_msg(grid, latest.stamp_ns,
+                                                         params.map_frame, self._types)
+        if self._can_publish():
+            self._topic_publishers['~/grid'].publish(self._last_grid_msg)
+
+    def _show_map(self, trajectory: list[KeyframePose], snapshot: MapSnapshot,
+                  latest: KeyframePose, result: WindowResult | None = None) -> None:
+        """Publish (or, inactive, keep) the map, path, pose and TF of the active segment."""
         params, types = self._params, self._types
         assert params is not None
         stamp_ns, active, frame_id = latest.stamp_ns, latest.segment, params.map_frame
@@ -806,7 +1055,7 @@ class MapperNode(LifecycleNode):
         frames = self._map_frames
         frame = frames.get(active, UNLEVELLED)
         poses = [pose for pose in trajectory if pose.segment == active]
-        snapshot = snapshot_in_map(self.worker.map_snapshot(), frames)
+        snapshot = snapshot_in_map(snapshot, frames)
         in_active = snapshot.segments == active
         map_from_cams = frame.map_from_world @ np.stack([pose.world_from_cam for pose in poses])
         self._last_map_msg = conv.points_to_cloud(
@@ -818,12 +1067,12 @@ class MapperNode(LifecycleNode):
         if not self._can_publish():
             self._keep_tf(map_from_cam, stamp_ns)
             return
-        publishers = self._publishers
+        publishers = self._topic_publishers
         publishers['~/map'].publish(self._last_map_msg)
         publishers['~/map_segments'].publish(conv.points_to_cloud(
             _side_by_side(snapshot.points_world, snapshot.segments, active),
             snapshot.colors_rgb, stamp_ns, frame_id, types, snapshot.segments))
-        if result.segment == active:
+        if result is not None and result.segment == active:
             publishers['~/window_cloud'].publish(conv.points_to_cloud(
                 transform_points(frame.map_from_world, result.points_world), result.colors_rgb,
                 stamp_ns, frame_id, types))
@@ -938,9 +1187,10 @@ class MapperNode(LifecycleNode):
                      f'shutdown_timeout_s ({params.shutdown_timeout_s} s): abandoned, the '
                      'saved map has the windows before it')
         added = self._accepted_windows() - accepted
-        if added:
+        if added or (stopped and self._state_missing):
             self._save_at_shutdown(f'map saved again at shutdown with {added} more '
-                                   f'window(s) (in flight and the last partial one)')
+                                   f'window(s) (in flight and the last partial one)'
+                                   + (' and its map state' if self._state_missing else ''))
         return stopped
 
     def _remove_log_handler(self) -> None:

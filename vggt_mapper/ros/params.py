@@ -20,7 +20,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from vggt_mapper.engine.config import KeyframeConfig, MapConfig, MapperConfig
+from vggt_mapper.engine.config import (
+    KeyframeConfig,
+    MapConfig,
+    MapperConfig,
+    MetricScaleConfig,
+    OccupancyConfig,
+)
 from vggt_mapper.engine.errors import ConfigError
 from vggt_mapper.ros.errors import ParameterError
 
@@ -28,8 +34,10 @@ __all__ = [
     'DROP_POLICIES',
     'IMAGE_TRANSPORTS',
     'LEVEL_MODES',
+    'MODES',
     'PARAMETERS',
     'QOS_RELIABILITIES',
+    'SCALE_SOURCES',
     'TF_MODES',
     'NodeParams',
     'ParamSpec',
@@ -46,8 +54,15 @@ DROP_POLICIES = ('drop_oldest', 'drop_newest')
 #: ``image_qos_reliability`` values. A best-effort subscription also receives from reliable
 #: publishers; reliable refuses best-effort ones but never loses a frame on the wire.
 QOS_RELIABILITIES = ('best_effort', 'reliable')
-#: ``level_map`` values: gravity from TF (``base_frame`` z up) when TF has it, or never.
+#: ``level_map`` values: gravity from TF (``base_frame`` z up) when TF has it, else from the
+#: occupancy grid's floor-plane fit; or never.
 LEVEL_MODES = ('tf', 'none')
+#: ``scale_source`` values (``engine.metric_scale``): odometry from TF (odom_frame ->
+#: camera_frame at each image's stamp), a known camera height above the floor, the ``scale``
+#: parameter taken as metric, or none (the first window's unit times ``scale``).
+SCALE_SOURCES = ('odometry', 'camera_height', 'fixed', 'none')
+#: ``mode`` values (``Mapper.set_mode``): extend the map, or place the camera in it.
+MODES = ('mapping', 'localization')
 
 
 @dataclass(frozen=True)
@@ -121,8 +136,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'reliable publishers).', choices=QOS_RELIABILITIES),
     ParamSpec('image_qos_depth', 5, 'History depth (keep last) of the image and camera_info '
               'subscriptions.', min_value=1, max_value=1000),
-    ParamSpec('use_camera_info', True, 'Record the latest sensor_msgs/CameraInfo from '
-              '"camera_info" into the exports (camera_info.json).'),
+    ParamSpec('use_camera_info', True, 'Use sensor_msgs/CameraInfo from "camera_info": its '
+              "K replaces the model's guess, images are undistorted (OpenCV) when its "
+              'distortion is non-zero, and it is recorded in the exports (camera_info.json).'),
     # Frames (REP 103 / REP 105)
     ParamSpec('map_frame', 'map', 'Fixed frame of the map, path and poses (REP 105).'),
     ParamSpec('odom_frame', 'odom', 'Odometry frame, used when publish_tf is map_to_odom.'),
@@ -155,8 +171,25 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               '(the Sim(3) alignment uses them); must be below window_size.',
               min_value=1, max_value=63),
     ParamSpec('scale', _DEFAULT_MAPPER.scale, "Factor applied to the first window's "
-              'arbitrary unit (set it to make the map metric).', min_value=1e-6,
-              max_value=1e6),
+              'arbitrary unit; taken as metric with scale_source fixed (or when not 1 and no '
+              'other source measured one).', min_value=1e-6, max_value=1e6),
+    ParamSpec('scale_source', 'odometry', 'What makes the map metric, per segment: odometry '
+              '(TF odom_frame -> base_frame -> camera_frame looked up when each image arrives; '
+              'nothing happens without that TF), camera_height (camera_height_m above a '
+              'detected floor), fixed (the scale parameter) or none. publish_tf map_to_odom '
+              'needs one.', choices=SCALE_SOURCES),
+    ParamSpec('camera_height_m', 0.0, 'Height of the camera above the floor, metres '
+              '(scale_source camera_height).', min_value=0.0, max_value=100.0),
+    ParamSpec('mode', 'mapping', 'mapping: extend the map; localization: place the camera in '
+              'the loaded map (map) without extending it. Can be switched while active.',
+              choices=MODES, read_only=False),
+    ParamSpec('map', '', 'Map folder to load at configure (a ~/save_map or "vggt-mapper map" '
+              'output folder); empty: start with an empty map. A bad folder fails configure.'),
+    ParamSpec('grid_period_s', 5.0, 'Build ~/grid (nav_msgs/OccupancyGrid) of the active '
+              'segment after a window at most this often (0 disables the grid).',
+              min_value=0.0, max_value=3600.0),
+    ParamSpec('grid_resolution_m', 0.0, 'Cell edge of the occupancy grid in map units (metres '
+              'once metric); 0: 2 % of the scene scale.', min_value=0.0, max_value=100.0),
     ParamSpec('min_parallax_px', _DEFAULT_KEYFRAMES.min_parallax_px, 'Median corner '
               'displacement (pixels at track resolution) that makes a new keyframe.',
               min_value=0.0, max_value=1000.0),
@@ -262,6 +295,12 @@ class NodeParams:
     first_window_size: int = 8
     overlap: int = _DEFAULT_MAPPER.overlap
     scale: float = _DEFAULT_MAPPER.scale
+    scale_source: str = 'odometry'
+    camera_height_m: float = 0.0
+    mode: str = 'mapping'
+    map: str = ''  # noqa: A003 (the parameter's name)
+    grid_period_s: float = 5.0
+    grid_resolution_m: float = 0.0
     min_parallax_px: float = _DEFAULT_KEYFRAMES.min_parallax_px
     min_gap: int = _DEFAULT_KEYFRAMES.min_gap
     max_gap: int = _DEFAULT_KEYFRAMES.max_gap
@@ -293,6 +332,17 @@ class NodeParams:
             raise ParameterError("parameter 'map_frame' must not be empty")
         if self.publish_tf == 'map_to_odom' and not (self.odom_frame and self.base_frame):
             raise ParameterError('publish_tf map_to_odom needs odom_frame and base_frame')
+        if self.publish_tf == 'map_to_odom' and self.scale_source == 'none' \
+                and self.scale == 1.0:
+            raise ParameterError(
+                'publish_tf map_to_odom composes the map with a metric odometry: it needs a '
+                'metric map. Set scale_source to odometry (TF odom -> base -> camera), '
+                'camera_height (with camera_height_m) or fixed (with scale), or publish_tf '
+                'map_to_camera')
+        if self.scale_source == 'camera_height' and not self.camera_height_m > 0:
+            raise ParameterError('scale_source camera_height needs camera_height_m > 0 (the '
+                                 'height of the camera above the floor, metres), got '
+                                 f'{self.camera_height_m}')
         if not self.output_dir:
             raise ParameterError("parameter 'output_dir' must not be empty")
         self.to_mapper_config()  # cross-field engine rules (overlap < window_size, ...)
@@ -343,6 +393,9 @@ class NodeParams:
             return MapperConfig(
                 window_size=self.window_size, overlap=self.overlap, first_window_size=first,
                 scale=self.scale,
+                metric=MetricScaleConfig(
+                    source='odometry' if self.scale_source == 'none' else self.scale_source,
+                    camera_height_m=self.camera_height_m),
                 keyframes=replace(_DEFAULT_KEYFRAMES, min_parallax_px=self.min_parallax_px,
                                   min_gap=self.min_gap, max_gap=self.max_gap),
                 map=replace(_DEFAULT_MAP, conf_percentile=self.conf_percentile,
@@ -374,6 +427,20 @@ class NodeParams:
                                  remote_url=self.remote_url or None, token=token)
         except PredictorSpecError as err:
             raise ParameterError(f'invalid predictor parameters: {err}') from err
+
+    @property
+    def uses_odometry(self) -> bool:
+        """Whether images need an odometry pose (scale, camera height's down, map -> odom)."""
+        return self.scale_source in ('odometry', 'camera_height') \
+            or self.publish_tf == 'map_to_odom'
+
+    def to_occupancy_config(self) -> OccupancyConfig:
+        """
+        Build the occupancy grid settings.
+
+        :return: engine defaults, with ``grid_resolution_m`` when set.
+        """
+        return OccupancyConfig(resolution=self.grid_resolution_m or None)
 
     @property
     def output_path(self) -> Path:

@@ -22,13 +22,16 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from vggt_mapper.engine.types import KeyframePose, MapSnapshot
 from vggt_mapper.io.atomic import atomic_write_bytes
+from vggt_mapper.io.errors import MapFolderError
 from vggt_mapper.ros.errors import NothingToSaveError
 from vggt_mapper.ros.frames import MapFrame
 
 __all__ = ['FRAME_FILE_NAME', 'LATEST_LINK', 'RunFolders', 'check_something_mapped',
-           'write_frame_note']
+           'read_frame_note', 'write_frame_note']
 
 LATEST_LINK = 'latest'
 FRAME_FILE_NAME = 'map_frame.json'
@@ -134,3 +137,33 @@ def write_frame_note(folder: Path, frame_id: str, frames: Mapping[int, MapFrame]
     }
     text = json.dumps(document, indent=1) + '\n'
     return atomic_write_bytes(folder / FRAME_FILE_NAME, text.encode('utf-8'), overwrite=True)
+
+
+def read_frame_note(folder: Path) -> dict[int, MapFrame]:
+    """
+    Read the map frame of each segment back from a saved map's ``map_frame.json``.
+
+    A map loaded again keeps the ``map`` frame it was saved in (its grid, its trajectory), so
+    the node takes these frames for the loaded segments instead of levelling them anew.
+
+    :param folder: the map folder.
+    :return: segment → map frame; empty when the folder has no note (a map the command line
+        saved, in the engine's frame).
+    :raises MapFolderError: if the note exists but is not one this node wrote.
+    """
+    path = folder / FRAME_FILE_NAME
+    if not path.is_file():
+        return {}
+    try:
+        document = json.loads(path.read_text(encoding='utf-8'))
+        if document.get('format') != FRAME_FORMAT:
+            raise ValueError(f'format {document.get("format")!r}, expected {FRAME_FORMAT!r}')
+        frames = {}
+        for segment, entry in document['segments'].items():
+            matrix = np.asarray(entry['map_from_engine_world'], dtype=np.float64)
+            if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+                raise ValueError(f'segment {segment}: map_from_engine_world is not a 4×4 matrix')
+            frames[int(segment)] = MapFrame(matrix, entry.get('levelled_by') or '')
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise MapFolderError(f'{path}: not a map frame note of this node: {err}') from err
+    return frames

@@ -637,6 +637,16 @@ def _module(name: str, **attributes: Any) -> types.ModuleType:
     return module
 
 
+class Parameter:
+    """rclpy.parameter.Parameter: a name, a type and a value."""
+
+    class Type:
+        STRING = 'string'
+
+    def __init__(self, name: str, type_: Any = None, value: Any = None) -> None:
+        self.name, self.type_, self.value = name, type_, value
+
+
 def install(monkeypatch: pytest.MonkeyPatch) -> None:
     """Put the fakes into sys.modules (undone by monkeypatch) and reset their shared state."""
     Node.overrides, Node.instances = {}, []
@@ -671,6 +681,7 @@ def install(monkeypatch: pytest.MonkeyPatch) -> None:
             MutuallyExclusiveCallbackGroup=MutuallyExclusiveCallbackGroup),
         'rclpy.duration': _module('rclpy.duration', Duration=Duration),
         'rclpy.time': _module('rclpy.time', Time=Time),
+        'rclpy.parameter': _module('rclpy.parameter', Parameter=Parameter),
         'rclpy.executors': _module('rclpy.executors',
                                    ExternalShutdownException=ExternalShutdownException,
                                    MultiThreadedExecutor=MultiThreadedExecutor),

@@ -47,7 +47,8 @@ def test_configure_builds_the_engine_and_interfaces_activate_subscribes(
     node = make_node(activate=False)
     assert node.state == 'inactive'
     assert set(node.publishers) == PUBLISHED | {'/tf'}
-    assert set(node.services) == {'~/save_map', '~/reset'}
+    assert set(node.services) == {'~/save_map', '~/reset', '~/load_map', '~/set_mode_localization',
+                                  '~/set_mode_mapping'}
     assert node.subscriptions == {} and node.timers == []
     assert not node.worker.stats.running
     assert node.trigger_activate() is SUCCESS

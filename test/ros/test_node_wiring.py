@@ -33,6 +33,7 @@ from test_node_frames import base_from_cam, CAMERA, published_poses
 from vggt_mapper.geometry.se3 import inverse_se3
 from vggt_mapper.io import ros_messages as conv
 from vggt_mapper.io.calibration import calibration_from_camera_info, Undistorter
+from vggt_mapper.io.map_folder import read_map_folder
 from vggt_mapper.io.map_server import read_map_server
 from vggt_mapper.synthetic import SyntheticSequence
 
@@ -275,3 +276,35 @@ def test_a_metric_map_has_the_same_grid_in_metres(
     # The lattice is anchored at multiples of the cell, so compare what the cells say.
     for value in (0, 100):  # free, occupied
         assert metric_grid.count(value) == pytest.approx(unit_grid.count(value), rel=0.05)
+
+
+def test_load_map_replaces_the_map_in_a_running_node_and_modes_switch_by_service(
+        make_node: Callable[..., Any], frames: tuple[Any, list[np.ndarray]],
+        tmp_path: Path) -> None:
+    folder = saved_map(make_node, frames[1], tmp_path)
+    with read_map_folder(folder) as state:
+        saved = len(state.records)
+    node = make_node(output_dir=str(tmp_path / 'out2'))
+    feed(node, image_messages(frames[1][:12]))
+    assert not node.call_service('~/load_map').success  # no folder named yet
+    before = len(node._mapper.trajectory())
+
+    [result] = node.set_parameters([SimpleNamespace(name='map', value=str(tmp_path / 'none'))])
+    assert result.successful
+    refused = node.call_service('~/load_map')
+    assert not refused.success and 'current map is kept' in refused.message
+    assert len(node._mapper.trajectory()) == before
+
+    node.set_parameters([SimpleNamespace(name='map', value=str(folder))])
+    loaded = node.call_service('~/load_map')
+    assert loaded.success, loaded.message
+    assert len(node._mapper.trajectory()) == saved == len(node.worker.trajectory())
+    assert node.publishers['~/map'].messages[-1].width > 0
+
+    answer = node.call_service('~/set_mode_localization')
+    assert answer.success and node.get_parameter('mode').value == 'localization'
+    feed(node, image_messages(frames[1][::3], stamp0_ns=STAMP0_NS + 100 * STEP_NS))
+    assert node._mapper.mode == 'localization'
+    assert len(node._mapper.trajectory()) == saved  # placed, not mapped
+    assert node.call_service('~/set_mode_mapping').success
+    assert node.get_parameter('mode').value == 'mapping'

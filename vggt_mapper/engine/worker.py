@@ -367,6 +367,24 @@ class MappingWorker:
             future.set_exception(err)
         return future
 
+    def run_between_frames(self, run: Callable[[], T]) -> Future[T]:
+        """
+        Run ``run()`` in the worker thread between two frames, then refresh the cached map.
+
+        For what replaces the map as a whole (loading a saved one): the cached trajectory and
+        snapshot are taken again afterwards, as after a window.
+
+        :param run: the work; it may use the mapper (the worker thread owns it then).
+        :return: a future with its return value, or its exception.
+        :raises WorkerError: if the worker is not running.
+        """
+        def run_and_refresh() -> T:
+            result = run()
+            self._refresh_now()
+            return result
+
+        return self._command(run_and_refresh)
+
     def owns_mapper(self) -> bool:
         """
         Say whether the caller may touch the mapper now (see the threading contract).
@@ -510,9 +528,12 @@ class MappingWorker:
 
     def _reset_now(self) -> None:
         self._mapper.reset()
+        self._refresh_now()
+
+    def _refresh_now(self) -> None:
+        trajectory, snapshot = self._mapper.trajectory(), self._mapper.map_snapshot()
         with self._cond:
-            self._trajectory = []
-            self._snapshot = self._mapper.map_snapshot()
+            self._trajectory, self._snapshot = trajectory, snapshot
         self._publish_stats()
 
     def _flush_now(self) -> list[WindowResult]:

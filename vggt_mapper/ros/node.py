@@ -28,7 +28,10 @@ Graph while configured (names relative to the node, ``~`` = node name):
   ``~/window_cloud``, ``~/path`` (transient-local), ``~/pose``, ``~/grid`` (OccupancyGrid,
   transient-local, at most every ``grid_period_s``), ``/diagnostics``; and TF
   (``publish_tf``: ``map_to_camera``, ``map_to_odom`` per REP 105, or ``none``);
-* services ``~/save_map`` and ``~/reset`` (std_srvs/Trigger), answered while configured.
+* services (std_srvs/Trigger), answered while configured: ``~/save_map``, ``~/reset``,
+  ``~/load_map`` (loads the ``map`` parameter's folder in place of the current map; set the
+  parameter first), ``~/set_mode_localization`` and ``~/set_mode_mapping`` (as rtabmap's; they
+  set the ``mode`` parameter).
 
 Frames: ``map`` has REP 103 axes, levelled by gravity from TF when it can be (``ros.frames``);
 the camera frame is the images' ``header.frame_id`` unless ``camera_frame`` is set; the saved
@@ -93,6 +96,7 @@ from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.logging import get_logger as get_ros_logger
+from rclpy.parameter import Parameter
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -489,13 +493,21 @@ class MapperNode(LifecycleNode):
         self._create_services()
         self._create_tf(params)
 
-    def _load_map(self, folder: Path, mapper: Mapper) -> None:
-        """Load the ``map`` parameter's folder into the engine (configure; no worker yet)."""
+    def _load_map(self, folder: Path, mapper: Mapper, *, replacing: bool = False) -> None:
+        """
+        Load the ``map`` parameter's folder into the engine: at configure, or on ``~/load_map``.
+
+        On ``~/load_map`` (``replacing``) this runs in the worker thread between frames; a
+        folder that cannot be loaded leaves the current map as it was.
+        """
         from vggt_mapper.io.map_folder import read_map_folder
 
         frames = read_frame_note(folder)
         with read_map_folder(folder) as state:
             mapper.load_state(state)
+        if replacing:
+            with self._tf_lock:  # the old map's TF, path and grid must not be re-sent
+                self._reset_map_state()
         trajectory = mapper.trajectory()
         self._loaded_frames = frames
         self._map_frames = dict(frames)
@@ -532,7 +544,11 @@ class MapperNode(LifecycleNode):
     def _create_services(self) -> None:
         # A save waiting for the worker must not block image callbacks (MultiThreadedExecutor).
         group = MutuallyExclusiveCallbackGroup()
-        for name, callback in (('~/save_map', self._on_save_map), ('~/reset', self._on_reset)):
+        services = (('~/save_map', self._on_save_map), ('~/reset', self._on_reset),
+                    ('~/load_map', self._on_load_map),
+                    ('~/set_mode_localization', partial(self._on_set_mode, 'localization')),
+                    ('~/set_mode_mapping', partial(self._on_set_mode, 'mapping')))
+        for name, callback in services:
             service = self.create_service(Trigger, name, callback, callback_group=group)
             self._entities.append((self.destroy_service, service))
 
@@ -740,6 +756,38 @@ class MapperNode(LifecycleNode):
         response.message = (f'saved in frame {self._frame_id()!r} (see map_frame.json): '
                             + ' '.join(str(p) for p in paths))
         self.get_logger().info(response.message)
+        return response
+
+    def _on_load_map(self, request: Any, response: Any) -> Any:
+        params, mapper = self._params, self._mapper
+        if params is None or mapper is None or not params.map:
+            response.success = False
+            response.message = ('no map folder to load: set the map parameter first '
+                                '(ros2 param set <node> map /path/to/map_folder)')
+            return response
+        folder = Path(params.map).expanduser()
+        try:
+            self.worker.run_between_frames(
+                partial(self._load_map, folder, mapper, replacing=True)
+            ).result(timeout=SERVICE_TIMEOUT_S)
+        except (InputError, EngineError, ExportError, OSError, WorkerError,
+                TimeoutError) as err:
+            response.success = False
+            response.message = f'load failed, the current map is kept: {err}'
+            self.get_logger().error(response.message)
+            return response
+        response.success = True
+        response.message = (f'loaded {str(folder)!r}: {len(self.worker.trajectory())} keyframes; '
+                            f'mode {self._params.mode if self._params else "mapping"}')
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_set_mode(self, mode: str, request: Any, response: Any) -> Any:
+        # Through the parameter: one way to switch, and `ros2 param get` stays true.
+        [result] = self.set_parameters([Parameter('mode', Parameter.Type.STRING, mode)])
+        response.success = bool(result.successful)
+        response.message = (f'mode {mode} (applied before the next frame)' if result.successful
+                            else f'mode not changed: {result.reason}')
         return response
 
     def _on_reset(self, request: Any, response: Any) -> Any:

@@ -184,7 +184,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'the loaded map (map) without extending it. Can be switched while active.',
               choices=MODES, read_only=False),
     ParamSpec('map', '', 'Map folder to load at configure (a ~/save_map or "vggt-mapper map" '
-              'output folder); empty: start with an empty map. A bad folder fails configure.'),
+              'output folder); empty: start with an empty map. A bad folder fails configure. '
+              'While configured, set it and call ~/load_map to replace the current map.',
+              read_only=False),
     ParamSpec('grid_period_s', 5.0, 'Build ~/grid (nav_msgs/OccupancyGrid) of the active '
               'segment after a window at most this often (0 disables the grid).',
               min_value=0.0, max_value=3600.0),

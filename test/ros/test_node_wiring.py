@@ -308,3 +308,21 @@ def test_load_map_replaces_the_map_in_a_running_node_and_modes_switch_by_service
     assert len(node._mapper.trajectory()) == saved  # placed, not mapped
     assert node.call_service('~/set_mode_mapping').success
     assert node.get_parameter('mode').value == 'mapping'
+
+
+def test_a_map_loaded_before_any_image_sends_no_tf_without_a_camera_frame(
+        make_node: Callable[..., Any], frames: tuple[Any, list[np.ndarray]],
+        tmp_path: Path) -> None:
+    folder = saved_map(make_node, frames[1], tmp_path)
+    node = make_node(output_dir=str(tmp_path / 'out2'))
+    node.set_parameters([SimpleNamespace(name='map', value=str(folder))])
+    assert node.call_service('~/load_map').success
+    for timer in node.timers:  # the periodic re-sends too
+        timer.callback()
+    # The camera's frame is the images' and none came yet: TF would refuse an empty child.
+    [broadcaster] = ros_fakes.TransformBroadcaster.instances[-1:]
+    assert all(transform.child_frame_id for transform in broadcaster.sent)
+    feed(node, image_messages(frames[1][:4], frame_id=CAMERA))
+    for timer in node.timers:
+        timer.callback()
+    assert broadcaster.sent and broadcaster.sent[-1].child_frame_id == CAMERA

@@ -1142,7 +1142,10 @@ class MapperNode(LifecycleNode):
         params = self._params
         assert params is not None
         if params.publish_tf != 'map_to_odom':
-            return map_from_cam, self._camera_frame
+            child = self._camera_frame or params.camera_frame
+            # A map loaded before any image: the camera's frame is not known yet (it is the
+            # images' by default), and TF refuses a transform without a child frame.
+            return (map_from_cam, child) if child else None
         # REP 105: map -> odom = map_from_cam · cam_from_base · base_from_odom, with odom ->
         # base recorded when the image arrived (or, failing that, from the tf2 history).
         try:

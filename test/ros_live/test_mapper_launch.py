@@ -12,6 +12,9 @@ checks what a user sees:
 * the map is latched: a transient-local subscriber created afterwards still gets it;
 * ``~/save_map`` (std_srvs/Trigger) writes the map files into ``output_dir``;
 * ``~/reset`` (std_srvs/Trigger) leaves an empty latched map;
+* the lifecycle transitions (``lifecycle_msgs`` services, as ``ros2 lifecycle set`` calls
+  them): deactivate pauses (the services still answer), activate resumes; the launch file
+  auto-activates the node;
 * the node exits cleanly when the launch shuts down (SIGINT, launch's default timeouts), saves
   the map at shutdown, and publishes or logs nothing on the dead ROS context.
 
@@ -46,6 +49,8 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource  # n
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
 from launch_testing_ros import WaitForTopics  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from nav_msgs.msg import Path as PathMsg  # noqa: E402
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
@@ -191,16 +196,39 @@ class TestMapperLive(unittest.TestCase):
         return received[0] if received else None
 
     def _call_trigger(self, service: str) -> Any:
-        client = self.node.create_client(Trigger, service)
+        return self._call(Trigger, service, Trigger.Request())
+
+    def _call(self, srv_type: Any, service: str, request: Any) -> Any:
+        client = self.node.create_client(srv_type, service)
         try:
             self.assertTrue(client.wait_for_service(timeout_sec=SERVICE_TIMEOUT_S),
                             f'{service} is not offered')
-            future = client.call_async(Trigger.Request())
+            future = client.call_async(request)
             rclpy.spin_until_future_complete(self.node, future, timeout_sec=SERVICE_TIMEOUT_S)
             self.assertTrue(future.done(), f'{service} did not answer')
             return future.result()
         finally:
             self.node.destroy_client(client)
+
+    def _state(self) -> str:
+        answer = self._call(GetState, NODE + '/get_state', GetState.Request())
+        return str(answer.current_state.label)
+
+    def _transition(self, transition_id: int) -> bool:
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        return bool(self._call(ChangeState, NODE + '/change_state', request).success)
+
+    def test_lifecycle_pause_and_resume(self) -> None:
+        """Auto-activated by the launch file; deactivate pauses, activate resumes."""
+        self._wait_for_subscriber()
+        self.assertEqual(self._state(), 'active')
+        self.assertTrue(self._transition(Transition.TRANSITION_DEACTIVATE))
+        self.assertEqual(self._state(), 'inactive')
+        # Paused, not gone: the map's services still answer.
+        self.assertIsNotNone(self._call(Trigger, SAVE_SERVICE, Trigger.Request()))
+        self.assertTrue(self._transition(Transition.TRANSITION_ACTIVATE))
+        self.assertEqual(self._state(), 'active')
 
     def test_map_path_latch_save_reset(self, output_dir: Path) -> None:
         """Map, path, TF and diagnostics arrive; the map is latched; save and reset work."""

@@ -30,9 +30,7 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     'web': ['gradio>=6,<7', 'gradio_client>=1.7'],
     'test': [
-        # < 9: ROS 2 Jazzy's launch_testing pytest plugin (loaded where ROS is sourced) breaks
-        # under pytest 9, which would stop the suite on a ROS machine.
-        'pytest>=8,<9',
+        'pytest>=8',
         'evo>=1.28',
         'gradio>=6,<7',
         'gradio_client>=1.7',

@@ -20,19 +20,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 from pathlib import Path
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from typing import Any
 
 import ray
+from reporting import metadata
 
 from vggt_mapper.cli.batch import map_recording, recording_options
 from vggt_mapper.cli.entry_points import build_parser
@@ -45,21 +44,7 @@ SAMPLE_PREDICTOR = ['--predictor', 'vggt_mapper.synthetic.sample:sample_predicto
 
 
 def _metadata() -> dict[str, object]:
-    try:
-        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                                check=False, cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        commit = ''
-    return {
-        'suite': SUITE,
-        'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        'commit': commit,
-        'python': platform.python_version(),
-        'ray': ray.__version__,
-        'cpu': platform.processor() or platform.machine(),
-        'cpu_count': os.cpu_count(),
-        'load_average_1min': os.getloadavg()[0],
-    }
+    return metadata(SUITE, ray=ray.__version__)
 
 
 def write_recordings(root: Path, count: int, frames: int) -> list[Path]:

@@ -31,17 +31,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 import dataclasses
-import datetime
 import json
 import logging
-import os
 from pathlib import Path
 import platform
-import subprocess
 import time
 
 import numpy as np
 from numpy.typing import NDArray
+from reporting import metadata
 
 from vggt_mapper.engine import Mapper, MapperConfig
 from vggt_mapper.engine.calibration import focal_ratio
@@ -64,17 +62,8 @@ SMOKE_FRAMES = 120
 
 
 def _metadata(seeds: Sequence[int], mode: str, frames: int) -> dict[str, object]:
-    def git(*command: str) -> str:
-        return subprocess.run(['git', *command], capture_output=True, text=True, check=False,
-                              cwd=Path(__file__).parent).stdout.strip()
-
-    return {'suite': SUITE, 'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            'commit': git('rev-parse', 'HEAD'),
-            'worktree_dirty': bool(git('status', '--porcelain', '--untracked-files=no')),
-            'python': platform.python_version(), 'numpy': np.__version__, 'device': 'cpu',
-            'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
-            'seeds': list(seeds), 'model_width': MODEL_WIDTH, 'step_m': STEP_M,
-            'mode': mode, 'frames': frames}
+    return metadata(SUITE, seeds=list(seeds), model_width=MODEL_WIDTH, step_m=STEP_M, mode=mode,
+                    frames=frames)
 
 
 class RescaledDepth:

@@ -27,17 +27,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
-import os
 from pathlib import Path
-import platform
 import shutil
-import subprocess
 import tempfile
 import time
 
 import numpy as np
+from reporting import metadata
 from scipy.spatial.transform import Rotation
 
 from vggt_mapper.engine import Mapper, MapperConfig
@@ -63,11 +60,7 @@ SMOKE_MODEL_WIDTH = 126
 
 
 def _metadata(**extra: object) -> dict[str, object]:
-    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                            check=False, cwd=Path(__file__).parent).stdout.strip()
-    return {'suite': SUITE, 'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            'commit': commit, 'python': platform.python_version(), 'numpy': np.__version__,
-            'device': 'cpu', 'cpu_count': os.cpu_count(), **extra}
+    return metadata(SUITE, **extra)
 
 
 def _bytes(folder: Path) -> int:

@@ -27,12 +27,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-import datetime
 import json
-import os
 from pathlib import Path
 import platform
-import subprocess
 import sys
 import time
 
@@ -40,6 +37,7 @@ import cv2
 import faiss
 import numpy as np
 from numpy.typing import NDArray
+from reporting import metadata
 from scipy.spatial.transform import Rotation
 
 from vggt_mapper.engine.places import GradientGridDescriber, PlaceIndex
@@ -97,19 +95,8 @@ DESCRIBERS: dict[str, tuple[Describe, int]] = {
 
 
 def _metadata(**extra: object) -> dict[str, object]:
-    try:
-        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                                check=False, cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        commit = ''
-    return {
-        'suite': SUITE, 'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        'commit': commit, 'python': platform.python_version(), 'numpy': np.__version__,
-        'opencv': cv2.__version__, 'faiss': faiss.__version__, 'device': 'cpu',
-        'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
-        'faiss_threads': faiss.omp_get_max_threads(), 'opencv_threads': cv2.getNumThreads(),
-        'seed': SEED, **extra,
-    }
+    return metadata(SUITE, opencv=cv2.__version__, faiss_threads=faiss.omp_get_max_threads(),
+                    opencv_threads=cv2.getNumThreads(), seed=SEED, **extra)
 
 
 def two_laps(side_m: float, down_m: float, yaw_deg: float) -> NDArray[np.float64]:

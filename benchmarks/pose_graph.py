@@ -21,21 +21,18 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import asdict
-import datetime
-from importlib.metadata import version
 import json
 import math
-import os
 from pathlib import Path
 import pickle
 import platform
-import subprocess
 import sys
 import threading
 import time
 from typing import Literal
 
 import numpy as np
+from reporting import metadata
 from scipy.spatial.transform import Rotation
 
 from vggt_mapper.engine.pose_graph import (
@@ -55,23 +52,7 @@ RADIUS_M = 5.0
 
 
 def _metadata() -> dict[str, object]:
-    try:
-        commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                                check=False, cwd=Path(__file__).parent).stdout.strip()
-    except OSError:
-        commit = ''
-    return {
-        'suite': SUITE,
-        'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        'commit': commit,
-        'python': platform.python_version(),
-        'numpy': np.__version__,
-        'gtsam': version('gtsam'),
-        'device': 'cpu',
-        'cpu': platform.processor() or platform.machine(),
-        'cpu_count': os.cpu_count(),
-        'seed': SEED,
-    }
+    return metadata(SUITE, seed=SEED)
 
 
 def _truth(num_nodes: int) -> list[Sim3]:

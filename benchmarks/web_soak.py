@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator, Sequence
 import contextlib
-import datetime
 import json
 import multiprocessing
 import os
@@ -41,6 +40,7 @@ import time
 from typing import Any
 
 import numpy as np
+from reporting import metadata
 
 SUITE = 'web_soak'
 SAMPLE = Path(__file__).resolve().parents[1] / 'vggt_mapper' / 'data' / 'sample'
@@ -270,15 +270,8 @@ def _summary(values: Sequence[float]) -> str:
 def _metadata(args: argparse.Namespace) -> dict[str, object]:
     import gradio
 
-    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], capture_output=True, text=True,
-                            check=False, cwd=Path(__file__).parent).stdout.strip()
-    return {
-        'suite': SUITE, 'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(),
-        'commit': commit, 'python': platform.python_version(), 'gradio': gradio.__version__,
-        'cpu_count': os.cpu_count(), 'load_average_start': os.getloadavg(),
-        'calls': args.calls, 'frames': args.frames, 'model_width': args.model_width,
-        'cpu_load': args.cpu_load, 'smoke': args.smoke,
-    }
+    return metadata(SUITE, gradio=gradio.__version__, calls=args.calls, frames=args.frames,
+                    model_width=args.model_width, cpu_load=args.cpu_load, smoke=args.smoke)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
